@@ -1,0 +1,660 @@
+package hasql
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// conn is a virtual handle: the driver.Conn database/sql holds. It has no
+// socket of its own. A checkout binds it to a physical session (in Connect,
+// ResetSession, or lazily on the first call that carries a context) and
+// IsValid, which database/sql calls on every release, unbinds it again.
+//
+// database/sql serialises the calls on one driver.Conn (it holds the
+// connection's lock), so conn's fields need no lock of their own.
+type conn struct {
+	c    *Connector
+	ph   *physical // the bound session; nil between checkouts
+	sel  selector  // what the binding was asked for
+	view Session   // the user's view of this handle (stable across bindings)
+
+	verified bool // bound with the caller's own selector (not a background context's)
+	tagFound bool // the checkout matched the requested tag exactly
+	broken   bool // a rollback failed: IsValid must report false
+	inTx     bool
+	owns     bool // opened by Driver.Open: closing the handle closes its connector
+
+	// checker is the last bound session's NamedValueChecker, for
+	// CheckNamedValue calls that database/sql makes before a lazy bind.
+	checker driver.NamedValueChecker
+
+	tx tx // the handle's transaction; reused, so Begin allocates nothing
+}
+
+var (
+	_ driver.Conn               = (*conn)(nil)
+	_ driver.ExecerContext      = (*conn)(nil)
+	_ driver.QueryerContext     = (*conn)(nil)
+	_ driver.ConnPrepareContext = (*conn)(nil)
+	_ driver.ConnBeginTx        = (*conn)(nil)
+	_ driver.Pinger             = (*conn)(nil)
+	_ driver.SessionResetter    = (*conn)(nil)
+	_ driver.Validator          = (*conn)(nil)
+	_ driver.NamedValueChecker  = (*conn)(nil)
+)
+
+func newConn(c *Connector) *conn {
+	v := &conn{c: c}
+	v.view.v = v
+	v.tx.v = v
+	return v
+}
+
+// ensure makes sure the handle is bound for a call carrying ctx. The common
+// case costs two loads and two compares.
+func (v *conn) ensure(ctx context.Context) error {
+	if v.ph != nil && v.verified {
+		return nil
+	}
+	return v.ensureSlow(ctx)
+}
+
+func (v *conn) ensureSlow(ctx context.Context) error {
+	if v.ph == nil {
+		return v.bind(ctx, true)
+	}
+	// Bound from a context that may not have been the caller's (Connect runs
+	// with database/sql's own context when its opener goroutine dials): the
+	// first call of the checkout decides what was really asked for.
+	v.verified = true
+	if v.inTx {
+		return nil
+	}
+	if sel := selectorFrom(ctx); sel != v.sel {
+		v.release()
+		return v.bind(ctx, true)
+	}
+	return nil
+}
+
+// bind checks a session out for the selector in ctx. A pooled session the
+// inner driver finds dead at reset is terminated and another one taken, so
+// the caller never sees a stale connection's error.
+func (v *conn) bind(ctx context.Context, verified bool) error {
+	sel := selectorFrom(ctx)
+	key, tag, fresh, err := v.c.resolve(sel)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		co, err := v.c.pool.get(ctx, key, tag, sel, fresh)
+		if err != nil {
+			return err
+		}
+		ph := co.ph
+		v.ph, v.sel, v.verified, v.tagFound, v.checker = ph, sel, verified, co.tagFound, ph.checker
+		if !co.fresh {
+			ph.drainPending()
+		}
+		if ph.tag == "" {
+			ph.stmtCacheSize = v.c.cfg.stmtCacheSize
+		}
+		err = v.reset(ctx, ph.used)
+		if err == nil && v.c.cfg.sessionCB != nil && (co.fresh || ph.tag != tag) {
+			err = v.runSessionCallback(ctx, tag)
+		}
+		if err == nil {
+			return nil
+		}
+		v.ph = nil
+		if ctxErr := ctx.Err(); ctxErr != nil || co.fresh || attempt >= 16 || !v.c.dialect.connDead(err) {
+			// The session's state is unknown after a failed reset or
+			// session callback: it is not pooled again.
+			v.c.pool.terminate(ph)
+			return err
+		}
+		v.c.pool.terminate(ph)
+	}
+}
+
+// reset runs FnReset for a checkout; for a session handed out before it also
+// resets the inner connection, as database/sql would on reuse.
+func (v *conn) reset(ctx context.Context, reused bool) error {
+	if ch := v.c.reg.chain(FnReset); ch != nil {
+		c := &Call{Fn: FnReset, Ctx: ctx, Session: &v.view}
+		if !reused {
+			c.Query = "fresh"
+		}
+		return ch.run(c, v)
+	}
+	if reused && v.ph.resetter != nil {
+		return v.ph.resetter.ResetSession(ctx)
+	}
+	return nil
+}
+
+func (v *conn) runSessionCallback(ctx context.Context, tag string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = newError(ErrCallbackPanic, fmt.Sprintf("session callback panicked: %v", p), nil)
+		}
+	}()
+	return v.c.cfg.sessionCB(ctx, &v.view, tag)
+}
+
+// release returns the bound session to the pool, or ends it if the inner
+// driver says it is no longer usable.
+func (v *conn) release() {
+	ph := v.ph
+	if ph == nil {
+		return
+	}
+	v.ph, v.verified, v.inTx = nil, false, false
+	if !ph.bad.Load() && !v.c.dialect.alive(ph.inner) {
+		ph.bad.Store(true)
+	}
+	v.c.pool.put(ph)
+}
+
+// noteErr marks the bound session for termination when err shows that its
+// connection died. It is only called on the error path.
+func (v *conn) noteErr(err error) {
+	if err != nil && err != driver.ErrSkip && v.ph != nil && v.c.dialect.connDead(err) {
+		v.ph.bad.Store(true)
+	}
+}
+
+// call runs fn through its callback chain. It is the slow path taken only
+// when callbacks are registered for fn.
+func (v *conn) call(ch *chain, c *Call, inv invoker) error {
+	err := ch.run(c, inv)
+	if err != nil {
+		v.noteErr(err)
+	}
+	return err
+}
+
+// invoke performs the driver call behind a Call on the bound session.
+func (v *conn) invoke(c *Call) error {
+	ph := v.ph
+	var err error
+	switch c.Fn {
+	case FnExec:
+		c.Result, err = ph.exec(c.Ctx, c.Query, c.Args)
+	case FnQuery:
+		c.Rows, err = ph.query(c.Ctx, c.Query, c.Args)
+	case FnPing:
+		err = ph.ping(c.Ctx)
+	case FnPrepare:
+		var si driver.Stmt
+		if si, err = ph.prepare(c.Ctx, c.Query); err == nil {
+			v.tx.prepared = si
+		}
+	case FnBegin:
+		var opts driver.TxOptions
+		if len(c.Args) == 1 {
+			opts, _ = c.Args[0].Value.(driver.TxOptions)
+		}
+		v.tx.inner, err = ph.begin(c.Ctx, opts)
+	case FnCommit:
+		err = v.tx.inner.Commit()
+	case FnRollback:
+		err = v.tx.inner.Rollback()
+	case FnReset:
+		if c.Query != "fresh" && ph.resetter != nil {
+			err = ph.resetter.ResetSession(c.Ctx)
+		}
+	default:
+		err = fmt.Errorf("hasql: %v is not a connection call", c.Fn)
+	}
+	return err
+}
+
+// ExecContext runs ad-hoc work on the bound session. driver.ErrSkip from an
+// inner driver without ExecerContext reaches database/sql bare, so that it
+// prepares, executes and closes a statement exactly as it would without hasql.
+func (v *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if err := v.ensure(ctx); err != nil {
+		return nil, err
+	}
+	if ch := v.c.reg.chain(FnExec); ch != nil {
+		c := &Call{Fn: FnExec, Ctx: ctx, Query: query, Args: args, Session: &v.view}
+		err := v.call(ch, c, v)
+		return c.Result, err
+	}
+	r, err := v.ph.exec(ctx, query, args)
+	if err != nil {
+		v.noteErr(err)
+	}
+	return r, err
+}
+
+// QueryContext runs an ad-hoc query on the bound session. The inner driver's
+// rows are returned as they are, so every optional Rows interface they have,
+// and only those, reaches database/sql.
+func (v *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if err := v.ensure(ctx); err != nil {
+		return nil, err
+	}
+	if ch := v.c.reg.chain(FnQuery); ch != nil {
+		c := &Call{Fn: FnQuery, Ctx: ctx, Query: query, Args: args, Session: &v.view}
+		err := v.call(ch, c, v)
+		return c.Rows, err
+	}
+	r, err := v.ph.query(ctx, query, args)
+	if err != nil {
+		v.noteErr(err)
+	}
+	return r, err
+}
+
+// Ping pings the bound session. Without an inner Pinger it succeeds, as
+// database/sql's own Ping does; it never returns driver.ErrSkip.
+func (v *conn) Ping(ctx context.Context) error {
+	if err := v.ensure(ctx); err != nil {
+		return err
+	}
+	var err error
+	if ch := v.c.reg.chain(FnPing); ch != nil {
+		err = v.call(ch, &Call{Fn: FnPing, Ctx: ctx, Session: &v.view}, v)
+	} else if err = v.ph.ping(ctx); err != nil {
+		v.noteErr(err)
+	}
+	if err == driver.ErrSkip {
+		return nil
+	}
+	return err
+}
+
+// Prepare is PrepareContext with a background context; database/sql does not
+// call it, since conn implements ConnPrepareContext.
+func (v *conn) Prepare(query string) (driver.Stmt, error) {
+	return v.PrepareContext(context.Background(), query)
+}
+
+// PrepareContext prepares query on the bound session and returns a virtual
+// statement: if database/sql later runs it while this handle is bound to
+// another session, it is prepared there first.
+func (v *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if err := v.ensure(ctx); err != nil {
+		return nil, err
+	}
+	var si driver.Stmt
+	var err error
+	if ch := v.c.reg.chain(FnPrepare); ch != nil {
+		v.tx.prepared = nil
+		err = v.call(ch, &Call{Fn: FnPrepare, Ctx: ctx, Query: query, Session: &v.view}, v)
+		si, v.tx.prepared = v.tx.prepared, nil
+		if err != nil {
+			if si != nil {
+				si.Close()
+			}
+			return nil, err
+		}
+		// A replacement that returned nil prepared nothing: the statement is
+		// prepared on its first execution.
+	} else if si, err = v.ph.prepare(ctx, query); err != nil {
+		v.noteErr(err)
+		return nil, err
+	}
+	return newStmt(v, query, si), nil
+}
+
+// Begin is BeginTx with a background context and default options.
+func (v *conn) Begin() (driver.Tx, error) {
+	return v.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+// BeginTx starts a transaction on the bound session, which then stays bound
+// until database/sql releases the handle after Commit or Rollback.
+func (v *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if err := v.ensure(ctx); err != nil {
+		return nil, err
+	}
+	t := &v.tx
+	if v.inTx {
+		// database/sql allows a second Begin on a pinned *sql.Conn; the
+		// driver decides what that means, and each Tx needs its own state.
+		t = &tx{v: v}
+	}
+	var itx driver.Tx
+	var err error
+	if ch := v.c.reg.chain(FnBegin); ch != nil {
+		saved := v.tx.inner
+		c := &Call{Fn: FnBegin, Ctx: ctx, Session: &v.view, Args: []driver.NamedValue{{Ordinal: 1, Value: opts}}}
+		err = v.call(ch, c, v)
+		itx, v.tx.inner = v.tx.inner, saved
+		if err == nil && itx == nil {
+			err = newError(ErrCallbackOutcome, "FnBegin callbacks succeeded without starting a transaction", nil)
+		}
+	} else if itx, err = v.ph.begin(ctx, opts); err != nil {
+		v.noteErr(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.inner = itx
+	v.inTx = true
+	return t, nil
+}
+
+// ResetSession binds the handle for the next caller, with that caller's
+// context, as database/sql hands it out again. A failure to bind is not
+// reported here (database/sql ignores all but ErrBadConn at this point): the
+// handle stays unbound and the caller's first call reports it.
+func (v *conn) ResetSession(ctx context.Context) error {
+	if v.c.closed.Load() {
+		return driver.ErrBadConn
+	}
+	if v.ph != nil {
+		return nil
+	}
+	if err := v.bind(ctx, true); errors.Is(err, driver.ErrBadConn) {
+		return err
+	}
+	return nil
+}
+
+// IsValid is database/sql's release point: the physical session goes back to
+// the pool (or is terminated if it died) and the virtual handle, which owns
+// no connection, stays valid unless a failed rollback left it in doubt.
+func (v *conn) IsValid() bool {
+	if v.broken {
+		if v.ph != nil {
+			ph := v.ph
+			v.ph = nil
+			v.c.pool.terminate(ph)
+		}
+		return false
+	}
+	v.release()
+	return !v.c.closed.Load()
+}
+
+// CheckNamedValue defers to the inner connection's checker, or returns
+// driver.ErrSkip so that database/sql applies its default conversion.
+func (v *conn) CheckNamedValue(nv *driver.NamedValue) error {
+	ck := v.checker
+	if v.ph != nil {
+		ck = v.ph.checker
+	}
+	if ck == nil {
+		return driver.ErrSkip
+	}
+	return ck.CheckNamedValue(nv)
+}
+
+// Close discards the handle. database/sql closes a handle that is still bound
+// only when it gave up on it (driver.ErrBadConn) or is shutting down; the
+// session is then pooled again if healthy, terminated if not.
+func (v *conn) Close() error {
+	if v.ph != nil {
+		if v.broken {
+			v.ph.bad.Store(true)
+		}
+		v.release()
+	}
+	if v.owns {
+		return v.c.Close()
+	}
+	return nil
+}
+
+// Unwrap returns the inner driver's connection of the bound session, binding
+// the handle (with a background context) if it is not bound. Calls made on it
+// run no callbacks.
+func (v *conn) Unwrap() driver.Conn {
+	if v.ph == nil {
+		if err := v.bind(context.Background(), false); err != nil {
+			return nil
+		}
+	}
+	return v.ph.inner
+}
+
+// tx is the handle's transaction.
+type tx struct {
+	v        *conn
+	inner    driver.Tx
+	prepared driver.Stmt // hand-off from invoke(FnPrepare)
+}
+
+// Commit commits on the bound session.
+func (t *tx) Commit() error {
+	v := t.v
+	var err error
+	if ch := v.c.reg.chain(FnCommit); ch != nil {
+		err = v.callTx(ch, FnCommit, t)
+	} else if err = t.inner.Commit(); err != nil {
+		v.noteErr(err)
+	}
+	t.end()
+	return err
+}
+
+// Rollback rolls back on the bound session. If it fails, the handle reports
+// itself invalid so that database/sql discards it rather than keep a session
+// whose transaction state is unknown.
+func (t *tx) Rollback() error {
+	v := t.v
+	var err error
+	if ch := v.c.reg.chain(FnRollback); ch != nil {
+		err = v.callTx(ch, FnRollback, t)
+	} else if err = t.inner.Rollback(); err != nil {
+		v.noteErr(err)
+	}
+	if err != nil {
+		v.broken = true
+	}
+	t.end()
+	return err
+}
+
+func (v *conn) callTx(ch *chain, fn Fn, t *tx) error {
+	saved := v.tx.inner
+	v.tx.inner = t.inner
+	err := v.call(ch, &Call{Fn: fn, Ctx: context.Background(), Session: &v.view}, v)
+	v.tx.inner = saved
+	return err
+}
+
+func (t *tx) end() {
+	t.inner = nil
+	t.v.inTx = false
+}
+
+// stmt is a virtual prepared statement. It remembers the session it was
+// prepared on; run on a handle bound to another session, it is prepared there.
+type stmt struct {
+	v     *conn
+	query string
+	ph    *physical   // where inner was prepared
+	inner driver.Stmt // nil until prepared (lazily, after a replacement callback)
+}
+
+// stmtCC is a stmt whose inner statement implements driver.ColumnConverter:
+// database/sql's behaviour depends on that interface's presence, so hasql
+// shows it exactly when the inner statement has it.
+type stmtCC struct{ stmt }
+
+var (
+	_ driver.Stmt              = (*stmt)(nil)
+	_ driver.StmtExecContext   = (*stmt)(nil)
+	_ driver.StmtQueryContext  = (*stmt)(nil)
+	_ driver.NamedValueChecker = (*stmt)(nil)
+	_ driver.ColumnConverter   = (*stmtCC)(nil) //nolint:staticcheck // fidelity
+)
+
+var stmtPool = sync.Pool{New: func() any { return new(stmt) }}
+var stmtCCPool = sync.Pool{New: func() any { return new(stmtCC) }}
+
+// newStmt wraps si. Wrappers are recycled on Close, so a prepare adds no
+// allocation to the inner driver's.
+func newStmt(v *conn, query string, si driver.Stmt) driver.Stmt {
+	var ph *physical
+	if si != nil {
+		ph = v.ph
+	}
+	if _, ok := si.(driver.ColumnConverter); ok { //nolint:staticcheck
+		s := stmtCCPool.Get().(*stmtCC)
+		s.stmt = stmt{v: v, query: query, ph: ph, inner: si}
+		return s
+	}
+	s := stmtPool.Get().(*stmt)
+	*s = stmt{v: v, query: query, ph: ph, inner: si}
+	return s
+}
+
+// ColumnConverter forwards to the inner statement.
+func (s *stmtCC) ColumnConverter(idx int) driver.ValueConverter {
+	return s.inner.(driver.ColumnConverter).ColumnConverter(idx) //nolint:staticcheck
+}
+
+// NumInput forwards to the inner statement; -1 (unknown) before it exists.
+func (s *stmt) NumInput() int {
+	if s.inner == nil {
+		return -1
+	}
+	return s.inner.NumInput()
+}
+
+// ready binds the handle and makes sure the statement exists on the bound
+// session, preparing it there if it was prepared elsewhere.
+func (s *stmt) ready(ctx context.Context) error {
+	v := s.v
+	if err := v.ensure(ctx); err != nil {
+		return err
+	}
+	if s.ph == v.ph && s.inner != nil {
+		return nil
+	}
+	s.dropInner()
+	si, err := v.ph.prepare(ctx, s.query)
+	if err != nil {
+		v.noteErr(err)
+		return err
+	}
+	s.ph, s.inner = v.ph, si
+	return nil
+}
+
+// dropInner lets go of the inner statement: closed now if its session is the
+// bound one, else queued for that session's next owner.
+func (s *stmt) dropInner() error {
+	inner, ph := s.inner, s.ph
+	s.inner, s.ph = nil, nil
+	if inner == nil {
+		return nil
+	}
+	if ph == s.v.ph {
+		err := inner.Close()
+		if err != nil {
+			s.v.noteErr(err)
+		}
+		return err
+	}
+	if !ph.bad.Load() {
+		ph.deferClose(inner)
+	}
+	return nil
+}
+
+// ExecContext executes the statement on the bound session.
+func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	v := s.v
+	if ch := v.c.reg.chain(FnStmtExec); ch != nil {
+		c := &Call{Fn: FnStmtExec, Ctx: ctx, Query: s.query, Args: args, Session: &v.view}
+		err := v.call(ch, c, s)
+		return c.Result, err
+	}
+	r, err := stmtExec(ctx, s.inner, args)
+	if err != nil {
+		v.noteErr(err)
+	}
+	return r, err
+}
+
+// QueryContext runs the statement on the bound session and returns the inner
+// driver's rows as they are.
+func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
+	v := s.v
+	if ch := v.c.reg.chain(FnStmtQuery); ch != nil {
+		c := &Call{Fn: FnStmtQuery, Ctx: ctx, Query: s.query, Args: args, Session: &v.view}
+		err := v.call(ch, c, s)
+		return c.Rows, err
+	}
+	r, err := stmtQuery(ctx, s.inner, args)
+	if err != nil {
+		v.noteErr(err)
+	}
+	return r, err
+}
+
+// Exec is the legacy entry point; database/sql uses ExecContext.
+func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
+	return s.ExecContext(context.Background(), valuesToNamed(args))
+}
+
+// Query is the legacy entry point; database/sql uses QueryContext.
+func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
+	return s.QueryContext(context.Background(), valuesToNamed(args))
+}
+
+// CheckNamedValue tries the inner statement's checker, then the inner
+// connection's, then returns driver.ErrSkip, as database/sql would.
+func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
+	if ck, ok := s.inner.(driver.NamedValueChecker); ok {
+		return ck.CheckNamedValue(nv)
+	}
+	return s.v.CheckNamedValue(nv)
+}
+
+// Close closes the statement. The wrapper is recycled afterwards:
+// database/sql never touches a driver.Stmt after closing it.
+func (s *stmt) Close() error {
+	err := s.close()
+	*s = stmt{}
+	stmtPool.Put(s)
+	return err
+}
+
+// Close closes the statement and recycles the wrapper.
+func (s *stmtCC) Close() error {
+	err := s.close()
+	s.stmt = stmt{}
+	stmtCCPool.Put(s)
+	return err
+}
+
+func (s *stmt) close() error {
+	v := s.v
+	if ch := v.c.reg.chain(FnStmtClose); ch != nil {
+		return v.call(ch, &Call{Fn: FnStmtClose, Ctx: context.Background(), Query: s.query, Session: &v.view}, s)
+	}
+	return s.dropInner()
+}
+
+// invoke performs a statement's driver call for its callback chain.
+func (s *stmt) invoke(c *Call) error {
+	var err error
+	switch c.Fn {
+	case FnStmtExec:
+		c.Result, err = stmtExec(c.Ctx, s.inner, c.Args)
+	case FnStmtQuery:
+		c.Rows, err = stmtQuery(c.Ctx, s.inner, c.Args)
+	case FnStmtClose:
+		err = s.dropInner()
+	default:
+		err = fmt.Errorf("hasql: %v is not a statement call", c.Fn)
+	}
+	return err
+}

@@ -1,0 +1,136 @@
+package hasql
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+)
+
+// The calls below run on a physical session's inner connection. Where the
+// inner driver lacks an optional interface they do exactly what database/sql
+// does in its own ctxutil.go, so that hasql, which always implements the
+// interface, behaves as if it were not there.
+
+var (
+	errNamedParams    = errors.New("sql: driver does not support the use of Named Parameters")
+	errIsolationLevel = errors.New("sql: driver does not support non-default isolation level")
+	errReadOnlyTx     = errors.New("sql: driver does not support read-only transactions")
+)
+
+func (ph *physical) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if ph.execerCtx != nil {
+		return ph.execerCtx.ExecContext(ctx, query, args)
+	}
+	if ph.execer == nil {
+		return nil, driver.ErrSkip
+	}
+	dargs, err := namedValueToValue(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return ph.execer.Exec(query, dargs)
+}
+
+func (ph *physical) query(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if ph.queryerCtx != nil {
+		return ph.queryerCtx.QueryContext(ctx, query, args)
+	}
+	if ph.queryer == nil {
+		return nil, driver.ErrSkip
+	}
+	dargs, err := namedValueToValue(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return ph.queryer.Query(query, dargs)
+}
+
+func (ph *physical) ping(ctx context.Context) error {
+	if ph.pinger == nil {
+		return nil
+	}
+	return ph.pinger.Ping(ctx)
+}
+
+func (ph *physical) prepare(ctx context.Context, query string) (driver.Stmt, error) {
+	if ph.prepCtx != nil {
+		return ph.prepCtx.PrepareContext(ctx, query)
+	}
+	si, err := ph.inner.Prepare(query)
+	if err == nil && ctx.Err() != nil {
+		si.Close()
+		return nil, ctx.Err()
+	}
+	return si, err
+}
+
+func (ph *physical) begin(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if ph.beginTx != nil {
+		return ph.beginTx.BeginTx(ctx, opts)
+	}
+	if opts.Isolation != 0 {
+		return nil, errIsolationLevel
+	}
+	if opts.ReadOnly {
+		return nil, errReadOnlyTx
+	}
+	txi, err := ph.inner.Begin() //nolint:staticcheck // the fallback database/sql itself uses
+	if err == nil && ctx.Err() != nil {
+		txi.Rollback()
+		return nil, ctx.Err()
+	}
+	return txi, err
+}
+
+func stmtExec(ctx context.Context, si driver.Stmt, args []driver.NamedValue) (driver.Result, error) {
+	if s, ok := si.(driver.StmtExecContext); ok {
+		return s.ExecContext(ctx, args)
+	}
+	dargs, err := namedValueToValue(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return si.Exec(dargs) //nolint:staticcheck
+}
+
+func stmtQuery(ctx context.Context, si driver.Stmt, args []driver.NamedValue) (driver.Rows, error) {
+	if s, ok := si.(driver.StmtQueryContext); ok {
+		return s.QueryContext(ctx, args)
+	}
+	dargs, err := namedValueToValue(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return si.Query(dargs) //nolint:staticcheck
+}
+
+func namedValueToValue(named []driver.NamedValue) ([]driver.Value, error) {
+	dargs := make([]driver.Value, len(named))
+	for n, param := range named {
+		if len(param.Name) > 0 {
+			return nil, errNamedParams
+		}
+		dargs[n] = param.Value
+	}
+	return dargs, nil
+}
+
+func valuesToNamed(args []driver.Value) []driver.NamedValue {
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	return named
+}

@@ -1,0 +1,114 @@
+package hasql
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// Importing the three supported drivers registers "pgx", "mysql" and
+// "sqlmock", so that sql.Open("hasql", "pgx:...") works with hasql as the
+// only import.
+var _ = sqlmock.AnyArg
+
+// dialect is hasql's per-driver knowledge: DSN form, error classification and
+// how a driver reports a dead connection. Everything else is driver-agnostic.
+type dialect uint8
+
+const (
+	dialectGeneric dialect = iota
+	dialectPgx
+	dialectMySQL
+	dialectSQLMock
+)
+
+func (d dialect) String() string {
+	return [...]string{"generic", "pgx", "mysql", "sqlmock"}[d]
+}
+
+// dialectOf recognises an inner driver by its type, or by the name it was
+// registered under when its type is not exported (sqlmock).
+func dialectOf(name string, d driver.Driver) dialect {
+	switch d.(type) {
+	case *stdlib.Driver:
+		return dialectPgx
+	case *mysql.MySQLDriver, mysql.MySQLDriver:
+		return dialectMySQL
+	}
+	if name == "sqlmock" || strings.HasPrefix(fmt.Sprintf("%T", d), "*sqlmock.") {
+		return dialectSQLMock
+	}
+	return dialectGeneric
+}
+
+// connDead reports whether err shows that the connection it came from can no
+// longer be used. Context errors never do: the caller gave up, the server
+// did not go away (the driver closes the connection itself where it must,
+// and alive notices that).
+func (d dialect) connDead(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	switch d {
+	case dialectPgx:
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe.Severity == "FATAL" || pe.Severity == "PANIC" ||
+				strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
+		}
+		var ce *pgconn.ConnectError
+		return errors.As(err, &ce) || pgconn.SafeToRetry(err)
+	case dialectMySQL:
+		if errors.Is(err, mysql.ErrInvalidConn) {
+			return true
+		}
+		var me *mysql.MySQLError
+		if errors.As(err, &me) {
+			switch me.Number {
+			case 1053, 1077, 1079, 1080, 1152, 1153, 1154, 1156, 1158, 1159, 1160, 1161, 1927, 4031:
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// alive asks the inner connection, where its driver can tell without a round
+// trip, whether it is still usable. It is consulted when a session is
+// released, so that a connection the driver closed itself is never pooled.
+func (d dialect) alive(inner driver.Conn) bool {
+	switch c := inner.(type) {
+	case *stdlib.Conn:
+		return !c.Conn().IsClosed()
+	case driver.Validator:
+		return c.IsValid()
+	}
+	return true
+}
+
+// remoteHost returns the host:port a new inner connection reached, where the
+// driver exposes it, else fallback (the DSN's address).
+func (d dialect) remoteHost(inner driver.Conn, fallback string) string {
+	if c, ok := inner.(*stdlib.Conn); ok {
+		if nc := c.Conn().PgConn().Conn(); nc != nil && nc.RemoteAddr() != nil {
+			return nc.RemoteAddr().String()
+		}
+	}
+	return fallback
+}

@@ -1,0 +1,445 @@
+package hasql
+
+import (
+	"context"
+	"database/sql/driver"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// physical is one real connection of the inner driver: a physical session.
+// At most one virtual handle owns it at a time; only the owner touches inner.
+type physical struct {
+	pool  *pool
+	inner driver.Conn
+	key   poolKey
+	host  string // host:port it is connected to, where known
+
+	// The inner connection's optional interfaces, looked up once.
+	execerCtx  driver.ExecerContext
+	queryerCtx driver.QueryerContext
+	execer     driver.Execer
+	queryer    driver.Queryer
+	prepCtx    driver.ConnPrepareContext
+	beginTx    driver.ConnBeginTx
+	pinger     driver.Pinger
+	resetter   driver.SessionResetter
+	checker    driver.NamedValueChecker
+
+	created time.Time
+
+	// Owned by whoever holds the session (the pool's lock hands it over).
+	tag           string // normalised; "" = untagged
+	used          bool   // handed out before, so the next checkout resets it
+	forced        bool   // opened beyond Max by GetForce
+	stmtCacheSize int
+
+	bad atomic.Bool // never pool again: terminate on release
+
+	mu      sync.Mutex
+	pending []driver.Stmt // statement closes deferred until the session is next owned
+
+	view Session // a view of this session alone, for FnConnect and FnClose callbacks
+}
+
+// poolKey partitions the pool: sessions never cross users or classes.
+type poolKey struct{ user, class string }
+
+func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
+	ph := &physical{pool: p, inner: inner, key: key, created: p.now()}
+	ph.execerCtx, _ = inner.(driver.ExecerContext)
+	ph.queryerCtx, _ = inner.(driver.QueryerContext)
+	ph.execer, _ = inner.(driver.Execer)   //nolint:staticcheck // fidelity with database/sql's fallbacks
+	ph.queryer, _ = inner.(driver.Queryer) //nolint:staticcheck
+	ph.prepCtx, _ = inner.(driver.ConnPrepareContext)
+	ph.beginTx, _ = inner.(driver.ConnBeginTx)
+	ph.pinger, _ = inner.(driver.Pinger)
+	ph.resetter, _ = inner.(driver.SessionResetter)
+	ph.checker, _ = inner.(driver.NamedValueChecker)
+	ph.view.p = ph
+	return ph
+}
+
+// deferClose queues a statement close for the session's next owner: a
+// statement can be closed by database/sql while the session is in another
+// handle's hands, and the inner connection is not safe for concurrent use.
+func (ph *physical) deferClose(st driver.Stmt) {
+	ph.mu.Lock()
+	ph.pending = append(ph.pending, st)
+	ph.mu.Unlock()
+}
+
+// drainPending runs the deferred statement closes; the caller owns ph.
+func (ph *physical) drainPending() {
+	ph.mu.Lock()
+	pending := ph.pending
+	ph.pending = nil
+	ph.mu.Unlock()
+	for _, st := range pending {
+		if err := st.Close(); ph.pool.c.dialect.connDead(err) {
+			ph.bad.Store(true)
+		}
+	}
+}
+
+// pool is the physical session pool: LIFO per (user, class), bounded by Max,
+// with FIFO waiters when it is full.
+type pool struct {
+	c   *Connector
+	now func() time.Time
+
+	mu      sync.Mutex
+	cfg     PoolConfig
+	idle    map[poolKey][]*physical // most recently released last
+	open    int                     // open or being opened; counts toward Max
+	busy    int
+	waiters []*waiter
+	closed  bool
+
+	created, closedN, terminated atomic.Int64
+	waits, waitTimeouts          atomic.Int64
+	waitTime                     atomic.Int64 // nanoseconds
+	tagHits, tagMisses           atomic.Int64
+}
+
+// waiter is a checkout waiting for a full pool. It is granted either a
+// released session of its key or a slot in which to open a new one.
+type waiter struct {
+	key      poolKey
+	freshy   bool       // purity NEW: only a slot will do
+	ch       chan grant // buffered: granting never blocks
+	enqueued time.Time
+}
+
+// grant is a released session, or (ph nil) a slot in which to open a new
+// session, or word that the pool closed.
+type grant struct {
+	ph     *physical
+	closed bool
+}
+
+func newPool(c *Connector, cfg PoolConfig) *pool {
+	return &pool{c: c, now: time.Now, cfg: cfg, idle: make(map[poolKey][]*physical)}
+}
+
+// checkout is the result of a get: the session and how it was found.
+type checkout struct {
+	ph       *physical
+	fresh    bool // opened for this checkout
+	tagFound bool // the requested tag matched exactly
+}
+
+// get returns a session for the selector: a pooled one that fits, else a new
+// one, waiting or failing as the get mode says when the pool is full.
+func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, fresh bool) (checkout, error) {
+	p.mu.Lock()
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return checkout{}, ErrClosed
+		}
+		if !fresh {
+			if ph, exact := p.takeIdleLocked(key, tag, sel.matchAny); ph != nil {
+				p.busy++
+				p.mu.Unlock()
+				p.countTag(tag, exact)
+				return checkout{ph: ph, tagFound: exact}, nil
+			}
+		}
+		if p.cfg.Max == 0 || p.open < p.cfg.Max {
+			p.open++
+			p.busy++
+			p.mu.Unlock()
+			return p.openInSlot(ctx, key, tag, sel, false)
+		}
+		// Full. An idle session nobody here can use gives up its slot.
+		if victim := p.takeAnyIdleLocked(); victim != nil {
+			p.busy++
+			p.mu.Unlock()
+			victim.close(false)
+			return p.openInSlot(ctx, key, tag, sel, false)
+		}
+		switch p.cfg.GetMode {
+		case GetNoWait:
+			p.mu.Unlock()
+			return checkout{}, newError(ErrPoolExhausted, "every session is busy and the pool is at its maximum (getmode nowait)", nil)
+		case GetForce:
+			p.open++
+			p.busy++
+			p.mu.Unlock()
+			return p.openInSlot(ctx, key, tag, sel, true)
+		}
+		g, err := p.waitLocked(ctx, key, fresh)
+		if err != nil {
+			return checkout{}, err
+		}
+		if g.closed {
+			return checkout{}, ErrClosed
+		}
+		if g.ph == nil {
+			return p.openInSlot(ctx, key, tag, sel, false)
+		}
+		p.countTag(tag, g.ph.tag == tag)
+		return checkout{ph: g.ph, tagFound: g.ph.tag == tag}, nil
+	}
+}
+
+func (p *pool) countTag(tag string, exact bool) {
+	if tag == "" {
+		return
+	}
+	if exact {
+		p.tagHits.Add(1)
+	} else {
+		p.tagMisses.Add(1)
+	}
+}
+
+// openInSlot opens a session in a slot already counted in open and busy.
+func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel selector, forced bool) (checkout, error) {
+	ph, err := p.c.openPhysical(ctx, sel, key)
+	if err != nil {
+		p.mu.Lock()
+		p.open--
+		p.busy--
+		p.grantSlotLocked()
+		p.mu.Unlock()
+		if tag != "" {
+			p.tagMisses.Add(1)
+		}
+		return checkout{}, err
+	}
+	ph.forced = forced
+	p.created.Add(1)
+	if tag != "" {
+		p.tagMisses.Add(1)
+	}
+	return checkout{ph: ph, fresh: true}, nil
+}
+
+// waitLocked queues the caller until a session or slot is granted, the
+// context ends, or (timedwait) the wait timeout passes. It unlocks p.mu.
+func (p *pool) waitLocked(ctx context.Context, key poolKey, fresh bool) (grant, error) {
+	w := &waiter{key: key, freshy: fresh, ch: make(chan grant, 1), enqueued: p.now()}
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	p.waits.Add(1)
+
+	var timeout <-chan time.Time
+	if p.cfg.GetMode == GetTimedWait {
+		t := time.NewTimer(p.cfg.WaitTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var err error
+	select {
+	case g := <-w.ch:
+		p.waitTime.Add(int64(p.now().Sub(w.enqueued)))
+		return g, nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timeout:
+		p.waitTimeouts.Add(1)
+		err = newError(ErrPoolExhausted, "no session freed within the wait timeout (getmode timedwait)", nil)
+	}
+	p.waitTime.Add(int64(p.now().Sub(w.enqueued)))
+	p.mu.Lock()
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.mu.Unlock()
+			return grant{}, err
+		}
+	}
+	p.mu.Unlock()
+	// Granted while giving up: hand the grant back.
+	if g := <-w.ch; g.ph != nil {
+		p.put(g.ph)
+	} else if !g.closed {
+		p.mu.Lock()
+		p.open--
+		p.busy--
+		p.grantSlotLocked()
+		p.mu.Unlock()
+	}
+	return grant{}, err
+}
+
+// takeIdleLocked pops the idle session that best fits the request: the most
+// recently released with exactly the tag; else an untagged one; else, with
+// matchAny, the one sharing most tag properties, else any. exact reports an
+// exact tag match (always false for an untagged request).
+func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *physical, exact bool) {
+	list := p.idle[key]
+	pick := -1
+	if tag != "" {
+		for i := len(list) - 1; i >= 0; i-- {
+			if list[i].tag == tag {
+				pick, exact = i, true
+				break
+			}
+		}
+	}
+	if pick < 0 {
+		for i := len(list) - 1; i >= 0; i-- {
+			if list[i].tag == "" {
+				pick = i
+				break
+			}
+		}
+	}
+	if pick < 0 && matchAny && len(list) > 0 {
+		best := -1
+		for i := len(list) - 1; i >= 0; i-- {
+			if n := sharedProperties(list[i].tag, tag); n > best {
+				pick, best = i, n
+			}
+		}
+	}
+	if pick < 0 {
+		return nil, false
+	}
+	ph = list[pick]
+	p.idle[key] = append(list[:pick], list[pick+1:]...)
+	return ph, exact
+}
+
+// takeAnyIdleLocked pops the least recently used idle session of any key.
+func (p *pool) takeAnyIdleLocked() *physical {
+	var oldest *physical
+	var okey poolKey
+	for k, list := range p.idle {
+		if len(list) > 0 && (oldest == nil || list[0].created.Before(oldest.created)) {
+			oldest, okey = list[0], k
+		}
+	}
+	if oldest != nil {
+		p.idle[okey] = p.idle[okey][1:]
+	}
+	return oldest
+}
+
+// sharedProperties counts the k=v properties two normalised tags share.
+func sharedProperties(a, b string) int {
+	if a == "" || b == "" {
+		return 0
+	}
+	n := 0
+	for _, pa := range strings.Split(a, ";") {
+		for _, pb := range strings.Split(b, ";") {
+			if pa == pb {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// put returns a session from its owner: to a waiter, to the idle list, or,
+// if it is bad, forced beyond Max or the pool is closed, to its end.
+func (p *pool) put(ph *physical) {
+	p.mu.Lock()
+	ph.used = true
+	if p.closed || ph.bad.Load() || (ph.forced && p.cfg.Max > 0 && p.open > p.cfg.Max) {
+		p.open--
+		p.busy--
+		p.grantSlotLocked()
+		p.mu.Unlock()
+		ph.close(ph.bad.Load())
+		return
+	}
+	for i, w := range p.waiters {
+		if w.key == ph.key && !w.freshy {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			w.ch <- grant{ph: ph}
+			p.mu.Unlock()
+			return
+		}
+	}
+	if len(p.waiters) > 0 {
+		// Someone waits for a session this one cannot be: give them its slot.
+		p.busy--
+		p.open--
+		p.grantSlotLocked()
+		p.mu.Unlock()
+		ph.close(false)
+		return
+	}
+	p.busy--
+	p.idle[ph.key] = append(p.idle[ph.key], ph)
+	p.mu.Unlock()
+}
+
+// grantSlotLocked gives a free slot to the first waiter, if any; the slot is
+// counted in open and busy on its behalf.
+func (p *pool) grantSlotLocked() {
+	if len(p.waiters) == 0 || (p.cfg.Max > 0 && p.open >= p.cfg.Max) {
+		return
+	}
+	w := p.waiters[0]
+	p.waiters = p.waiters[1:]
+	p.open++
+	p.busy++
+	w.ch <- grant{}
+}
+
+// terminate ends a session its owner found dead, freeing its slot.
+func (p *pool) terminate(ph *physical) {
+	ph.bad.Store(true)
+	p.put(ph)
+}
+
+// close closes every idle session; busy ones are closed on release.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	var idle []*physical
+	for k, list := range p.idle {
+		idle = append(idle, list...)
+		delete(p.idle, k)
+	}
+	p.open -= len(idle)
+	waiters := p.waiters
+	p.waiters = nil
+	p.mu.Unlock()
+	for _, w := range waiters {
+		w.ch <- grant{closed: true}
+	}
+	for _, ph := range idle {
+		ph.close(false)
+	}
+}
+
+// close closes the inner connection, running FnClose callbacks. terminated
+// says it ends after an error rather than by choice.
+func (ph *physical) close(terminated bool) {
+	p := ph.pool
+	if terminated {
+		p.terminated.Add(1)
+	}
+	p.closedN.Add(1)
+	if !terminated {
+		ph.drainPending()
+	}
+	p.c.closePhysical(ph)
+}
+
+// stats fills the pool's part of Stats.
+func (p *pool) stats(s *Stats) {
+	p.mu.Lock()
+	s.Open, s.Busy = p.open, p.busy
+	for _, list := range p.idle {
+		s.Idle += len(list)
+	}
+	p.mu.Unlock()
+	s.Created = p.created.Load()
+	s.Closed = p.closedN.Load()
+	s.Terminated = p.terminated.Load()
+	s.Waits = p.waits.Load()
+	s.WaitTimeouts = p.waitTimeouts.Load()
+	s.WaitTime = time.Duration(p.waitTime.Load())
+	s.TagHits = p.tagHits.Load()
+	s.TagMisses = p.tagMisses.Load()
+}
