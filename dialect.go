@@ -44,6 +44,15 @@ func dialectOf(name string, d driver.Driver) dialect {
 	case *mysql.MySQLDriver, mysql.MySQLDriver:
 		return dialectMySQL
 	}
+	if d == nil {
+		// Not looked up yet: go by the names the drivers register.
+		switch name {
+		case "pgx", "pgx/v5":
+			return dialectPgx
+		case "mysql":
+			return dialectMySQL
+		}
+	}
 	if name == "sqlmock" || strings.HasPrefix(fmt.Sprintf("%T", d), "*sqlmock.") {
 		return dialectSQLMock
 	}
