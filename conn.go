@@ -99,8 +99,10 @@ func (v *conn) bind(ctx context.Context, verified bool) error {
 		if !co.fresh {
 			ph.drainPending()
 		}
-		if ph.tag == "" {
-			ph.stmtCacheSize = v.c.cfg.stmtCacheSize
+		if ph.tag == "" && ph.stmtCacheSize != v.c.cfg.stmtCacheSize {
+			// The pool default applies at each checkout; a tagged session
+			// keeps its own size, as in OCI.
+			ph.setStmtCacheSize(v.c.cfg.stmtCacheSize)
 		}
 		err = v.reset(ctx, ph.used)
 		if err == nil && v.c.cfg.sessionCB != nil && (co.fresh || ph.tag != tag) {
@@ -183,15 +185,15 @@ func (v *conn) invoke(c *Call) error {
 	var err error
 	switch c.Fn {
 	case FnExec:
-		c.Result, err = ph.exec(c.Ctx, c.Query, c.Args)
+		c.Result, err = v.execAdhoc(c.Ctx, c.Query, c.Args)
 	case FnQuery:
-		c.Rows, err = ph.query(c.Ctx, c.Query, c.Args)
+		c.Rows, err = v.queryAdhoc(c.Ctx, c.Query, c.Args)
 	case FnPing:
 		err = ph.ping(c.Ctx)
 	case FnPrepare:
-		var si driver.Stmt
-		if si, err = ph.prepare(c.Ctx, c.Query); err == nil {
-			v.tx.prepared = si
+		var cs *cachedStmt
+		if cs, err = ph.acquireStmt(c.Ctx, c.Query, stmtTagFrom(c.Ctx)); err == nil {
+			v.tx.prepared = cs
 		}
 	case FnBegin:
 		var opts driver.TxOptions
@@ -213,6 +215,88 @@ func (v *conn) invoke(c *Call) error {
 	return err
 }
 
+// execAdhoc runs ad-hoc work on the bound session. Where the inner driver
+// answers driver.ErrSkip — database/sql would then prepare, execute and close
+// a statement, three packets each time (go-sql-driver/mysql without
+// interpolateParams) — hasql runs the work on a statement from the session's
+// cache instead, so repeats cost one round trip. With the cache off, ErrSkip
+// goes to database/sql as it came.
+func (v *conn) execAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	r, err := v.ph.exec(ctx, query, args)
+	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 {
+		return r, err
+	}
+	cs, err := v.adhocStmt(ctx, query, len(args))
+	if err != nil {
+		return nil, err
+	}
+	r, err = stmtExec(ctx, cs.si, args)
+	if err != nil && v.retryStaleAdhoc(ctx, &cs, err) {
+		r, err = stmtExec(ctx, cs.si, args)
+	}
+	if cs != nil {
+		if rerr := v.ph.releaseStmt(cs); err == nil && rerr != nil {
+			v.noteErr(rerr)
+		}
+	}
+	return r, err
+}
+
+// queryAdhoc is execAdhoc for queries; the statement goes back to the cache
+// when the rows close.
+func (v *conn) queryAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	r, err := v.ph.query(ctx, query, args)
+	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 {
+		return r, err
+	}
+	cs, err := v.adhocStmt(ctx, query, len(args))
+	if err != nil {
+		return nil, err
+	}
+	r, err = stmtQuery(ctx, cs.si, args)
+	if err != nil && v.retryStaleAdhoc(ctx, &cs, err) {
+		r, err = stmtQuery(ctx, cs.si, args)
+	}
+	if err != nil {
+		if cs != nil {
+			v.ph.releaseStmt(cs)
+		}
+		return nil, err
+	}
+	return wrapRows(rows{inner: r, v: v, ph: v.ph, cs: cs}), nil
+}
+
+// adhocStmt gets the cached statement for ad-hoc work and checks the number
+// of arguments as database/sql would before running a statement.
+func (v *conn) adhocStmt(ctx context.Context, query string, nargs int) (*cachedStmt, error) {
+	cs, err := v.ph.acquireStmt(ctx, query, stmtTagFrom(ctx))
+	if err != nil {
+		return nil, err
+	}
+	if want := cs.si.NumInput(); want >= 0 && want != nargs {
+		v.ph.releaseStmt(cs)
+		return nil, errArgCount(want, nargs)
+	}
+	return cs, nil
+}
+
+// retryStaleAdhoc replaces *cs with a freshly prepared statement when err
+// says the cached one is stale (proof that nothing ran).
+func (v *conn) retryStaleAdhoc(ctx context.Context, cs **cachedStmt, err error) bool {
+	if !v.c.dialect.staleStmt(err) || (v.inTx && v.c.dialect == dialectPgx) {
+		return false
+	}
+	v.ph.invalidateStmt(*cs)
+	v.ph.releaseStmt(*cs)
+	fresh, err := v.ph.acquireStmt(ctx, (*cs).key.query, (*cs).key.tag)
+	if err != nil {
+		*cs = nil
+		return false
+	}
+	*cs = fresh
+	return true
+}
+
 // ExecContext runs ad-hoc work on the bound session. driver.ErrSkip from an
 // inner driver without ExecerContext reaches database/sql bare, so that it
 // prepares, executes and closes a statement exactly as it would without hasql.
@@ -225,7 +309,7 @@ func (v *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		err := v.call(ch, c, v)
 		return c.Result, err
 	}
-	r, err := v.ph.exec(ctx, query, args)
+	r, err := v.execAdhoc(ctx, query, args)
 	if err != nil {
 		v.noteErr(err)
 	}
@@ -244,7 +328,7 @@ func (v *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		err := v.call(ch, c, v)
 		return c.Rows, err
 	}
-	r, err := v.ph.query(ctx, query, args)
+	r, err := v.queryAdhoc(ctx, query, args)
 	if err != nil {
 		v.noteErr(err)
 	}
@@ -275,32 +359,33 @@ func (v *conn) Prepare(query string) (driver.Stmt, error) {
 	return v.PrepareContext(context.Background(), query)
 }
 
-// PrepareContext prepares query on the bound session and returns a virtual
-// statement: if database/sql later runs it while this handle is bound to
-// another session, it is prepared there first.
+// PrepareContext prepares query on the bound session, through its statement
+// cache, and returns a virtual statement: if database/sql later runs it while
+// this handle is bound to another session, it is prepared there.
 func (v *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	if err := v.ensure(ctx); err != nil {
 		return nil, err
 	}
-	var si driver.Stmt
+	tag := stmtTagFrom(ctx)
+	var cs *cachedStmt
 	var err error
 	if ch := v.c.reg.chain(FnPrepare); ch != nil {
 		v.tx.prepared = nil
 		err = v.call(ch, &Call{Fn: FnPrepare, Ctx: ctx, Query: query, Session: &v.view}, v)
-		si, v.tx.prepared = v.tx.prepared, nil
+		cs, v.tx.prepared = v.tx.prepared, nil
 		if err != nil {
-			if si != nil {
-				si.Close()
+			if cs != nil {
+				v.ph.releaseStmt(cs)
 			}
 			return nil, err
 		}
 		// A replacement that returned nil prepared nothing: the statement is
 		// prepared on its first execution.
-	} else if si, err = v.ph.prepare(ctx, query); err != nil {
+	} else if cs, err = v.ph.acquireStmt(ctx, query, tag); err != nil {
 		v.noteErr(err)
 		return nil, err
 	}
-	return newStmt(v, query, si), nil
+	return newStmt(v, query, tag, cs), nil
 }
 
 // Begin is BeginTx with a background context and default options.
@@ -419,7 +504,7 @@ func (v *conn) Unwrap() driver.Conn {
 type tx struct {
 	v        *conn
 	inner    driver.Tx
-	prepared driver.Stmt // hand-off from invoke(FnPrepare)
+	prepared *cachedStmt // hand-off from invoke(FnPrepare)
 }
 
 // Commit commits on the bound session.
@@ -467,12 +552,14 @@ func (t *tx) end() {
 }
 
 // stmt is a virtual prepared statement. It remembers the session it was
-// prepared on; run on a handle bound to another session, it is prepared there.
+// prepared on; run on a handle bound to another session, it is prepared there
+// (through that session's statement cache).
 type stmt struct {
 	v     *conn
 	query string
-	ph    *physical   // where inner was prepared
-	inner driver.Stmt // nil until prepared (lazily, after a replacement callback)
+	tag   string      // statement tag (WithStmtTag) at prepare time
+	ph    *physical   // where cs was acquired
+	cs    *cachedStmt // nil until prepared (lazily, after a replacement callback)
 }
 
 // stmtCC is a stmt whose inner statement implements driver.ColumnConverter:
@@ -491,34 +578,34 @@ var (
 var stmtPool = sync.Pool{New: func() any { return new(stmt) }}
 var stmtCCPool = sync.Pool{New: func() any { return new(stmtCC) }}
 
-// newStmt wraps si. Wrappers are recycled on Close, so a prepare adds no
+// newStmt wraps cs. Wrappers are recycled on Close, so a prepare adds no
 // allocation to the inner driver's.
-func newStmt(v *conn, query string, si driver.Stmt) driver.Stmt {
+func newStmt(v *conn, query, tag string, cs *cachedStmt) driver.Stmt {
 	var ph *physical
-	if si != nil {
+	if cs != nil {
 		ph = v.ph
-	}
-	if _, ok := si.(driver.ColumnConverter); ok { //nolint:staticcheck
-		s := stmtCCPool.Get().(*stmtCC)
-		s.stmt = stmt{v: v, query: query, ph: ph, inner: si}
-		return s
+		if _, ok := cs.si.(driver.ColumnConverter); ok { //nolint:staticcheck
+			s := stmtCCPool.Get().(*stmtCC)
+			s.stmt = stmt{v: v, query: query, tag: tag, ph: ph, cs: cs}
+			return s
+		}
 	}
 	s := stmtPool.Get().(*stmt)
-	*s = stmt{v: v, query: query, ph: ph, inner: si}
+	*s = stmt{v: v, query: query, tag: tag, ph: ph, cs: cs}
 	return s
 }
 
 // ColumnConverter forwards to the inner statement.
 func (s *stmtCC) ColumnConverter(idx int) driver.ValueConverter {
-	return s.inner.(driver.ColumnConverter).ColumnConverter(idx) //nolint:staticcheck
+	return s.cs.si.(driver.ColumnConverter).ColumnConverter(idx) //nolint:staticcheck
 }
 
 // NumInput forwards to the inner statement; -1 (unknown) before it exists.
 func (s *stmt) NumInput() int {
-	if s.inner == nil {
+	if s.cs == nil {
 		return -1
 	}
-	return s.inner.NumInput()
+	return s.cs.si.NumInput()
 }
 
 // ready binds the handle and makes sure the statement exists on the bound
@@ -528,38 +615,53 @@ func (s *stmt) ready(ctx context.Context) error {
 	if err := v.ensure(ctx); err != nil {
 		return err
 	}
-	if s.ph == v.ph && s.inner != nil {
+	if s.ph == v.ph && s.cs != nil {
 		return nil
 	}
-	s.dropInner()
-	si, err := v.ph.prepare(ctx, s.query)
+	s.release()
+	cs, err := v.ph.acquireStmt(ctx, s.query, s.tag)
 	if err != nil {
 		v.noteErr(err)
 		return err
 	}
-	s.ph, s.inner = v.ph, si
+	s.ph, s.cs = v.ph, cs
 	return nil
 }
 
-// dropInner lets go of the inner statement: closed now if its session is the
-// bound one, else queued for that session's next owner.
-func (s *stmt) dropInner() error {
-	inner, ph := s.inner, s.ph
-	s.inner, s.ph = nil, nil
-	if inner == nil {
+// release lets go of the inner statement: handed back to its session's
+// cache now if that session is the bound one, else queued for the
+// session's next owner.
+func (s *stmt) release() error {
+	cs, ph := s.cs, s.ph
+	s.cs, s.ph = nil, nil
+	if cs == nil {
 		return nil
 	}
 	if ph == s.v.ph {
-		err := inner.Close()
+		err := ph.releaseStmt(cs)
 		if err != nil {
 			s.v.noteErr(err)
 		}
 		return err
 	}
 	if !ph.bad.Load() {
-		ph.deferClose(inner)
+		ph.deferRelease(cs)
 	}
 	return nil
+}
+
+// retryStale runs fn once more on a freshly prepared statement when the
+// server says the cached one is stale, which proves the first attempt did
+// not run. Inside a PostgreSQL transaction the error has already aborted the
+// transaction, so there is nothing to retry.
+func (s *stmt) retryStale(ctx context.Context, err error) bool {
+	v := s.v
+	if !v.c.dialect.staleStmt(err) || (v.inTx && v.c.dialect == dialectPgx) {
+		return false
+	}
+	v.ph.invalidateStmt(s.cs)
+	s.release()
+	return s.ready(ctx) == nil
 }
 
 // ExecContext executes the statement on the bound session.
@@ -573,7 +675,10 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 		err := v.call(ch, c, s)
 		return c.Result, err
 	}
-	r, err := stmtExec(ctx, s.inner, args)
+	r, err := stmtExec(ctx, s.cs.si, args)
+	if err != nil && s.retryStale(ctx, err) {
+		r, err = stmtExec(ctx, s.cs.si, args)
+	}
 	if err != nil {
 		v.noteErr(err)
 	}
@@ -592,7 +697,10 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 		err := v.call(ch, c, s)
 		return c.Rows, err
 	}
-	r, err := stmtQuery(ctx, s.inner, args)
+	r, err := stmtQuery(ctx, s.cs.si, args)
+	if err != nil && s.retryStale(ctx, err) {
+		r, err = stmtQuery(ctx, s.cs.si, args)
+	}
 	if err != nil {
 		v.noteErr(err)
 	}
@@ -612,14 +720,17 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 // CheckNamedValue tries the inner statement's checker, then the inner
 // connection's, then returns driver.ErrSkip, as database/sql would.
 func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
-	if ck, ok := s.inner.(driver.NamedValueChecker); ok {
-		return ck.CheckNamedValue(nv)
+	if s.cs != nil {
+		if ck, ok := s.cs.si.(driver.NamedValueChecker); ok {
+			return ck.CheckNamedValue(nv)
+		}
 	}
 	return s.v.CheckNamedValue(nv)
 }
 
-// Close closes the statement. The wrapper is recycled afterwards:
-// database/sql never touches a driver.Stmt after closing it.
+// Close gives the statement back to its session's cache (or closes it when
+// the cache is off). The wrapper is recycled afterwards: database/sql never
+// touches a driver.Stmt after closing it.
 func (s *stmt) Close() error {
 	err := s.close()
 	*s = stmt{}
@@ -627,7 +738,7 @@ func (s *stmt) Close() error {
 	return err
 }
 
-// Close closes the statement and recycles the wrapper.
+// Close is stmt.Close for a statement with a ColumnConverter.
 func (s *stmtCC) Close() error {
 	err := s.close()
 	s.stmt = stmt{}
@@ -640,7 +751,7 @@ func (s *stmt) close() error {
 	if ch := v.c.reg.chain(FnStmtClose); ch != nil {
 		return v.call(ch, &Call{Fn: FnStmtClose, Ctx: context.Background(), Query: s.query, Session: &v.view}, s)
 	}
-	return s.dropInner()
+	return s.release()
 }
 
 // invoke performs a statement's driver call for its callback chain.
@@ -648,11 +759,17 @@ func (s *stmt) invoke(c *Call) error {
 	var err error
 	switch c.Fn {
 	case FnStmtExec:
-		c.Result, err = stmtExec(c.Ctx, s.inner, c.Args)
+		c.Result, err = stmtExec(c.Ctx, s.cs.si, c.Args)
+		if err != nil && s.retryStale(c.Ctx, err) {
+			c.Result, err = stmtExec(c.Ctx, s.cs.si, c.Args)
+		}
 	case FnStmtQuery:
-		c.Rows, err = stmtQuery(c.Ctx, s.inner, c.Args)
+		c.Rows, err = stmtQuery(c.Ctx, s.cs.si, c.Args)
+		if err != nil && s.retryStale(c.Ctx, err) {
+			c.Rows, err = stmtQuery(c.Ctx, s.cs.si, c.Args)
+		}
 	case FnStmtClose:
-		err = s.dropInner()
+		err = s.release()
 	default:
 		err = fmt.Errorf("hasql: %v is not a statement call", c.Fn)
 	}

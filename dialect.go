@@ -121,3 +121,30 @@ func (d dialect) remoteHost(inner driver.Conn, fallback string) string {
 	}
 	return fallback
 }
+
+// staleStmt reports whether err says a prepared statement no longer matches
+// the schema or no longer exists on the server. Such an error proves the
+// statement did not run, so preparing it again and running it once more is
+// safe.
+func (d dialect) staleStmt(err error) bool {
+	switch d {
+	case dialectPgx:
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe.Code == "26000" || (pe.Code == "0A000" && strings.Contains(pe.Message, "cached plan must not change result type"))
+		}
+	case dialectMySQL:
+		var me *mysql.MySQLError
+		if errors.As(err, &me) {
+			return me.Number == 1243 || me.Number == 1615
+		}
+	}
+	return false
+}
+
+// tooManyStmts reports whether err is the server's limit on prepared
+// statements (MariaDB's max_prepared_stmt_count).
+func (d dialect) tooManyStmts(err error) bool {
+	var me *mysql.MySQLError
+	return d == dialectMySQL && errors.As(err, &me) && me.Number == 1461
+}

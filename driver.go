@@ -231,6 +231,8 @@ type Connector struct {
 	pool    *pool
 	err     error // OpenDB with bad options: every Connect fails with it
 
+	stmtHits, stmtMisses, stmtEvictions atomic.Int64
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -456,5 +458,8 @@ func (c *Connector) Stats() Stats {
 	if c.pool != nil {
 		c.pool.stats(&s)
 	}
+	s.StmtCacheHits = c.stmtHits.Load()
+	s.StmtCacheMisses = c.stmtMisses.Load()
+	s.StmtCacheEvictions = c.stmtEvictions.Load()
 	return s
 }

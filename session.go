@@ -85,8 +85,17 @@ func (s *Session) SetStmtCacheSize(n int) {
 		n = 0
 	}
 	if ph := s.phys(); ph != nil {
-		ph.stmtCacheSize = n
+		ph.setStmtCacheSize(n)
 	}
+}
+
+// StmtCacheStats returns the session's statement-cache hits, misses and
+// evictions since it was opened.
+func (s *Session) StmtCacheStats() (hits, misses, evictions int64) {
+	if ph := s.phys(); ph != nil {
+		return ph.cache.hits, ph.cache.misses, ph.cache.evictions
+	}
+	return 0, 0, 0
 }
 
 // Unwrap returns the inner driver's connection; calls made on it run no

@@ -38,8 +38,10 @@ type physical struct {
 
 	bad atomic.Bool // never pool again: terminate on release
 
+	cache stmtCache // owned like the fields above
+
 	mu      sync.Mutex
-	pending []driver.Stmt // statement closes deferred until the session is next owned
+	pending []*cachedStmt // statement releases deferred until the session is next owned
 
 	view Session // a view of this session alone, for FnConnect and FnClose callbacks
 }
@@ -62,23 +64,24 @@ func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
 	return ph
 }
 
-// deferClose queues a statement close for the session's next owner: a
-// statement can be closed by database/sql while the session is in another
-// handle's hands, and the inner connection is not safe for concurrent use.
-func (ph *physical) deferClose(st driver.Stmt) {
+// deferRelease queues a statement release for the session's next owner: a
+// statement can be closed by database/sql while its session is in another
+// handle's hands, and neither the inner connection nor the statement cache
+// is safe for concurrent use.
+func (ph *physical) deferRelease(cs *cachedStmt) {
 	ph.mu.Lock()
-	ph.pending = append(ph.pending, st)
+	ph.pending = append(ph.pending, cs)
 	ph.mu.Unlock()
 }
 
-// drainPending runs the deferred statement closes; the caller owns ph.
+// drainPending runs the deferred statement releases; the caller owns ph.
 func (ph *physical) drainPending() {
 	ph.mu.Lock()
 	pending := ph.pending
 	ph.pending = nil
 	ph.mu.Unlock()
-	for _, st := range pending {
-		if err := st.Close(); ph.pool.c.dialect.connDead(err) {
+	for _, cs := range pending {
+		if err := ph.releaseStmt(cs); ph.pool.c.dialect.connDead(err) {
 			ph.bad.Store(true)
 		}
 	}
@@ -420,9 +423,8 @@ func (ph *physical) close(terminated bool) {
 		p.terminated.Add(1)
 	}
 	p.closedN.Add(1)
-	if !terminated {
-		ph.drainPending()
-	}
+	// Its statements go with the connection; closing them one by one first
+	// would only cost round trips.
 	p.c.closePhysical(ph)
 }
 
