@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 
 	"github.com/DATA-DOG/go-sqlmock"
@@ -147,4 +148,35 @@ func (d dialect) staleStmt(err error) bool {
 func (d dialect) tooManyStmts(err error) bool {
 	var me *mysql.MySQLError
 	return d == dialectMySQL && errors.As(err, &me) && me.Number == 1461
+}
+
+// withUser returns the inner DSN with its credentials replaced, for
+// per-user sessions (WithUser).
+func (d dialect) withUser(dsn, user, password string) (string, error) {
+	switch d {
+	case dialectMySQL:
+		cfg, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			return "", fmt.Errorf("hasql: WithUser: the inner DSN does not parse")
+		}
+		cfg.User, cfg.Passwd = user, password
+		return cfg.FormatDSN(), nil
+	case dialectPgx:
+		if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+			// Query parameters override the URL's user information in pgx.
+			sep := "?"
+			if strings.Contains(dsn, "?") {
+				sep = "&"
+			}
+			return dsn + sep + "user=" + url.QueryEscape(user) + "&password=" + url.QueryEscape(password), nil
+		}
+		// In the key=value form a later key wins.
+		return dsn + " user=" + kvQuote(user) + " password=" + kvQuote(password), nil
+	}
+	return "", fmt.Errorf("hasql: WithUser is not supported for %v inner drivers (it needs to put credentials into the DSN)", d)
+}
+
+// kvQuote quotes a libpq key=value value.
+func kvQuote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }

@@ -203,7 +203,12 @@ func openInner(name, dsn string, opts []Option) (*Connector, error) {
 	} else {
 		ic = dsnConnector{d: d, dsn: stripped}
 	}
-	return newConnector(ic, dialectOf(name, d), cfg, stripped, secrets)
+	c, err := newConnector(ic, dialectOf(name, d), cfg, stripped, secrets)
+	if err != nil {
+		return nil, err
+	}
+	c.innerDrv = d
+	return c, nil
 }
 
 // dsnConnector is database/sql's own adapter for drivers without
@@ -227,6 +232,11 @@ type Connector struct {
 	cfg     config
 	secrets []string
 	host    string // host:port from the DSN, for Session.Host
+	dsn      string        // the inner DSN, when opened from one
+	innerDrv driver.Driver // the inner driver, when opened from a DSN
+
+	usersMu sync.Mutex
+	users   map[poolKey]driver.Connector // per-user inner connectors (WithUser)
 	reg     registry
 	pool    *pool
 	err     error // OpenDB with bad options: every Connect fails with it
@@ -247,13 +257,14 @@ func newConnector(inner driver.Connector, dl dialect, cfg config, dsn string, se
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Connector{inner: inner, dialect: dl, cfg: cfg, secrets: secrets, host: dsnHost(dl, dsn)}
+	c := &Connector{inner: inner, dialect: dl, cfg: cfg, secrets: secrets, host: dsnHost(dl, dsn), dsn: dsn}
 	c.drv.c = c
 	c.reg.init()
 	c.pool = newPool(c, cfg.pool)
 	if err := c.reg.load(cfg.callbacks); err != nil {
 		return nil, err
 	}
+	c.pool.start()
 	return c, nil
 }
 
@@ -321,21 +332,22 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, fresh bool, 
 	if purity == PurityDefault {
 		purity = c.cfg.defaultPurity
 	}
-	return poolKey{user: sel.user, class: class}, tag, purity == PurityNew, nil
+	return poolKey{user: sel.user, pass: sel.password, class: class}, tag, purity == PurityNew, nil
 }
 
 // openPhysical opens a physical session through the inner connector, running
 // FnConnect callbacks around it.
 func (c *Connector) openPhysical(ctx context.Context, sel selector, key poolKey) (*physical, error) {
-	if sel.user != "" {
-		return nil, fmt.Errorf("hasql: WithUser: per-user sessions are not supported by this connector yet")
+	ic, err := c.connectorFor(key)
+	if err != nil {
+		return nil, err
 	}
 	if t := c.cfg.backoff.ConnectTimeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
-	inv := connectInvoker{c: c, key: key}
+	inv := connectInvoker{c: c, ic: ic, key: key}
 	if ch := c.reg.chain(FnConnect); ch != nil {
 		call := &Call{Fn: FnConnect, Ctx: ctx}
 		err := ch.run(call, &inv)
@@ -358,12 +370,13 @@ func (c *Connector) openPhysical(ctx context.Context, sel selector, key poolKey)
 
 type connectInvoker struct {
 	c   *Connector
+	ic  driver.Connector
 	key poolKey
 	ph  *physical
 }
 
 func (ci *connectInvoker) connect(ctx context.Context) error {
-	inner, err := ci.c.inner.Connect(ctx)
+	inner, err := ci.ic.Connect(ctx)
 	if err != nil {
 		if len(ci.c.secrets) > 0 {
 			return &redactedError{err, ci.c.secrets}
@@ -383,6 +396,41 @@ func (ci *connectInvoker) invoke(call *Call) error {
 		call.Session = &ci.ph.view
 	}
 	return err
+}
+
+// connectorFor returns the inner connector for a pool key: the connector's
+// own, or for WithUser a connector whose DSN carries that user's credentials
+// (made once per user and password).
+func (c *Connector) connectorFor(key poolKey) (driver.Connector, error) {
+	if key.user == "" {
+		return c.inner, nil
+	}
+	k := poolKey{user: key.user, pass: key.pass}
+	c.usersMu.Lock()
+	defer c.usersMu.Unlock()
+	if ic, ok := c.users[k]; ok {
+		return ic, nil
+	}
+	if c.innerDrv == nil {
+		return nil, fmt.Errorf("hasql: WithUser needs a connector opened from a DSN (sql.Open or hasql.Open), not NewConnector/OpenDB")
+	}
+	dsn, err := c.dialect.withUser(c.dsn, key.user, key.pass)
+	if err != nil {
+		return nil, err
+	}
+	var ic driver.Connector
+	if dc, ok := c.innerDrv.(driver.DriverContext); ok {
+		if ic, err = dc.OpenConnector(dsn); err != nil {
+			return nil, fmt.Errorf("hasql: WithUser: %w", &redactedError{err, append([]string{key.pass}, c.secrets...)})
+		}
+	} else {
+		ic = dsnConnector{d: c.innerDrv, dsn: dsn}
+	}
+	if c.users == nil {
+		c.users = make(map[poolKey]driver.Connector)
+	}
+	c.users[k] = ic
+	return ic, nil
 }
 
 // closePhysical closes a session's inner connection, running FnClose

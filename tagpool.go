@@ -28,7 +28,9 @@ type physical struct {
 	resetter   driver.SessionResetter
 	checker    driver.NamedValueChecker
 
-	created time.Time
+	created   time.Time
+	retireAt  time.Time // created + jittered MaxLifetime; zero: never
+	idleSince time.Time // guarded by pool.mu while idle
 
 	// Owned by whoever holds the session (the pool's lock hands it over).
 	tag           string // normalised; "" = untagged
@@ -46,8 +48,10 @@ type physical struct {
 	view Session // a view of this session alone, for FnConnect and FnClose callbacks
 }
 
-// poolKey partitions the pool: sessions never cross users or classes.
-type poolKey struct{ user, class string }
+// poolKey partitions the pool: sessions never cross users (with their
+// passwords: a wrong password never gets a session another caller
+// authenticated) or connection classes.
+type poolKey struct{ user, pass, class string }
 
 func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
 	ph := &physical{pool: p, inner: inner, key: key, created: p.now()}
@@ -100,6 +104,12 @@ type pool struct {
 	busy    int
 	waiters []*waiter
 	closed  bool
+
+	// Background work (poolsize.go).
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	kickCh   chan struct{}
+	wg       sync.WaitGroup
 
 	created, closedN, terminated atomic.Int64
 	waits, waitTimeouts          atomic.Int64
@@ -154,6 +164,7 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 		if p.cfg.Max == 0 || p.open < p.cfg.Max {
 			p.open++
 			p.busy++
+			p.growLocked(key)
 			p.mu.Unlock()
 			return p.openInSlot(ctx, key, tag, sel, false)
 		}
@@ -216,6 +227,7 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 	}
 	ph.forced = forced
 	p.created.Add(1)
+	p.setLifetime(ph)
 	if tag != "" {
 		p.tagMisses.Add(1)
 	}
@@ -340,37 +352,45 @@ func sharedProperties(a, b string) int {
 	return n
 }
 
-// put returns a session from its owner: to a waiter, to the idle list, or,
-// if it is bad, forced beyond Max or the pool is closed, to its end.
+// put returns a session from its owner.
 func (p *pool) put(ph *physical) {
+	now := p.now()
 	p.mu.Lock()
+	p.busy--
 	ph.used = true
-	if p.closed || ph.bad.Load() || (ph.forced && p.cfg.Max > 0 && p.open > p.cfg.Max) {
+	p.offerLocked(ph, now)
+}
+
+// offerLocked places a session nobody holds: with a waiter of its key, in the
+// idle list, or — if it is bad, past its lifetime, above the pool's maximum,
+// or the pool is closed — to its end, its slot going to the first waiter.
+// It unlocks p.mu.
+func (p *pool) offerLocked(ph *physical, now time.Time) {
+	retire := p.closed || ph.bad.Load() ||
+		(p.cfg.Max > 0 && p.open > p.cfg.Max) ||
+		(!ph.retireAt.IsZero() && !now.Before(ph.retireAt))
+	if !retire {
+		for i, w := range p.waiters {
+			if w.key == ph.key && !w.freshy {
+				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+				p.busy++
+				w.ch <- grant{ph: ph}
+				p.mu.Unlock()
+				return
+			}
+		}
+		// Someone waits for a session this one cannot be: give them its slot.
+		retire = len(p.waiters) > 0
+	}
+	if retire {
 		p.open--
-		p.busy--
 		p.grantSlotLocked()
 		p.mu.Unlock()
 		ph.close(ph.bad.Load())
+		p.kick()
 		return
 	}
-	for i, w := range p.waiters {
-		if w.key == ph.key && !w.freshy {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			w.ch <- grant{ph: ph}
-			p.mu.Unlock()
-			return
-		}
-	}
-	if len(p.waiters) > 0 {
-		// Someone waits for a session this one cannot be: give them its slot.
-		p.busy--
-		p.open--
-		p.grantSlotLocked()
-		p.mu.Unlock()
-		ph.close(false)
-		return
-	}
-	p.busy--
+	ph.idleSince = now
 	p.idle[ph.key] = append(p.idle[ph.key], ph)
 	p.mu.Unlock()
 }
@@ -394,22 +414,29 @@ func (p *pool) terminate(ph *physical) {
 	p.put(ph)
 }
 
-// close closes every idle session; busy ones are closed on release.
+// close closes every idle session, stops the background work and waits for
+// it; busy sessions are closed as they are released.
 func (p *pool) close() {
 	p.mu.Lock()
 	p.closed = true
-	var idle []*physical
-	for k, list := range p.idle {
-		idle = append(idle, list...)
-		delete(p.idle, k)
-	}
-	p.open -= len(idle)
 	waiters := p.waiters
 	p.waiters = nil
 	p.mu.Unlock()
 	for _, w := range waiters {
 		w.ch <- grant{closed: true}
 	}
+	if p.bgCancel != nil {
+		p.bgCancel()
+		p.wg.Wait()
+	}
+	p.mu.Lock()
+	var idle []*physical
+	for k, list := range p.idle {
+		idle = append(idle, list...)
+		delete(p.idle, k)
+	}
+	p.open -= len(idle)
+	p.mu.Unlock()
 	for _, ph := range idle {
 		ph.close(false)
 	}

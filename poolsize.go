@@ -1,0 +1,207 @@
+package hasql
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+)
+
+// Pool sizing in the background: keeping Min sessions open, growing by Incr
+// when every session is busy, closing sessions idle past IdleTimeout (never
+// below Min) and retiring sessions past a jittered MaxLifetime. One
+// maintainer goroutine per connector does the periodic part; Connector.Close
+// stops it and waits for it and for every background open.
+
+// maintainInterval is how often the maintainer looks at the idle sessions.
+func maintainInterval(cfg PoolConfig) time.Duration {
+	d := 30 * time.Second
+	for _, t := range []time.Duration{cfg.IdleTimeout, cfg.MaxLifetime} {
+		if t > 0 && t/4 < d {
+			d = t / 4
+		}
+	}
+	return max(d, 100*time.Millisecond)
+}
+
+// start launches the maintainer and opens the first Min sessions.
+func (p *pool) start() {
+	p.bgCtx, p.bgCancel = context.WithCancel(context.Background())
+	p.kickCh = make(chan struct{}, 1)
+	p.wg.Add(1)
+	go p.maintain()
+	p.kick()
+}
+
+// kick asks the maintainer to top the pool up to Min soon.
+func (p *pool) kick() {
+	if p.kickCh == nil {
+		return
+	}
+	select {
+	case p.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pool) maintain() {
+	defer p.wg.Done()
+	p.mu.Lock()
+	interval := maintainInterval(p.cfg)
+	p.mu.Unlock()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.bgCtx.Done():
+			return
+		case <-t.C:
+			p.reap(p.now())
+		case <-p.kickCh:
+		}
+		p.fillMin()
+		p.mu.Lock()
+		if d := maintainInterval(p.cfg); d != interval {
+			interval = d
+			t.Reset(d)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// defaultKey is the key of sessions opened in the background.
+func (p *pool) defaultKey() poolKey { return poolKey{class: p.c.cfg.defaultClass} }
+
+// fillMin opens sessions in the background until Min are open.
+func (p *pool) fillMin() {
+	p.mu.Lock()
+	n := p.cfg.Min - p.open
+	if p.closed || n <= 0 {
+		p.mu.Unlock()
+		return
+	}
+	p.open += n
+	p.mu.Unlock()
+	for i := 0; i < n; i++ {
+		p.openInBackground(p.defaultKey())
+	}
+}
+
+// growLocked reserves up to Incr-1 more slots beside the one a caller is
+// opening, and opens sessions in them in the background, so that a burst
+// does not make every caller dial in turn.
+func (p *pool) growLocked(key poolKey) {
+	n := p.cfg.Incr - 1
+	if p.cfg.Max > 0 {
+		n = min(n, p.cfg.Max-p.open)
+	}
+	if n <= 0 || p.bgCtx == nil {
+		return
+	}
+	p.open += n
+	for i := 0; i < n; i++ {
+		p.openInBackground(key)
+	}
+}
+
+// openInBackground opens a session in a slot already counted in open and
+// offers it to the pool like a released one.
+func (p *pool) openInBackground(key poolKey) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ph, err := p.c.openPhysical(p.bgCtx, selector{}, key)
+		p.mu.Lock()
+		if err != nil {
+			p.open--
+			p.grantSlotLocked()
+			p.mu.Unlock()
+			return
+		}
+		p.created.Add(1)
+		p.setLifetime(ph)
+		p.offerLocked(ph, p.now())
+	}()
+}
+
+// setLifetime fixes when a new session retires: MaxLifetime less up to a
+// tenth of it at random, so that sessions opened together do not all go at
+// once.
+func (p *pool) setLifetime(ph *physical) {
+	if lt := p.cfg.MaxLifetime; lt > 0 {
+		jitter := time.Duration(rand.Int64N(int64(lt)/10 + 1))
+		ph.retireAt = ph.created.Add(lt - jitter)
+	}
+}
+
+// reap closes idle sessions past their lifetime, and idle sessions unused
+// for longer than IdleTimeout while more than Min are open. It takes the
+// time as an argument so tests can drive it with a fake clock.
+func (p *pool) reap(now time.Time) {
+	var doomed []*physical
+	p.mu.Lock()
+	for key, list := range p.idle {
+		kept := list[:0]
+		for _, ph := range list {
+			expired := !ph.retireAt.IsZero() && !now.Before(ph.retireAt)
+			idleTooLong := p.cfg.IdleTimeout > 0 && now.Sub(ph.idleSince) >= p.cfg.IdleTimeout &&
+				p.open-len(doomed) > p.cfg.Min
+			if expired || idleTooLong {
+				doomed = append(doomed, ph)
+				continue
+			}
+			kept = append(kept, ph)
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = kept
+		}
+	}
+	p.open -= len(doomed)
+	for range doomed {
+		p.grantSlotLocked()
+	}
+	p.mu.Unlock()
+	for _, ph := range doomed {
+		ph.close(false)
+	}
+}
+
+// Reconfigure changes the pool's sizing, get mode and timeouts while it runs
+// (OCI_CPOOL_REINITIALIZE). Shrinking closes idle sessions at once and busy
+// ones as they are released; growing lets waiters open sessions at once.
+func (c *Connector) Reconfigure(pc PoolConfig) error {
+	cfg := c.cfg
+	cfg.pool = pc
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if c.pool == nil {
+		return ErrClosed
+	}
+	p := c.pool
+	var doomed []*physical
+	p.mu.Lock()
+	p.cfg = pc
+	for p.cfg.Max > 0 && p.open-len(doomed) > p.cfg.Max {
+		ph := p.takeAnyIdleLocked()
+		if ph == nil {
+			break
+		}
+		doomed = append(doomed, ph)
+	}
+	p.open -= len(doomed)
+	for p.cfg.Max == 0 || p.open < p.cfg.Max {
+		if len(p.waiters) == 0 {
+			break
+		}
+		p.grantSlotLocked()
+	}
+	p.mu.Unlock()
+	for _, ph := range doomed {
+		ph.close(false)
+	}
+	p.kick()
+	return nil
+}
