@@ -226,12 +226,12 @@ func (t dsnConnector) Driver() driver.Driver                        { return t.d
 // for concurrent use. Close it (or the *sql.DB made from it) to close every
 // physical session and stop every background goroutine.
 type Connector struct {
-	inner   driver.Connector
-	drv     Driver
-	dialect dialect
-	cfg     config
-	secrets []string
-	host    string // host:port from the DSN, for Session.Host
+	inner    driver.Connector
+	drv      Driver
+	dialect  dialect
+	cfg      config
+	secrets  []string
+	host     string        // host:port from the DSN, for Session.Host
 	dsn      string        // the inner DSN, when opened from one
 	innerDrv driver.Driver // the inner driver, when opened from a DSN
 
