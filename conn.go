@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // conn is a virtual handle: the driver.Conn database/sql holds. It has no
@@ -32,6 +33,10 @@ type conn struct {
 	checker driver.NamedValueChecker
 
 	tx tx // the handle's transaction; reused, so Begin allocates nothing
+
+	recovery       Recovery  // attached with Session.Attach
+	nextReconnect  time.Time // Session.Reconnect's back-off after a failure
+	reconnectFails int
 }
 
 var (
@@ -90,8 +95,14 @@ func (v *conn) bind(ctx context.Context, verified bool) error {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
+		if err := v.c.outage.wait(ctx); err != nil {
+			return err
+		}
 		co, err := v.c.pool.get(ctx, key, tag, sel, fresh)
 		if err != nil {
+			if attempt < 16 && v.c.outageFor(ctx, err) {
+				continue // the outage gate holds us until the database is back
+			}
 			return err
 		}
 		ph := co.ph
@@ -119,6 +130,7 @@ func (v *conn) bind(ctx context.Context, verified bool) error {
 			return err
 		}
 		v.c.pool.terminate(ph)
+		v.c.reconnects.Add(1) // a dead pooled session replaced unseen
 	}
 }
 
@@ -301,56 +313,75 @@ func (v *conn) retryStaleAdhoc(ctx context.Context, cs **cachedStmt, err error) 
 // inner driver without ExecerContext reaches database/sql bare, so that it
 // prepares, executes and closes a statement exactly as it would without hasql.
 func (v *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if err := v.ensure(ctx); err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		if err := v.ensure(ctx); err != nil {
+			return nil, err
+		}
+		var r driver.Result
+		var err error
+		if ch := v.c.reg.chain(FnExec); ch != nil {
+			c := &Call{Fn: FnExec, Ctx: ctx, Query: query, Args: args, Session: &v.view}
+			err = ch.run(c, v)
+			r = c.Result
+		} else {
+			r, err = v.execAdhoc(ctx, query, args)
+		}
+		if err == nil {
+			return r, nil
+		}
+		if retry, err := v.onError(ctx, err, attempt, false); !retry {
+			return nil, err
+		}
 	}
-	if ch := v.c.reg.chain(FnExec); ch != nil {
-		c := &Call{Fn: FnExec, Ctx: ctx, Query: query, Args: args, Session: &v.view}
-		err := v.call(ch, c, v)
-		return c.Result, err
-	}
-	r, err := v.execAdhoc(ctx, query, args)
-	if err != nil {
-		v.noteErr(err)
-	}
-	return r, err
 }
 
 // QueryContext runs an ad-hoc query on the bound session. The inner driver's
 // rows are returned as they are, so every optional Rows interface they have,
 // and only those, reaches database/sql.
 func (v *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if err := v.ensure(ctx); err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		if err := v.ensure(ctx); err != nil {
+			return nil, err
+		}
+		var r driver.Rows
+		var err error
+		if ch := v.c.reg.chain(FnQuery); ch != nil {
+			c := &Call{Fn: FnQuery, Ctx: ctx, Query: query, Args: args, Session: &v.view}
+			err = ch.run(c, v)
+			r = c.Rows
+		} else {
+			r, err = v.queryAdhoc(ctx, query, args)
+		}
+		if err == nil {
+			return r, nil
+		}
+		if retry, err := v.onError(ctx, err, attempt, false); !retry {
+			return nil, err
+		}
 	}
-	if ch := v.c.reg.chain(FnQuery); ch != nil {
-		c := &Call{Fn: FnQuery, Ctx: ctx, Query: query, Args: args, Session: &v.view}
-		err := v.call(ch, c, v)
-		return c.Rows, err
-	}
-	r, err := v.queryAdhoc(ctx, query, args)
-	if err != nil {
-		v.noteErr(err)
-	}
-	return r, err
 }
 
 // Ping pings the bound session. Without an inner Pinger it succeeds, as
 // database/sql's own Ping does; it never returns driver.ErrSkip.
 func (v *conn) Ping(ctx context.Context) error {
-	if err := v.ensure(ctx); err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		if err := v.ensure(ctx); err != nil {
+			return err
+		}
+		var err error
+		if ch := v.c.reg.chain(FnPing); ch != nil {
+			err = ch.run(&Call{Fn: FnPing, Ctx: ctx, Session: &v.view}, v)
+		} else {
+			err = v.ph.ping(ctx)
+		}
+		if err == nil || err == driver.ErrSkip {
+			return nil
+		}
+		// A ping changes nothing, so it is always safe to run again.
+		if retry, err := v.onError(ctx, err, attempt, true); !retry {
+			return err
+		}
 	}
-	var err error
-	if ch := v.c.reg.chain(FnPing); ch != nil {
-		err = v.call(ch, &Call{Fn: FnPing, Ctx: ctx, Session: &v.view}, v)
-	} else if err = v.ph.ping(ctx); err != nil {
-		v.noteErr(err)
-	}
-	if err == driver.ErrSkip {
-		return nil
-	}
-	return err
 }
 
 // Prepare is PrepareContext with a background context; database/sql does not
@@ -363,29 +394,33 @@ func (v *conn) Prepare(query string) (driver.Stmt, error) {
 // cache, and returns a virtual statement: if database/sql later runs it while
 // this handle is bound to another session, it is prepared there.
 func (v *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	if err := v.ensure(ctx); err != nil {
-		return nil, err
-	}
 	tag := stmtTagFrom(ctx)
-	var cs *cachedStmt
-	var err error
-	if ch := v.c.reg.chain(FnPrepare); ch != nil {
-		v.tx.prepared = nil
-		err = v.call(ch, &Call{Fn: FnPrepare, Ctx: ctx, Query: query, Session: &v.view}, v)
-		cs, v.tx.prepared = v.tx.prepared, nil
-		if err != nil {
-			if cs != nil {
-				v.ph.releaseStmt(cs)
-			}
+	for attempt := 0; ; attempt++ {
+		if err := v.ensure(ctx); err != nil {
 			return nil, err
 		}
-		// A replacement that returned nil prepared nothing: the statement is
-		// prepared on its first execution.
-	} else if cs, err = v.ph.acquireStmt(ctx, query, tag); err != nil {
-		v.noteErr(err)
-		return nil, err
+		var cs *cachedStmt
+		var err error
+		if ch := v.c.reg.chain(FnPrepare); ch != nil {
+			v.tx.prepared = nil
+			err = ch.run(&Call{Fn: FnPrepare, Ctx: ctx, Query: query, Session: &v.view}, v)
+			cs, v.tx.prepared = v.tx.prepared, nil
+			if err != nil && cs != nil {
+				v.ph.releaseStmt(cs)
+			}
+			// A replacement that returned nil prepared nothing: the
+			// statement is prepared on its first execution.
+		} else {
+			cs, err = v.ph.acquireStmt(ctx, query, tag)
+		}
+		if err == nil {
+			return newStmt(v, query, tag, cs), nil
+		}
+		// Preparing changes no data, so it is always safe to run again.
+		if retry, err := v.onError(ctx, err, attempt, true); !retry {
+			return nil, err
+		}
 	}
-	return newStmt(v, query, tag, cs), nil
 }
 
 // Begin is BeginTx with a background context and default options.
@@ -396,34 +431,48 @@ func (v *conn) Begin() (driver.Tx, error) {
 // BeginTx starts a transaction on the bound session, which then stays bound
 // until database/sql releases the handle after Commit or Rollback.
 func (v *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	if err := v.ensure(ctx); err != nil {
-		return nil, err
-	}
 	t := &v.tx
 	if v.inTx {
 		// database/sql allows a second Begin on a pinned *sql.Conn; the
 		// driver decides what that means, and each Tx needs its own state.
 		t = &tx{v: v}
 	}
-	var itx driver.Tx
-	var err error
-	if ch := v.c.reg.chain(FnBegin); ch != nil {
-		saved := v.tx.inner
-		c := &Call{Fn: FnBegin, Ctx: ctx, Session: &v.view, Args: []driver.NamedValue{{Ordinal: 1, Value: opts}}}
-		err = v.call(ch, c, v)
-		itx, v.tx.inner = v.tx.inner, saved
-		if err == nil && itx == nil {
-			err = newError(ErrCallbackOutcome, "FnBegin callbacks succeeded without starting a transaction", nil)
+	for attempt := 0; ; attempt++ {
+		if err := v.ensure(ctx); err != nil {
+			return nil, err
 		}
-	} else if itx, err = v.ph.begin(ctx, opts); err != nil {
-		v.noteErr(err)
+		var itx driver.Tx
+		var err error
+		if ch := v.c.reg.chain(FnBegin); ch != nil {
+			saved := v.tx.inner
+			c := &Call{Fn: FnBegin, Ctx: ctx, Session: &v.view, Args: []driver.NamedValue{{Ordinal: 1, Value: opts}}}
+			err = ch.run(c, v)
+			itx, v.tx.inner = v.tx.inner, saved
+			if err == nil && itx == nil {
+				err = newError(ErrCallbackOutcome, "FnBegin callbacks succeeded without starting a transaction", nil)
+			}
+			if err != nil && itx != nil {
+				// An exit callback failed a Begin the driver performed: the
+				// caller gets no Tx to end, so end it here rather than pool a
+				// session with a transaction open.
+				if rerr := itx.Rollback(); rerr != nil {
+					v.ph.bad.Store(true)
+				}
+			}
+		} else {
+			itx, err = v.ph.begin(ctx, opts)
+		}
+		if err == nil {
+			t.inner = itx
+			v.inTx = true
+			return t, nil
+		}
+		// A transaction that failed to begin on a lost connection holds
+		// nothing: beginning it again is safe.
+		if retry, err := v.onError(ctx, err, attempt, !v.inTx); !retry {
+			return nil, err
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	t.inner = itx
-	v.inTx = true
-	return t, nil
 }
 
 // ResetSession binds the handle for the next caller, with that caller's
@@ -513,8 +562,12 @@ func (t *tx) Commit() error {
 	var err error
 	if ch := v.c.reg.chain(FnCommit); ch != nil {
 		err = v.callTx(ch, FnCommit, t)
-	} else if err = t.inner.Commit(); err != nil {
-		v.noteErr(err)
+	} else {
+		err = t.inner.Commit()
+	}
+	if err != nil {
+		// Never retried: on a lost connection the outcome is unknown.
+		_, err = v.onError(context.Background(), err, maxAttempts, false)
 	}
 	t.end()
 	return err
@@ -528,20 +581,29 @@ func (t *tx) Rollback() error {
 	var err error
 	if ch := v.c.reg.chain(FnRollback); ch != nil {
 		err = v.callTx(ch, FnRollback, t)
-	} else if err = t.inner.Rollback(); err != nil {
-		v.noteErr(err)
+	} else {
+		err = t.inner.Rollback()
+	}
+	t.end()
+	if err != nil && v.ph != nil && (v.ph.bad.Load() || v.c.dialect.connDead(err)) {
+		// The server rolls back a transaction whose connection died: the
+		// rollback the caller asked for has happened.
+		if !v.ph.bad.Swap(true) {
+			v.c.lost(v.ph, err, false)
+		}
+		v.release()
+		return nil
 	}
 	if err != nil {
 		v.broken = true
 	}
-	t.end()
 	return err
 }
 
 func (v *conn) callTx(ch *chain, fn Fn, t *tx) error {
 	saved := v.tx.inner
 	v.tx.inner = t.inner
-	err := v.call(ch, &Call{Fn: fn, Ctx: context.Background(), Session: &v.view}, v)
+	err := ch.run(&Call{Fn: fn, Ctx: context.Background(), Session: &v.view}, v)
 	v.tx.inner = saved
 	return err
 }
@@ -666,45 +728,67 @@ func (s *stmt) retryStale(ctx context.Context, err error) bool {
 
 // ExecContext executes the statement on the bound session.
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	if err := s.ready(ctx); err != nil {
-		return nil, err
-	}
 	v := s.v
-	if ch := v.c.reg.chain(FnStmtExec); ch != nil {
-		c := &Call{Fn: FnStmtExec, Ctx: ctx, Query: s.query, Args: args, Session: &v.view}
-		err := v.call(ch, c, s)
-		return c.Result, err
+	for attempt := 0; ; attempt++ {
+		if err := s.ready(ctx); err != nil {
+			// Preparing changes no data, so it is always safe to run again.
+			if retry, err := v.onError(ctx, err, attempt, true); !retry {
+				return nil, err
+			}
+			continue
+		}
+		var r driver.Result
+		var err error
+		if ch := v.c.reg.chain(FnStmtExec); ch != nil {
+			c := &Call{Fn: FnStmtExec, Ctx: ctx, Query: s.query, Args: args, Session: &v.view}
+			err = ch.run(c, s)
+			r = c.Result
+		} else {
+			r, err = stmtExec(ctx, s.cs.si, args)
+			if err != nil && s.retryStale(ctx, err) {
+				r, err = stmtExec(ctx, s.cs.si, args)
+			}
+		}
+		if err == nil {
+			return r, nil
+		}
+		if retry, err := v.onError(ctx, err, attempt, false); !retry {
+			return nil, err
+		}
 	}
-	r, err := stmtExec(ctx, s.cs.si, args)
-	if err != nil && s.retryStale(ctx, err) {
-		r, err = stmtExec(ctx, s.cs.si, args)
-	}
-	if err != nil {
-		v.noteErr(err)
-	}
-	return r, err
 }
 
 // QueryContext runs the statement on the bound session and returns the inner
 // driver's rows as they are.
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if err := s.ready(ctx); err != nil {
-		return nil, err
-	}
 	v := s.v
-	if ch := v.c.reg.chain(FnStmtQuery); ch != nil {
-		c := &Call{Fn: FnStmtQuery, Ctx: ctx, Query: s.query, Args: args, Session: &v.view}
-		err := v.call(ch, c, s)
-		return c.Rows, err
+	for attempt := 0; ; attempt++ {
+		if err := s.ready(ctx); err != nil {
+			// Preparing changes no data, so it is always safe to run again.
+			if retry, err := v.onError(ctx, err, attempt, true); !retry {
+				return nil, err
+			}
+			continue
+		}
+		var r driver.Rows
+		var err error
+		if ch := v.c.reg.chain(FnStmtQuery); ch != nil {
+			c := &Call{Fn: FnStmtQuery, Ctx: ctx, Query: s.query, Args: args, Session: &v.view}
+			err = ch.run(c, s)
+			r = c.Rows
+		} else {
+			r, err = stmtQuery(ctx, s.cs.si, args)
+			if err != nil && s.retryStale(ctx, err) {
+				r, err = stmtQuery(ctx, s.cs.si, args)
+			}
+		}
+		if err == nil {
+			return r, nil
+		}
+		if retry, err := v.onError(ctx, err, attempt, false); !retry {
+			return nil, err
+		}
 	}
-	r, err := stmtQuery(ctx, s.cs.si, args)
-	if err != nil && s.retryStale(ctx, err) {
-		r, err = stmtQuery(ctx, s.cs.si, args)
-	}
-	if err != nil {
-		v.noteErr(err)
-	}
-	return r, err
 }
 
 // Exec is the legacy entry point; database/sql uses ExecContext.
@@ -749,7 +833,13 @@ func (s *stmtCC) Close() error {
 func (s *stmt) close() error {
 	v := s.v
 	if ch := v.c.reg.chain(FnStmtClose); ch != nil {
-		return v.call(ch, &Call{Fn: FnStmtClose, Ctx: context.Background(), Query: s.query, Session: &v.view}, s)
+		err := v.call(ch, &Call{Fn: FnStmtClose, Ctx: context.Background(), Query: s.query, Session: &v.view}, s)
+		if s.cs != nil && errors.Is(err, ErrCallbackPanic) {
+			// A panicking callback stopped the call before the release;
+			// the wrapper is recycled next, so release now or never.
+			s.release()
+		}
+		return err
 	}
 	return s.release()
 }

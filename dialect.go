@@ -180,3 +180,67 @@ func (d dialect) withUser(dsn, user, password string) (string, error) {
 func kvQuote(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
+
+// notSent reports whether err proves the work never reached the server, so
+// running it again cannot run it twice.
+func (d dialect) notSent(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) {
+		return true
+	}
+	switch d {
+	case dialectPgx:
+		return pgconn.SafeToRetry(err)
+	case dialectMySQL:
+		// mysql.ErrInvalidConn means the command was sent: unknown outcome.
+		return false
+	}
+	return false
+}
+
+// wrongRole reports whether err says the server is read-only or a standby,
+// so the work did not run and belongs on another server.
+func (d dialect) wrongRole(err error) bool {
+	switch d {
+	case dialectPgx:
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "25006"
+	case dialectMySQL:
+		var me *mysql.MySQLError
+		return errors.As(err, &me) && (me.Number == 1290 || me.Number == 1792 || me.Number == 1836)
+	}
+	return false
+}
+
+// connectRetryable reports whether a failed connect may succeed later or on
+// another host (the server is down, starting or overloaded), as opposed to a
+// mistake in the configuration (bad password, unknown database) that no
+// amount of retrying mends.
+func (d dialect) connectRetryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if errors.Is(err, errWrongRole) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "28"), pe.Code == "3D000", pe.Code == "42501":
+			return false
+		}
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1044, 1045, 1049, 1698, 1227:
+			return false
+		}
+		return true
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	return d.connDead(err)
+}

@@ -30,6 +30,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -86,7 +87,11 @@ func (d *Driver) OpenConnector(dsn string) (driver.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openInner(name, inner, nil)
+	c, err := openInner(name, inner, nil)
+	if err != nil {
+		return nil, err // a nil interface, not a nil *Connector in one
+	}
+	return c, nil
 }
 
 // Open wraps the registered driver driverName: the DSN is that driver's own,
@@ -125,7 +130,7 @@ func NewConnector(inner driver.Connector, opts ...Option) (*Connector, error) {
 		o(&cfg)
 	}
 	d := inner.Driver()
-	return newConnector(inner, dialectOf(fmt.Sprintf("%T", d), d), cfg, "", nil)
+	return newConnector(inner, nil, dialectOf(fmt.Sprintf("%T", d), d), cfg, "", nil)
 }
 
 // driverCache remembers the driver.Driver registered under each name:
@@ -203,12 +208,7 @@ func openInner(name, dsn string, opts []Option) (*Connector, error) {
 	} else {
 		ic = dsnConnector{d: d, dsn: stripped}
 	}
-	c, err := newConnector(ic, dialectOf(name, d), cfg, stripped, secrets)
-	if err != nil {
-		return nil, err
-	}
-	c.innerDrv = d
-	return c, nil
+	return newConnector(ic, d, dialectOf(name, d), cfg, stripped, secrets)
 }
 
 // dsnConnector is database/sql's own adapter for drivers without
@@ -235,8 +235,12 @@ type Connector struct {
 	dsn      string        // the inner DSN, when opened from one
 	innerDrv driver.Driver // the inner driver, when opened from a DSN
 
-	usersMu sync.Mutex
-	users   map[poolKey]driver.Connector // per-user inner connectors (WithUser)
+	hosts  *hostSet
+	outage outage
+	events *eventQueue
+
+	everConnected                   atomic.Bool // a session was opened once: later failures are outages
+	reconnects, failovers, retries atomic.Int64
 	reg     registry
 	pool    *pool
 	err     error // OpenDB with bad options: every Connect fails with it
@@ -253,18 +257,28 @@ var (
 	_ io.Closer        = (*Connector)(nil)
 )
 
-func newConnector(inner driver.Connector, dl dialect, cfg config, dsn string, secrets []string) (*Connector, error) {
+// newConnector builds a connector; innerDrv and dsn are known when it was
+// opened from a DSN, which lets it point sessions at other hosts and users.
+func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cfg config, dsn string, secrets []string) (*Connector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Connector{inner: inner, dialect: dl, cfg: cfg, secrets: secrets, host: dsnHost(dl, dsn), dsn: dsn}
+	c := &Connector{inner: inner, innerDrv: innerDrv, dialect: dl, cfg: cfg, secrets: secrets, host: dsnHost(dl, dsn), dsn: dsn}
 	c.drv.c = c
 	c.reg.init()
+	c.outage.c = c
+	hs, err := newHostSet(c)
+	if err != nil {
+		return nil, err
+	}
+	c.hosts = hs
 	c.pool = newPool(c, cfg.pool)
 	if err := c.reg.load(cfg.callbacks); err != nil {
 		return nil, err
 	}
+	c.events = newEventQueue(cfg.events)
 	c.pool.start()
+	c.startHealth()
 	return c, nil
 }
 
@@ -298,8 +312,10 @@ func (c *Connector) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		if c.pool != nil {
+			c.stopHealth()
 			c.pool.close()
 		}
+		c.events.close()
 		if cl, ok := c.inner.(io.Closer); ok {
 			c.closeErr = cl.Close()
 		}
@@ -335,43 +351,104 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, fresh bool, 
 	return poolKey{user: sel.user, pass: sel.password, class: class}, tag, purity == PurityNew, nil
 }
 
-// openPhysical opens a physical session through the inner connector, running
-// FnConnect callbacks around it.
+// openPhysical opens a physical session on the first host, in the picker's
+// order, that accepts a connection and has the wanted role. A host that
+// fails to connect is blacklisted and the next one tried.
 func (c *Connector) openPhysical(ctx context.Context, sel selector, key poolKey) (*physical, error) {
-	ic, err := c.connectorFor(key)
-	if err != nil {
-		return nil, err
-	}
 	if t := c.cfg.backoff.ConnectTimeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
-	inv := connectInvoker{c: c, ic: ic, key: key}
-	if ch := c.reg.chain(FnConnect); ch != nil {
-		call := &Call{Fn: FnConnect, Ctx: ctx}
-		err := ch.run(call, &inv)
-		if err != nil {
-			if inv.ph != nil {
-				inv.ph.inner.Close()
+	order := c.hosts.order(c.pool.now())
+	strict := c.cfg.target == TargetPreferPrimary || c.cfg.target == TargetPreferStandby
+	var lastErr error
+	for pass := 0; pass < 2; pass++ {
+		for _, h := range order {
+			ph, err := c.openOn(ctx, h, key, pass == 0 && strict)
+			if err == nil {
+				return ph, nil
 			}
-			return nil, err
+			if ctx.Err() != nil || !c.dialect.connectRetryable(err) {
+				return nil, err
+			}
+			lastErr = err
 		}
-		if inv.ph == nil {
-			return nil, newError(ErrCallbackOutcome, "FnConnect callbacks succeeded without opening a connection", nil)
+		if !strict {
+			break
 		}
-		return inv.ph, nil
 	}
-	if err := inv.connect(ctx); err != nil {
+	if len(order) == 1 {
+		return nil, lastErr
+	}
+	return nil, newError(ErrNoHosts, fmt.Sprintf("none of %d hosts accepted a session with role %v", len(order), c.cfg.target), lastErr)
+}
+
+// errWrongRole is the cause recorded when a host's server has another role
+// than the target wants.
+var errWrongRole = errors.New("hasql: server does not have the wanted role")
+
+// openOn opens a session on one host, running FnConnect callbacks, and
+// checks its role when a target is set.
+func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict bool) (*physical, error) {
+	ic, err := c.hosts.connectorFor(h, key)
+	if err != nil {
 		return nil, err
 	}
-	return inv.ph, nil
+	start := time.Now()
+	inv := connectInvoker{c: c, ic: ic, key: key, h: h}
+	if ch := c.reg.chain(FnConnect); ch != nil {
+		call := &Call{Fn: FnConnect, Ctx: ctx}
+		err = ch.run(call, &inv)
+		if err != nil && inv.ph != nil {
+			inv.ph.inner.Close()
+			inv.ph = nil
+		}
+		if err == nil && inv.ph == nil {
+			err = newError(ErrCallbackOutcome, "FnConnect callbacks succeeded without opening a connection", nil)
+		}
+	} else {
+		err = inv.connect(ctx)
+	}
+	if err != nil {
+		if ctx.Err() == nil && c.dialect.connectRetryable(err) {
+			c.hostFailed(h, err)
+		}
+		return nil, err
+	}
+	ph := inv.ph
+	r := roleUnknown
+	if c.cfg.target != TargetAny {
+		if r, err = c.dialect.roleOf(ctx, ph); err != nil {
+			ph.inner.Close()
+			c.hostFailed(h, err)
+			return nil, err
+		}
+		if !wants(c.cfg.target, r, strict) {
+			ph.inner.Close()
+			c.hosts.setRole(h.addr, r)
+			return nil, fmt.Errorf("%w: %s is a %s", errWrongRole, h.addr, map[role]string{rolePrimary: "primary", roleStandby: "standby"}[r])
+		}
+	}
+	if c.hosts.connected(h, time.Since(start), r) && c.everConnected.Load() {
+		c.events.emit(Event{Kind: HostUp, Host: ph.host})
+	}
+	c.everConnected.Store(true)
+	return ph, nil
+}
+
+// hostFailed blacklists a host after a failed connect and reports it down.
+func (c *Connector) hostFailed(h *host, err error) {
+	if c.hosts.failed(h, err, time.Now()) {
+		c.events.emit(Event{Kind: HostDown, Host: h.addr, Err: err})
+	}
 }
 
 type connectInvoker struct {
 	c   *Connector
 	ic  driver.Connector
 	key poolKey
+	h   *host
 	ph  *physical
 }
 
@@ -384,7 +461,11 @@ func (ci *connectInvoker) connect(ctx context.Context) error {
 		return err
 	}
 	ph := newPhysical(ci.c.pool, inner, ci.key)
-	ph.host = ci.c.dialect.remoteHost(inner, ci.c.host)
+	ph.hostRef = ci.h
+	ph.host = ci.h.addr
+	if ph.host == "" {
+		ph.host = ci.c.dialect.remoteHost(inner, ci.c.host)
+	}
 	ph.stmtCacheSize = ci.c.cfg.stmtCacheSize
 	ci.ph = ph
 	return nil
@@ -398,54 +479,29 @@ func (ci *connectInvoker) invoke(call *Call) error {
 	return err
 }
 
-// connectorFor returns the inner connector for a pool key: the connector's
-// own, or for WithUser a connector whose DSN carries that user's credentials
-// (made once per user and password).
-func (c *Connector) connectorFor(key poolKey) (driver.Connector, error) {
-	if key.user == "" {
-		return c.inner, nil
-	}
-	k := poolKey{user: key.user, pass: key.pass}
-	c.usersMu.Lock()
-	defer c.usersMu.Unlock()
-	if ic, ok := c.users[k]; ok {
-		return ic, nil
-	}
-	if c.innerDrv == nil {
-		return nil, fmt.Errorf("hasql: WithUser needs a connector opened from a DSN (sql.Open or hasql.Open), not NewConnector/OpenDB")
-	}
-	dsn, err := c.dialect.withUser(c.dsn, key.user, key.pass)
-	if err != nil {
-		return nil, err
-	}
-	var ic driver.Connector
-	if dc, ok := c.innerDrv.(driver.DriverContext); ok {
-		if ic, err = dc.OpenConnector(dsn); err != nil {
-			return nil, fmt.Errorf("hasql: WithUser: %w", &redactedError{err, append([]string{key.pass}, c.secrets...)})
-		}
-	} else {
-		ic = dsnConnector{d: c.innerDrv, dsn: dsn}
-	}
-	if c.users == nil {
-		c.users = make(map[poolKey]driver.Connector)
-	}
-	c.users[k] = ic
-	return ic, nil
-}
-
 // closePhysical closes a session's inner connection, running FnClose
 // callbacks around it.
 func (c *Connector) closePhysical(ph *physical) {
+	c.hosts.closedOne(ph.hostRef)
 	if ch := c.reg.chain(FnClose); ch != nil {
-		ch.run(&Call{Fn: FnClose, Ctx: context.Background(), Session: &ph.view}, closeInvoker{ph})
+		ci := &closeInvoker{ph: ph}
+		err := ch.run(&Call{Fn: FnClose, Ctx: context.Background(), Session: &ph.view}, ci)
+		if !ci.ran && errors.Is(err, ErrCallbackPanic) {
+			// A panicking callback stopped the call before the driver's
+			// Close; nothing else will ever close the connection.
+			ph.inner.Close()
+		}
 		return
 	}
 	ph.inner.Close()
 }
 
-type closeInvoker struct{ ph *physical }
+type closeInvoker struct {
+	ph  *physical
+	ran bool
+}
 
-func (ci closeInvoker) invoke(*Call) error { return ci.ph.inner.Close() }
+func (ci *closeInvoker) invoke(*Call) error { ci.ran = true; return ci.ph.inner.Close() }
 
 // dsnHost returns the host:port an inner DSN points at, or "".
 func dsnHost(dl dialect, dsn string) string {
@@ -509,5 +565,11 @@ func (c *Connector) Stats() Stats {
 	s.StmtCacheHits = c.stmtHits.Load()
 	s.StmtCacheMisses = c.stmtMisses.Load()
 	s.StmtCacheEvictions = c.stmtEvictions.Load()
+	s.Reconnects = c.reconnects.Load()
+	s.Failovers = c.failovers.Load()
+	s.Retries = c.retries.Load()
+	if c.hosts != nil {
+		s.Hosts = c.hosts.stats()
+	}
 	return s
 }

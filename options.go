@@ -81,7 +81,7 @@ const (
 )
 
 func (p Picker) String() string {
-	return [...]string{"roundrobin", "random", "ordered", "latency"}[p]
+	return enumName(p, "Picker", "roundrobin", "random", "ordered", "latency")
 }
 
 // Target says which server role new sessions must have.
@@ -96,7 +96,7 @@ const (
 )
 
 func (t Target) String() string {
-	return [...]string{"any", "primary", "standby", "prefer-standby", "prefer-primary"}[t]
+	return enumName(t, "Target", "any", "primary", "standby", "prefer-standby", "prefer-primary")
 }
 
 // RetryMode says which failed work hasql may run again on a new session.
@@ -112,15 +112,27 @@ const (
 )
 
 func (r RetryMode) String() string {
-	return [...]string{"off", "safe", "idempotent"}[r]
+	return enumName(r, "RetryMode", "off", "safe", "idempotent")
+}
+
+// enumName is the name of v among names, or "Type(n)" for a value out of
+// range (which validate rejects, and which must not panic on the way there).
+func enumName[T ~uint8](v T, typ string, names ...string) string {
+	if int(v) < len(names) {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", typ, uint8(v))
 }
 
 // Backoff is the reconnect schedule. When Delays is set, attempt i waits
 // Delays[i] and the last delay repeats (PCP's 5,10,20,40,80 form); otherwise
-// the delay starts at Initial and doubles up to Max, with jitter.
+// the delay is Initial for the first Hold of an outage — one prober
+// reconnecting every 50ms costs the server nothing and finds it back within
+// 50ms of a short restart — then doubles per attempt up to Max, with jitter.
 type Backoff struct {
 	Delays         []time.Duration
 	Initial, Max   time.Duration
+	Hold           time.Duration // how long Initial is kept before doubling
 	ConnectTimeout time.Duration // bound on one connect attempt
 	OutageWait     time.Duration // how long a call waits for the database to come back
 }
@@ -155,6 +167,9 @@ type config struct {
 	backoff        Backoff
 	retry          RetryMode
 	sessionCB      SessionCallback
+	events         func(Event)
+	recovery       Recovery
+	failoverCB     FailoverCallback
 	connectorOwned bool // Driver.Open: the connection owns its connector
 }
 
@@ -171,6 +186,7 @@ func defaultConfig() config {
 		backoff: Backoff{
 			Initial:        50 * time.Millisecond,
 			Max:            5 * time.Second,
+			Hold:           time.Second,
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
@@ -206,7 +222,10 @@ func WithTarget(t Target) Option { return func(c *config) { c.target = t } }
 func WithHostConfig(h HostConfig) Option { return func(c *config) { c.host = h } }
 
 // WithBackoff sets the reconnect schedule and timeouts.
-func WithBackoff(b Backoff) Option { return func(c *config) { c.backoff = b } }
+func WithBackoff(b Backoff) Option {
+	b.Delays = append([]time.Duration(nil), b.Delays...) // the caller may reuse its slice
+	return func(c *config) { c.backoff = b }
+}
 
 // WithRetry sets which failed work hasql may run again.
 func WithRetry(r RetryMode) Option { return func(c *config) { c.retry = r } }
@@ -230,8 +249,8 @@ var dsnKeys = []string{
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
-// from a DSN. It rejects unknown keys and values that do not parse; ranges
-// are checked by validate.
+// from a DSN. It rejects unknown keys and values that do not parse or are bad
+// on their own, naming the key; validate checks combinations (and Options).
 func (c *config) set(key, value string) error {
 	var err error
 	switch key {
@@ -252,15 +271,23 @@ func (c *config) set(key, value string) error {
 	case "max_lifetime":
 		c.pool.MaxLifetime, err = parseDuration(value)
 	case "cclass":
-		c.defaultClass = value
+		c.defaultClass, err = value, validateClass(value)
 	case "purity":
 		c.defaultPurity, err = parseEnum(value, PurityDefault, PurityNew, PuritySelf)
 	case "callbacks":
 		c.callbacks = splitList(value)
+		if len(c.callbacks) > maxPackages {
+			err = fmt.Errorf("%d callback packages listed; at most %d may be loaded", len(c.callbacks), maxPackages)
+		}
 	case "hosts":
 		c.hosts = splitList(value)
 		if len(c.hosts) == 0 {
 			err = fmt.Errorf("empty host list")
+		}
+		for _, h := range c.hosts {
+			if err == nil {
+				err = validateHost(h)
+			}
 		}
 	case "pick":
 		c.picker, err = parseEnum(value, PickRoundRobin, PickRandom, PickOrdered, PickLatency)
@@ -282,7 +309,8 @@ func (c *config) set(key, value string) error {
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
 	if err != nil {
-		return newError(ErrDSN, fmt.Sprintf("DSN key hasql.%s: value %s: %v", key, quoteValue(value), err), nil)
+		// err is the cause, so that errors.Is also finds ErrInvalidClass.
+		return newError(ErrDSN, fmt.Sprintf("DSN key hasql.%s: value %s", key, quoteValue(value)), err)
 	}
 	return nil
 }
@@ -337,7 +365,7 @@ func (c *config) validate() error {
 		return bad("unknown retry mode %d", c.retry)
 	case c.host.Blacklist < 0, c.host.HealthInterval < 0:
 		return bad("host durations must not be negative")
-	case c.backoff.Initial < 0, c.backoff.Max < 0, c.backoff.ConnectTimeout < 0, c.backoff.OutageWait < 0:
+	case c.backoff.Initial < 0, c.backoff.Max < 0, c.backoff.Hold < 0, c.backoff.ConnectTimeout < 0, c.backoff.OutageWait < 0:
 		return bad("back-off durations must not be negative")
 	case len(c.backoff.Delays) == 0 && c.backoff.Initial > c.backoff.Max && c.backoff.Max > 0:
 		return bad("back-off initial delay %v is above its maximum %v", c.backoff.Initial, c.backoff.Max)
@@ -386,10 +414,14 @@ func validateHost(h string) error {
 	return nil
 }
 
+// parseInt parses a count: a non-negative integer.
 func parseInt(s string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
 		return 0, fmt.Errorf("not an integer")
+	}
+	if n < 0 {
+		return 0, fmt.Errorf("negative")
 	}
 	return n, nil
 }

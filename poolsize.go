@@ -119,6 +119,7 @@ func (p *pool) openInBackground(key poolKey) {
 		}
 		p.created.Add(1)
 		p.setLifetime(ph)
+		p.all[ph] = struct{}{}
 		p.offerLocked(ph, p.now())
 	}()
 }

@@ -15,7 +15,8 @@ type physical struct {
 	pool  *pool
 	inner driver.Conn
 	key   poolKey
-	host  string // host:port it is connected to, where known
+	host    string // host:port it is connected to, where known
+	hostRef *host
 
 	// The inner connection's optional interfaces, looked up once.
 	execerCtx  driver.ExecerContext
@@ -100,6 +101,7 @@ type pool struct {
 	mu      sync.Mutex
 	cfg     PoolConfig
 	idle    map[poolKey][]*physical // most recently released last
+	all     map[*physical]struct{}  // every open session, for purges
 	open    int                     // open or being opened; counts toward Max
 	busy    int
 	waiters []*waiter
@@ -134,7 +136,7 @@ type grant struct {
 }
 
 func newPool(c *Connector, cfg PoolConfig) *pool {
-	return &pool{c: c, now: time.Now, cfg: cfg, idle: make(map[poolKey][]*physical)}
+	return &pool{c: c, now: time.Now, cfg: cfg, idle: make(map[poolKey][]*physical), all: make(map[*physical]struct{})}
 }
 
 // checkout is the result of a get: the session and how it was found.
@@ -228,6 +230,9 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 	ph.forced = forced
 	p.created.Add(1)
 	p.setLifetime(ph)
+	p.mu.Lock()
+	p.all[ph] = struct{}{}
+	p.mu.Unlock()
 	if tag != "" {
 		p.tagMisses.Add(1)
 	}
@@ -450,6 +455,9 @@ func (ph *physical) close(terminated bool) {
 		p.terminated.Add(1)
 	}
 	p.closedN.Add(1)
+	p.mu.Lock()
+	delete(p.all, ph)
+	p.mu.Unlock()
 	// Its statements go with the connection; closing them one by one first
 	// would only cost round trips.
 	p.c.closePhysical(ph)

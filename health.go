@@ -1,0 +1,58 @@
+package hasql
+
+import (
+	"context"
+	"time"
+)
+
+// Background host health checks (hasql.health_interval): each interval every
+// host is dialled, its role read, and the connection closed. A host that
+// fails is blacklisted and reported down (HostDown); one that answers again
+// is reported up (HostUp). The measured connect time feeds the latency
+// picker.
+
+func (c *Connector) startHealth() {
+	iv := c.cfg.host.HealthInterval
+	if iv <= 0 {
+		return
+	}
+	p := c.pool
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.bgCtx.Done():
+				return
+			case <-t.C:
+				c.checkHosts(p.bgCtx)
+			}
+		}
+	}()
+}
+
+// stopHealth is a no-op: the checker stops with the pool's background
+// context, which pool.close cancels and waits for.
+func (c *Connector) stopHealth() {}
+
+// checkHosts checks every host once.
+func (c *Connector) checkHosts(ctx context.Context) {
+	c.hosts.mu.Lock()
+	hosts := append([]*host(nil), c.hosts.hosts...)
+	c.hosts.mu.Unlock()
+	for _, h := range hosts {
+		if ctx.Err() != nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, max(c.cfg.backoff.ConnectTimeout, time.Second))
+		ph, err := c.openOn(cctx, h, poolKey{}, false)
+		cancel()
+		if err != nil {
+			continue // openOn blacklisted it and reported it down
+		}
+		c.hosts.closedOne(h)
+		ph.inner.Close()
+	}
+}

@@ -1,0 +1,386 @@
+package hasql
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The host set: where new physical sessions go. Several hosts come from
+// hasql.hosts / WithHosts or pgx's own multi-host DSN; a picker orders them
+// for each new session; a host that fails to connect is blacklisted for a
+// while (doubling on repeated failure, Droplet's rule) and the next one is
+// tried; when every host is blacklisted all are tried anyway. With a target
+// role, a host whose server has the wrong role is skipped.
+
+// role is a server's role as last seen.
+type role uint8
+
+const (
+	roleUnknown role = iota
+	rolePrimary
+	roleStandby
+)
+
+// host is one database address.
+type host struct {
+	addr string
+	dsn  string // the inner DSN pointed at addr; "" = the connector's own
+
+	// guarded by hostSet.mu
+	state     HostState
+	failures  int64 // consecutive connect failures
+	total     int64 // all failures
+	until     time.Time
+	penalty   time.Duration // current blacklist length
+	lastErr   error
+	role      role
+	latency   time.Duration // moving average of connect time
+	open      int
+	connector map[poolKey]driver.Connector
+}
+
+type hostSet struct {
+	c     *Connector
+	mu    sync.Mutex
+	hosts []*host
+	next  int // round-robin position
+}
+
+// newHostSet builds the host list from the configuration and the DSN. A
+// single host with no DSN to point elsewhere uses the connector's own inner
+// connector.
+func newHostSet(c *Connector) (*hostSet, error) {
+	hs := &hostSet{c: c}
+	addrs := c.cfg.hosts
+	if len(addrs) == 0 && c.dialect == dialectPgx && c.dsn != "" {
+		addrs = pgxHosts(c.dsn)
+	}
+	if len(addrs) <= 1 && len(c.cfg.hosts) == 0 {
+		hs.hosts = []*host{{addr: c.host}}
+		return hs, nil
+	}
+	if c.innerDrv == nil {
+		return nil, newError(ErrDSN, "several hosts need a connector opened from a DSN (sql.Open or hasql.Open), not NewConnector/OpenDB", nil)
+	}
+	for _, a := range addrs {
+		dsn, err := c.dialect.pointAt(c.dsn, a)
+		if err != nil {
+			return nil, err
+		}
+		hs.hosts = append(hs.hosts, &host{addr: a, dsn: dsn})
+	}
+	return hs, nil
+}
+
+// pgxHosts lists the hosts of a pgx multi-host DSN ("host=a,b" or
+// "postgres://a:5432,b:5433/db"), in order.
+func pgxHosts(dsn string) []string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil || strings.HasPrefix(cfg.Host, "/") {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	add := func(h string, p uint16) {
+		a := net.JoinHostPort(h, strconv.Itoa(int(p)))
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	add(cfg.Host, cfg.Port)
+	for _, f := range cfg.Fallbacks {
+		add(f.Host, f.Port)
+	}
+	return out
+}
+
+// order returns the hosts to try for a new session, best first: the
+// picker's order among hosts not blacklisted, then the blacklisted ones
+// (tried anyway when nothing else is left).
+func (hs *hostSet) order(now time.Time) []*host {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	n := len(hs.hosts)
+	var ok, bl []*host
+	switch hs.c.cfg.picker {
+	case PickRandom:
+		for _, i := range rand.Perm(n) {
+			ok = append(ok, hs.hosts[i])
+		}
+	case PickOrdered, PickLatency:
+		ok = append(ok, hs.hosts...)
+	default:
+		for i := 0; i < n; i++ {
+			ok = append(ok, hs.hosts[(hs.next+i)%n])
+		}
+		hs.next = (hs.next + 1) % n
+	}
+	if hs.c.cfg.picker == PickLatency {
+		// Hosts never measured go first, so they get measured.
+		sortStable(ok, func(a, b *host) bool { return a.latency < b.latency })
+	}
+	kept := ok[:0]
+	for _, h := range ok {
+		if now.Before(h.until) {
+			bl = append(bl, h)
+		} else {
+			kept = append(kept, h)
+		}
+	}
+	return append(kept, bl...)
+}
+
+// sortStable is an insertion sort: host lists are short.
+func sortStable(hs []*host, less func(a, b *host) bool) {
+	for i := 1; i < len(hs); i++ {
+		for j := i; j > 0 && less(hs[j], hs[j-1]); j-- {
+			hs[j], hs[j-1] = hs[j-1], hs[j]
+		}
+	}
+}
+
+// connectorFor returns the inner connector for a key on a host.
+func (hs *hostSet) connectorFor(h *host, key poolKey) (driver.Connector, error) {
+	c := hs.c
+	if h.dsn == "" && key.user == "" {
+		return c.inner, nil
+	}
+	k := poolKey{user: key.user, pass: key.pass}
+	hs.mu.Lock()
+	ic, ok := h.connector[k]
+	hs.mu.Unlock()
+	if ok {
+		return ic, nil
+	}
+	dsn := h.dsn
+	if dsn == "" {
+		dsn = c.dsn
+	}
+	if key.user != "" {
+		if c.innerDrv == nil {
+			return nil, fmt.Errorf("hasql: WithUser needs a connector opened from a DSN (sql.Open or hasql.Open), not NewConnector/OpenDB")
+		}
+		var err error
+		if dsn, err = c.dialect.withUser(dsn, key.user, key.pass); err != nil {
+			return nil, err
+		}
+	}
+	if dc, ok := c.innerDrv.(driver.DriverContext); ok {
+		var err error
+		if ic, err = dc.OpenConnector(dsn); err != nil {
+			return nil, fmt.Errorf("hasql: host %s: %w", h.addr, &redactedError{err, append([]string{key.pass}, c.secrets...)})
+		}
+	} else {
+		ic = dsnConnector{d: c.innerDrv, dsn: dsn}
+	}
+	hs.mu.Lock()
+	if h.connector == nil {
+		h.connector = make(map[poolKey]driver.Connector)
+	}
+	h.connector[k] = ic
+	hs.mu.Unlock()
+	return ic, nil
+}
+
+// connected records a successful connect to h and reports whether h was down.
+func (hs *hostSet) connected(h *host, took time.Duration, r role) (wasDown bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	wasDown = h.state != HostStateUp
+	h.state, h.failures, h.until, h.penalty = HostStateUp, 0, time.Time{}, 0
+	if r != roleUnknown {
+		h.role = r
+	}
+	if h.latency == 0 {
+		h.latency = took
+	} else {
+		h.latency = (h.latency*7 + took) / 8
+	}
+	h.open++
+	return wasDown
+}
+
+// failed records a failed connect to h: it is blacklisted, for twice as long
+// as last time while it keeps failing. It reports whether h was up.
+func (hs *hostSet) failed(h *host, err error, now time.Time) (wasUp bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	wasUp = h.state == HostStateUp
+	h.failures++
+	h.total++
+	h.lastErr = err
+	base := hs.c.cfg.host.Blacklist
+	if h.penalty == 0 {
+		h.penalty = base
+	} else {
+		h.penalty = min(h.penalty*2, 64*base)
+	}
+	if base > 0 {
+		h.until = now.Add(h.penalty)
+		h.state = HostStateBlacklisted
+	} else {
+		h.state = HostStateDown
+	}
+	return wasUp
+}
+
+// markDown records an outside or detected DOWN for addr; it reports whether
+// the host was up.
+func (hs *hostSet) markDown(addr string, err error, now time.Time) (*host, bool) {
+	h := hs.find(addr)
+	if h == nil {
+		return nil, false
+	}
+	return h, hs.failed(h, err, now)
+}
+
+func (hs *hostSet) find(addr string) *host {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for _, h := range hs.hosts {
+		if h.addr == addr {
+			return h
+		}
+	}
+	return nil
+}
+
+// setRole records a host's role, learnt from a wrong-role error.
+func (hs *hostSet) setRole(addr string, r role) {
+	if h := hs.find(addr); h != nil {
+		hs.mu.Lock()
+		h.role = r
+		hs.mu.Unlock()
+	}
+}
+
+// closedOne records that a session to h closed.
+func (hs *hostSet) closedOne(h *host) {
+	if h == nil {
+		return
+	}
+	hs.mu.Lock()
+	h.open--
+	hs.mu.Unlock()
+}
+
+func (hs *hostSet) stats() []HostStats {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	out := make([]HostStats, len(hs.hosts))
+	now := time.Now()
+	for i, h := range hs.hosts {
+		st := h.state
+		if st == HostStateBlacklisted && !now.Before(h.until) {
+			st = HostStateDown
+		}
+		out[i] = HostStats{Addr: h.addr, State: st, Open: h.open, Failures: h.total, LastError: h.lastErr}
+	}
+	return out
+}
+
+// wants reports whether a server of role r suits the target; strict is the
+// first pass, where prefer-* targets only take their preferred role.
+func wants(t Target, r role, strict bool) bool {
+	switch t {
+	case TargetPrimary:
+		return r == rolePrimary
+	case TargetStandby:
+		return r == roleStandby
+	case TargetPreferPrimary:
+		return !strict || r == rolePrimary
+	case TargetPreferStandby:
+		return !strict || r == roleStandby
+	}
+	return true
+}
+
+// roleOf asks a new inner connection for its server's role.
+func (d dialect) roleOf(ctx context.Context, ph *physical) (role, error) {
+	var q string
+	switch d {
+	case dialectPgx:
+		q = "select pg_is_in_recovery()"
+	case dialectMySQL:
+		q = "select @@global.read_only"
+	default:
+		return roleUnknown, nil
+	}
+	rows, err := ph.query(ctx, q, nil)
+	if err == driver.ErrSkip {
+		var cs *cachedStmt
+		if cs, err = ph.acquireStmt(ctx, q, ""); err == nil {
+			rows, err = stmtQuery(ctx, cs.si, nil)
+			ph.releaseStmt(cs)
+		}
+	}
+	if err != nil {
+		return roleUnknown, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err != nil {
+		return roleUnknown, err
+	}
+	standby := false
+	switch v := dest[0].(type) {
+	case bool:
+		standby = v
+	case int64:
+		standby = v != 0
+	case []byte:
+		standby = string(v) == "1" || string(v) == "t" || string(v) == "true"
+	case string:
+		standby = v == "1" || v == "t" || v == "true"
+	}
+	if standby {
+		return roleStandby, nil
+	}
+	return rolePrimary, nil
+}
+
+// pointAt returns the inner DSN with its address replaced by addr.
+func (d dialect) pointAt(dsn, addr string) (string, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", newError(ErrDSN, fmt.Sprintf("host %s is not host:port", quoteValue(addr)), nil)
+	}
+	switch d {
+	case dialectMySQL:
+		cfg, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			return "", newError(ErrDSN, "the mysql DSN does not parse, so hasql.hosts cannot be applied", nil)
+		}
+		cfg.Net, cfg.Addr = "tcp", addr
+		return cfg.FormatDSN(), nil
+	case dialectPgx:
+		if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+			i := strings.Index(dsn, "://") + 3
+			rest := dsn[i:]
+			end := strings.IndexAny(rest, "/?#")
+			if end < 0 {
+				end = len(rest)
+			}
+			auth := rest[:end]
+			userinfo := ""
+			if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+				userinfo = auth[:at+1]
+			}
+			return dsn[:i] + userinfo + addr + rest[end:], nil
+		}
+		// key=value: a later key wins.
+		return dsn + " host=" + kvQuote(h) + " port=" + p, nil
+	}
+	return "", newError(ErrDSN, fmt.Sprintf("hasql.hosts is not supported for %v inner drivers (hasql cannot point their DSN at a host)", d), nil)
+}

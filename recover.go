@@ -1,0 +1,496 @@
+package hasql
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Recovery is a recovery function attached to a session (QNX ha_attach). It
+// runs when the session's connection is lost, with the error that showed it.
+// It may call s.Reconnect and s.Exec to rebuild state. Returning nil means
+// "recovered": the failed work is run again if the retry rules allow it.
+// Returning an error makes that error the outcome.
+type Recovery func(ctx context.Context, s *Session, cause error) error
+
+// AttachFlag modifies Session.Attach.
+type AttachFlag uint8
+
+// ReplaceRecovery replaces the session's recovery function; without it,
+// Attach on a session that has one fails with ErrAlreadyAttached.
+const ReplaceRecovery AttachFlag = 1
+
+// FailoverEvent is a step of transparent application failover (OCI TAF).
+type FailoverEvent uint8
+
+const (
+	FoBegin  FailoverEvent = iota // the loss was detected; failover starts
+	FoEnd                         // failover succeeded
+	FoAbort                       // failover gave up
+	FoError                       // an attempt failed; return ErrFoRetry to try again
+	FoReauth                      // the new session's tag and state were restored
+)
+
+func (e FailoverEvent) String() string {
+	return [...]string{"FoBegin", "FoEnd", "FoAbort", "FoError", "FoReauth"}[e]
+}
+
+// ErrFoRetry is returned by a failover callback on FoError to have hasql try
+// again (after sleeping as long as the callback likes).
+var ErrFoRetry = errors.New("hasql: retry failover")
+
+// FailoverCallback is told of each failover step of a session.
+type FailoverCallback func(ctx context.Context, s *Session, ev FailoverEvent) error
+
+// WithFailoverCallback sets the failover callback (OCI TAF callback).
+func WithFailoverCallback(cb FailoverCallback) Option {
+	return func(c *config) { c.failoverCB = cb }
+}
+
+// WithRecovery sets the recovery function of every session that has not
+// attached its own (an ha_open-style default).
+func WithRecovery(r Recovery) Option { return func(c *config) { c.recovery = r } }
+
+// maxAttempts bounds how often one call is run again after lost connections.
+const maxAttempts = 3
+
+// onError decides what a failed call becomes. Ordinary errors are returned
+// as they are. A lost connection terminates the session and purges its host;
+// then, outside a transaction, the work runs again on a new session when it
+// certainly never ran (or the context is marked Idempotent and the retry mode
+// allows it): retry is true and the handle is bound anew. Otherwise the caller
+// gets ErrConnectionLost, or ErrTxResolutionUnknown inside a transaction,
+// wrapping the driver's error, and the handle stays usable.
+func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe bool) (retry bool, out error) {
+	d := v.c.dialect
+	if err == driver.ErrSkip || v.ph == nil {
+		return false, err
+	}
+	wrongRole := d.wrongRole(err) && v.c.cfg.target != TargetAny
+	if !wrongRole && !d.connDead(err) {
+		return false, err
+	}
+	ph := v.ph
+	notSent := wrongRole || d.notSent(err) || alwaysSafe
+	if wrongRole {
+		v.c.hosts.setRole(ph.host, roleStandby)
+	}
+	ph.bad.Store(true)
+	v.c.lost(ph, err, wrongRole)
+	if v.inTx {
+		// The transaction is gone with its connection; database/sql's
+		// Rollback will find the session dead and let the handle go.
+		return false, newError(ErrTxResolutionUnknown, "", err)
+	}
+	v.release()
+	if v.c.cfg.retry == RetryOff {
+		if err == driver.ErrBadConn {
+			return false, err // database/sql's own retry, as without hasql
+		}
+		return false, newError(ErrConnectionLost, "", err)
+	}
+	if ctx.Err() != nil {
+		return false, newError(ErrConnectionLost, "", err)
+	}
+	canRetry := attempt < maxAttempts &&
+		(notSent || (v.c.cfg.retry == RetryIdempotent && isIdempotent(ctx)))
+	rec := v.recovery
+	if rec == nil {
+		rec = v.c.cfg.recovery
+	}
+	lostErr := newError(ErrConnectionLost, "", err)
+	if !canRetry && rec == nil {
+		// Rebind lazily: the next call on this handle gets a new session.
+		return false, lostErr
+	}
+	recErr, bindErr := v.failover(ctx, err, rec, ph.host)
+	switch {
+	case recErr != nil:
+		return false, recErr // the recovery function's verdict
+	case !canRetry:
+		return false, lostErr
+	case bindErr != nil:
+		return false, bindErr
+	}
+	v.c.retries.Add(1)
+	return true, nil
+}
+
+// failover binds the handle to a new session after a loss: the recovery
+// function does it if there is one (else hasql does), telling the failover
+// callback each step. recErr is an error the recovery function chose to
+// return; bindErr says no new session could be had.
+func (v *conn) failover(ctx context.Context, cause error, rec Recovery, oldHost string) (recErr, bindErr error) {
+	fo := v.c.cfg.failoverCB
+	tell := func(ev FailoverEvent) error {
+		if fo == nil {
+			return nil
+		}
+		return fo(ctx, &v.view, ev)
+	}
+	tell(FoBegin)
+	for try := 0; ; try++ {
+		var err error
+		if rec != nil {
+			if recErr = v.runRecovery(ctx, rec, cause); recErr != nil {
+				tell(FoAbort)
+				return recErr, nil
+			}
+		}
+		if v.ph == nil {
+			err = v.bind(ctx, true)
+		}
+		if err == nil {
+			v.c.reconnects.Add(1)
+			if v.ph.host != oldHost {
+				v.c.failovers.Add(1)
+			}
+			if v.ph.tag != "" {
+				tell(FoReauth)
+			}
+			tell(FoEnd)
+			return nil, nil
+		}
+		if fo != nil && tell(FoError) == ErrFoRetry && ctx.Err() == nil && try < 64 {
+			continue
+		}
+		tell(FoAbort)
+		return nil, err
+	}
+}
+
+func (v *conn) runRecovery(ctx context.Context, rec Recovery, cause error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = newError(ErrCallbackPanic, fmt.Sprintf("recovery function panicked: %v", p), nil)
+		}
+	}()
+	return rec(ctx, &v.view, cause)
+}
+
+// lost handles a lost session: the host is reported down and every session
+// to it is purged — idle ones closed now, busy ones marked to close on
+// release (OCI's FAN behaviour).
+func (c *Connector) lost(ph *physical, cause error, wrongRole bool) {
+	if wrongRole {
+		// The server is up but no longer has the wanted role: only its
+		// sessions go.
+		n := c.pool.purgeHost(ph.host)
+		c.events.emit(Event{Kind: SessionsPurged, Host: ph.host, Sessions: n, Err: cause})
+		return
+	}
+	c.events.emit(Event{Kind: HostDown, Host: ph.host, Err: cause})
+	n := c.pool.purgeHost(ph.host)
+	c.events.emit(Event{Kind: SessionsPurged, Host: ph.host, Sessions: n, Err: cause})
+}
+
+// MarkHostDown tells hasql that host (host:port) is down, as an outside
+// notification would (OCI FAN): the host is blacklisted, its idle sessions
+// are closed at once and its busy ones when released.
+func (c *Connector) MarkHostDown(host string) {
+	if c.hosts == nil {
+		return
+	}
+	err := fmt.Errorf("hasql: host %s marked down", host)
+	c.hosts.markDown(host, err, time.Now())
+	c.events.emit(Event{Kind: HostDown, Host: host, Err: err})
+	n := c.pool.purgeHost(host)
+	c.events.emit(Event{Kind: SessionsPurged, Host: host, Sessions: n, Err: err})
+}
+
+// purgeHost closes the idle sessions to host and marks its busy ones bad,
+// returning how many sessions it affected.
+func (p *pool) purgeHost(host string) int {
+	var doomed []*physical
+	marked := 0
+	p.mu.Lock()
+	for key, list := range p.idle {
+		kept := list[:0]
+		for _, ph := range list {
+			if ph.host == host {
+				doomed = append(doomed, ph)
+			} else {
+				kept = append(kept, ph)
+			}
+		}
+		clear(list[len(kept):])
+		p.idle[key] = kept
+	}
+	for ph := range p.all {
+		if ph.host == host && !ph.bad.Load() {
+			ph.bad.Store(true)
+			marked++
+		}
+	}
+	p.open -= len(doomed)
+	for range doomed {
+		p.grantSlotLocked()
+	}
+	p.mu.Unlock()
+	for _, ph := range doomed {
+		ph.close(true)
+	}
+	return marked
+}
+
+// purgeAll closes every idle session and marks every busy one, for the start
+// of an outage: sessions opened before it are not reused after it.
+func (p *pool) purgeAll() {
+	var doomed []*physical
+	p.mu.Lock()
+	for k, list := range p.idle {
+		doomed = append(doomed, list...)
+		delete(p.idle, k)
+	}
+	for ph := range p.all {
+		ph.bad.Store(true)
+	}
+	p.open -= len(doomed)
+	p.mu.Unlock()
+	for _, ph := range doomed {
+		ph.close(true)
+	}
+}
+
+// delay is the wait before reconnect attempt i (from 0), elapsed into the
+// outage. With Delays set it is Delays[i] (the last repeats). Otherwise it is
+// Initial while the outage is younger than Hold, then doubles per attempt up
+// to Max; jittered.
+func (b *Backoff) delay(i int, elapsed time.Duration) time.Duration {
+	if n := len(b.Delays); n > 0 {
+		return b.Delays[min(i, n-1)]
+	}
+	d := b.Initial
+	if elapsed >= b.Hold {
+		for j := b.doublings(elapsed); j > 0 && d < b.Max; j-- {
+			d *= 2
+		}
+	}
+	d = min(d, b.Max)
+	if d <= 0 {
+		return 0
+	}
+	// Jitter: between three quarters and all of d, so that many processes
+	// restarted together do not reconnect in step.
+	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// doublings is how many times the delay has doubled elapsed into an outage:
+// once per delay served since Hold ended.
+func (b *Backoff) doublings(elapsed time.Duration) int {
+	n, d := 0, b.Initial
+	for t := b.Hold; t+d <= elapsed && d < b.Max && d > 0; n++ {
+		t += d
+		d *= 2
+	}
+	return n
+}
+
+// outage is the connector's outage gate (the reconnect design of seed 001):
+// once a reconnect fails, one prober reconnects on the back-off schedule
+// while callers wait for it, so N waiting callers cost one attempt per
+// interval, not N.
+type outage struct {
+	c       *Connector
+	on      atomic.Bool
+	mu      sync.Mutex
+	done    chan struct{} // closed when the outage ends
+	lastErr error
+}
+
+// enter starts an outage after err, unless one is already on.
+func (o *outage) enter(err error) {
+	o.mu.Lock()
+	if o.on.Load() {
+		o.lastErr = err
+		o.mu.Unlock()
+		return
+	}
+	p := o.c.pool
+	p.mu.Lock()
+	closed := p.closed
+	if !closed {
+		p.wg.Add(1)
+	}
+	p.mu.Unlock()
+	if closed {
+		o.mu.Unlock()
+		return
+	}
+	o.on.Store(true)
+	o.done = make(chan struct{})
+	o.lastErr = err
+	o.mu.Unlock()
+	o.c.events.emit(Event{Kind: OutageBegin, Err: err})
+	p.purgeAll()
+	go o.probe()
+}
+
+// probe reconnects on the back-off schedule until a host answers or the
+// connector closes.
+func (o *outage) probe() {
+	p := o.c.pool
+	defer p.wg.Done()
+	began := time.Now()
+	for i := 0; ; i++ {
+		t := time.NewTimer(o.c.cfg.backoff.delay(i, time.Since(began)))
+		select {
+		case <-p.bgCtx.Done():
+			t.Stop()
+			o.end(nil)
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		p.open++
+		p.mu.Unlock()
+		ph, err := o.c.openPhysical(p.bgCtx, selector{}, p.defaultKey())
+		if err != nil {
+			p.mu.Lock()
+			p.open--
+			p.mu.Unlock()
+			o.mu.Lock()
+			o.lastErr = err
+			o.mu.Unlock()
+			continue
+		}
+		p.created.Add(1)
+		p.setLifetime(ph)
+		p.mu.Lock()
+		p.all[ph] = struct{}{}
+		p.offerLocked(ph, p.now())
+		o.end(ph)
+		return
+	}
+}
+
+func (o *outage) end(ph *physical) {
+	o.mu.Lock()
+	o.on.Store(false)
+	close(o.done)
+	o.mu.Unlock()
+	if ph != nil {
+		o.c.events.emit(Event{Kind: OutageEnd, Host: ph.host})
+	}
+}
+
+// wait holds a caller while an outage is on, up to outage_wait or its
+// context. It returns nil when the database is back (or no outage is on),
+// else ErrNoHosts wrapping the last connect error.
+func (o *outage) wait(ctx context.Context) error {
+	if !o.on.Load() {
+		return nil
+	}
+	o.mu.Lock()
+	if !o.on.Load() {
+		o.mu.Unlock()
+		return nil
+	}
+	done := o.done
+	o.mu.Unlock()
+	t := time.NewTimer(o.c.cfg.backoff.OutageWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		o.mu.Lock()
+		last := o.lastErr
+		o.mu.Unlock()
+		return newError(ErrNoHosts, "the database did not come back before the context ended", errors.Join(ctx.Err(), last))
+	case <-t.C:
+		o.mu.Lock()
+		last := o.lastErr
+		o.mu.Unlock()
+		return newError(ErrNoHosts, fmt.Sprintf("the database did not come back within %v (hasql.outage_wait)", o.c.cfg.backoff.OutageWait), last)
+	}
+}
+
+// Reconnect breaks the session's connection and establishes a new one on a
+// host from the picker (PCP's pmReconnectContext). The session handle stays
+// valid; statements are prepared again lazily; the session callback runs for
+// the session's tag so its state comes back. After a failed attempt, calling
+// it again before the back-off interval has passed returns ErrRetryTooSoon.
+func (s *Session) Reconnect(ctx context.Context) error {
+	v := s.v
+	if v == nil {
+		return errNotBound
+	}
+	if v.inTx {
+		return fmt.Errorf("hasql: Reconnect inside a transaction would lose it")
+	}
+	now := time.Now()
+	if now.Before(v.nextReconnect) {
+		return ErrRetryTooSoon
+	}
+	tag := ""
+	if v.ph != nil {
+		tag = v.ph.tag
+		v.ph.bad.Store(true)
+		v.release()
+	}
+	if tag != "" {
+		ctx = WithTag(ctx, tag)
+	}
+	err := v.bind(ctx, true)
+	if err != nil {
+		v.nextReconnect = time.Now().Add(v.c.cfg.backoff.reconnectDelay(v.reconnectFails))
+		v.reconnectFails++
+		return err
+	}
+	v.reconnectFails, v.nextReconnect = 0, time.Time{}
+	v.c.reconnects.Add(1)
+	return nil
+}
+
+// Attach attaches a recovery function to the session (QNX ha_attach). With a
+// function already attached it fails with ErrAlreadyAttached unless flags has
+// ReplaceRecovery; ReplaceRecovery on a session without one fails with
+// ErrNotAttached. A nil r with ReplaceRecovery detaches.
+func (s *Session) Attach(r Recovery, flags AttachFlag) error {
+	v := s.v
+	if v == nil {
+		return errNotBound
+	}
+	switch {
+	case flags&ReplaceRecovery == 0 && v.recovery != nil:
+		return ErrAlreadyAttached
+	case flags&ReplaceRecovery != 0 && v.recovery == nil:
+		return ErrNotAttached
+	}
+	v.recovery = r
+	return nil
+}
+
+// outageFor starts an outage when err is a failed reconnect — the connector
+// had sessions before, and the failure is the server's, not the
+// configuration's — and reports whether the caller should wait at the gate.
+// A connector that never connected fails fast instead: that is a
+// misconfiguration, not an outage.
+func (c *Connector) outageFor(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || !c.everConnected.Load() || errors.Is(err, ErrClosed) ||
+		errors.Is(err, ErrPoolExhausted) || !c.dialect.connectRetryable(err) {
+		return false
+	}
+	c.outage.enter(err)
+	return true
+}
+
+// reconnectDelay is Session.Reconnect's wait after its i-th failure in a row
+// (from 0): Delays[i] when set (PCP's 5,10,20,40,80), else Initial doubling
+// per failure up to Max.
+func (b *Backoff) reconnectDelay(i int) time.Duration {
+	if n := len(b.Delays); n > 0 {
+		return b.Delays[min(i, n-1)]
+	}
+	d := b.Initial
+	for ; i > 0 && d < b.Max; i-- {
+		d *= 2
+	}
+	return min(d, b.Max)
+}
