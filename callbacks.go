@@ -85,8 +85,9 @@ type Callback func(c *Call) error
 // maxPackages is OCI's limit on dynamically loaded callback packages.
 const maxPackages = 5
 
-// Callbacks is a set of callbacks, one per (Fn, When): the connector's own,
-// or one loaded package's on that connector. It is safe for concurrent use;
+// Callbacks is a set of callbacks, one per (Fn, When): the connector's own
+// (Connector.Callbacks), or one loaded package's on that connector (handed to
+// the package's setup). A zero Callbacks is not usable. It is safe for concurrent use;
 // a call in flight keeps the chain it started with.
 //
 // For one call, callbacks run in OCI's order: the connector's entry callback,
@@ -112,6 +113,9 @@ func (r *Callbacks) Register(fn Fn, when When, cb Callback) {
 	if fn >= numFn || when >= numWhen {
 		return
 	}
+	if r.reg == nil {
+		panic("hasql: Callbacks must come from Connector.Callbacks or a RegisterPackage setup")
+	}
 	r.reg.mu.Lock()
 	defer r.reg.mu.Unlock()
 	r.fns[fn][when] = cb
@@ -121,7 +125,7 @@ func (r *Callbacks) Register(fn Fn, when When, cb Callback) {
 // Get returns the callback registered for (fn, when), or nil. A new callback
 // can call the one it replaces (OCIUserCallbackGet).
 func (r *Callbacks) Get(fn Fn, when When) Callback {
-	if fn >= numFn || when >= numWhen {
+	if fn >= numFn || when >= numWhen || r.reg == nil {
 		return nil
 	}
 	r.reg.mu.Lock()

@@ -834,9 +834,9 @@ func (s *stmt) close() error {
 	v := s.v
 	if ch := v.c.reg.chain(FnStmtClose); ch != nil {
 		err := v.call(ch, &Call{Fn: FnStmtClose, Ctx: context.Background(), Query: s.query, Session: &v.view}, s)
-		if s.cs != nil && errors.Is(err, ErrCallbackPanic) {
-			// A panicking callback stopped the call before the release;
-			// the wrapper is recycled next, so release now or never.
+		if s.cs != nil {
+			// A replacement or a panic kept the driver call from running,
+			// and the wrapper is recycled next: release now or never.
 			s.release()
 		}
 		return err

@@ -239,11 +239,11 @@ type Connector struct {
 	outage outage
 	events *eventQueue
 
-	everConnected                   atomic.Bool // a session was opened once: later failures are outages
+	everConnected                  atomic.Bool // a session was opened once: later failures are outages
 	reconnects, failovers, retries atomic.Int64
-	reg     registry
-	pool    *pool
-	err     error // OpenDB with bad options: every Connect fails with it
+	reg                            registry
+	pool                           *pool
+	err                            error // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 
@@ -485,10 +485,10 @@ func (c *Connector) closePhysical(ph *physical) {
 	c.hosts.closedOne(ph.hostRef)
 	if ch := c.reg.chain(FnClose); ch != nil {
 		ci := &closeInvoker{ph: ph}
-		err := ch.run(&Call{Fn: FnClose, Ctx: context.Background(), Session: &ph.view}, ci)
-		if !ci.ran && errors.Is(err, ErrCallbackPanic) {
-			// A panicking callback stopped the call before the driver's
-			// Close; nothing else will ever close the connection.
+		ch.run(&Call{Fn: FnClose, Ctx: context.Background(), Session: &ph.view}, ci)
+		if !ci.ran {
+			// A replacement or a panic kept the driver's Close from
+			// running; nothing else will ever close the connection.
 			ph.inner.Close()
 		}
 		return

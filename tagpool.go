@@ -12,9 +12,9 @@ import (
 // physical is one real connection of the inner driver: a physical session.
 // At most one virtual handle owns it at a time; only the owner touches inner.
 type physical struct {
-	pool  *pool
-	inner driver.Conn
-	key   poolKey
+	pool    *pool
+	inner   driver.Conn
+	key     poolKey
 	host    string // host:port it is connected to, where known
 	hostRef *host
 
