@@ -1,8 +1,14 @@
-# Targets: test (installs the database servers the integration tests start, if missing), bench,
-# fuzz, quickstart.
+# make test       every test, with -race, in every module (installs the database servers the
+#                 integration tests start, if missing)
+# make quickstart the quickstart on an embedded SQLite database
+# make bench      the benchmark comparison tables (testdata/bench/ratios.sh)
+# make fuzz       each fuzz target for FUZZTIME (default 60s)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
+FUZZTIME ?= 60s
+# Nested modules: their dependencies (SQLite, peer wrappers) stay out of hasql's go.mod.
+MODULES := examples benchcmp
 
 .PHONY: test bench fuzz quickstart
 
@@ -10,12 +16,14 @@ test:
 	bash testdata/ensure-servers.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...); done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.txt
+	bash testdata/bench/ratios.sh
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseDSN -fuzztime 60s .
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDSN$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzDSNPasswordNeverInError$$' -fuzztime $(FUZZTIME) .
 
 quickstart:
 	cd examples && $(GO) run ./quickstart
