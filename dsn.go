@@ -1,8 +1,10 @@
 package hasql
 
 import (
+	"database/sql"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -34,8 +36,11 @@ func splitDSN(dsn string) (driverName, inner string, err error) {
 		return "", "", newError(ErrDSN, "DSN names no inner driver before ':' (want e.g. \"mysql:user@tcp(host)/db\")", nil)
 	}
 	name := dsn[:i]
-	if strings.ContainsAny(name, " /?@=&") {
-		return "", "", newError(ErrDSN, fmt.Sprintf("DSN starts with %s, which is not a driver name; want \"<driver>:<dsn>\"", quoteValue(printable(name))), nil)
+	if strings.ContainsAny(name, " /?@=&") && !slices.Contains(sql.Drivers(), name) {
+		// ("pgx/v5" is a registered name.) Not quoted back: this is the DSN
+		// itself without a driver prefix (e.g. "host=h password=pw:x"), and
+		// may hold a password.
+		return "", "", newError(ErrDSN, "DSN does not start with an inner driver name; want \"<driver>:<dsn>\", e.g. \"pgx:host=h dbname=d\"", nil)
 	}
 	return name, dsn[i+1:], nil
 }
@@ -52,7 +57,26 @@ func formOf(d dialect, inner string) dsnForm {
 		}
 		return formKeyValue
 	}
+	if d == dialectGeneric && looksKeyValue(inner) {
+		return formKeyValue // e.g. lib/pq's "host=h dbname=d"
+	}
 	return formQuery
+}
+
+// looksKeyValue reports whether a DSN of an unknown driver is a libpq-style
+// "key=value ..." list: its first word is a plain key followed by '=' (a URL
+// or "file:x.db?..." has ':' there), and it has blanks between pairs or no
+// '?' section ("name=x?a=1" is a '?' form).
+func looksKeyValue(inner string) bool {
+	s := strings.Trim(inner, " \t\n\r\f\v")
+	if strings.Contains(s, "?") && !strings.ContainsAny(s, " \t\n\r\f\v") {
+		return false
+	}
+	i := 0
+	for i < len(s) && (s[i] == '_' || s[i] == '.' || s[i] >= 'a' && s[i] <= 'z' || s[i] >= 'A' && s[i] <= 'Z' || i > 0 && s[i] >= '0' && s[i] <= '9') {
+		i++
+	}
+	return i > 0 && strings.HasPrefix(strings.TrimLeft(s[i:], " \t\n\r\f\v"), "=")
 }
 
 // stripSettings removes every hasql.* parameter from an inner DSN and returns
@@ -115,39 +139,61 @@ func stripQuery(inner string, q int) (string, []setting, error) {
 	return out + fragment, found, nil
 }
 
-// stripKeyValue handles libpq's "key=value key2='quoted value'" form.
+// stripKeyValue handles libpq's "key=value key2='quoted value'" form. The
+// DSN comes back byte for byte as it was, minus each hasql.* pair and the
+// blanks in front of it.
 func stripKeyValue(inner string) (string, []setting, error) {
-	var kept []string
+	const blanks = " \t\n\r\f\v"
+	var b strings.Builder
 	var found []setting
-	s := inner
+	kept := false        // b holds at least one pair
+	lead, tail := "", "" // blanks before the first pair and after the last
+	pos := 0             // where the previous pair ended
 	for {
-		s = strings.TrimLeft(s, " \t\n\r\f\v")
+		s := strings.TrimLeft(inner[pos:], blanks)
+		ws := inner[pos : len(inner)-len(s)]
+		if pos == 0 {
+			lead = ws
+		}
 		if s == "" {
+			tail = ws
 			break
 		}
-		start := s
+		start := len(inner) - len(s)
 		eq := strings.IndexAny(s, "= \t\n\r\f\v")
 		if eq <= 0 {
 			return unparsedKeyValue(inner)
 		}
 		key := s[:eq]
-		s = strings.TrimLeft(s[eq:], " \t\n\r\f\v")
+		s = strings.TrimLeft(s[eq:], blanks)
 		if !strings.HasPrefix(s, "=") {
 			return unparsedKeyValue(inner)
 		}
-		s = strings.TrimLeft(s[1:], " \t\n\r\f\v")
+		s = strings.TrimLeft(s[1:], blanks)
 		value, rest, ok := kvValue(s)
 		if !ok {
 			return unparsedKeyValue(inner)
 		}
-		s = rest
+		pos = len(inner) - len(rest)
 		if strings.HasPrefix(key, keyPrefix) {
 			found = append(found, setting{key: key[len(keyPrefix):], value: value})
-		} else {
-			kept = append(kept, strings.TrimRight(start[:len(start)-len(rest)], " \t\n\r\f\v"))
+			continue
 		}
+		if kept {
+			b.WriteString(ws)
+		} else {
+			b.WriteString(lead)
+		}
+		b.WriteString(inner[start:pos])
+		kept = true
 	}
-	return strings.Join(kept, " "), found, nil
+	if len(found) == 0 {
+		return inner, nil, nil
+	}
+	if kept {
+		b.WriteString(tail)
+	}
+	return b.String(), found, nil
 }
 
 // unparsedKeyValue is the answer for a key=value DSN that does not tokenize:
@@ -209,21 +255,7 @@ func dsnSecrets(form dsnForm, inner string) []string {
 	}
 	switch form {
 	case formKeyValue:
-		s := inner
-		for {
-			i := strings.Index(s, "password")
-			if i < 0 {
-				break
-			}
-			s = strings.TrimLeft(s[i+len("password"):], " \t\n\r\f\v")
-			if !strings.HasPrefix(s, "=") {
-				continue
-			}
-			if v, rest, ok := kvValue(strings.TrimLeft(s[1:], " \t\n\r\f\v")); ok {
-				add(v)
-				s = rest
-			}
-		}
+		kvPasswords(inner, add)
 	case formMySQL:
 		// user:password@net(addr)/db: the password may itself hold ':' '@' '/'.
 		slash := strings.LastIndexByte(inner, '/')
@@ -237,21 +269,92 @@ func dsnSecrets(form dsnForm, inner string) []string {
 		}
 	default:
 		// scheme://user:password@host/...: anything between "//user:" and the
-		// last '@' of the authority.
+		// last '@' of the authority. A password that should have been
+		// percent-encoded but was not ('/', '?', '#') moves the end of the
+		// authority, and a parser may then quote the URL whole, so the
+		// authority is also tried as libpq reads it (up to '/') and as if
+		// such characters were part of the password.
 		if i := strings.Index(inner, "://"); i >= 0 {
-			auth := inner[i+3:]
-			if j := strings.IndexAny(auth, "/?#"); j >= 0 {
-				auth = auth[:j]
-			}
-			if at := strings.LastIndexByte(auth, '@'); at >= 0 {
-				if c := strings.IndexByte(auth[:at], ':'); c >= 0 {
-					raw := auth[c+1 : at]
-					add(raw)
-					if dec, err := url.PathUnescape(raw); err == nil && dec != raw {
-						add(dec)
-					}
+			rest := inner[i+3:]
+			for _, cut := range []string{"/?#", "/", "?#", "#", ""} {
+				auth := rest
+				if j := strings.IndexAny(auth, cut); cut != "" && j >= 0 {
+					auth = auth[:j]
+				}
+				at := strings.LastIndexByte(auth, '@')
+				if at < 0 {
+					continue
+				}
+				c := strings.IndexByte(auth[:at], ':')
+				if c < 0 || strings.Contains(auth[:c], "/") {
+					continue // no password, or the ':' is past the authority
+				}
+				raw := auth[c+1 : at]
+				add(raw)
+				if dec, err := url.PathUnescape(raw); err == nil && dec != raw {
+					add(dec)
 				}
 			}
+		}
+		// Passwords given as query parameters (pgx's ?password=, sqlite's
+		// _auth_pass=, ...).
+		if q := strings.IndexByte(inner, '?'); q >= 0 {
+			query := inner[q+1:]
+			if h := strings.IndexByte(query, '#'); h >= 0 {
+				query = query[:h]
+			}
+			for _, param := range strings.Split(query, "&") {
+				name, value, ok := strings.Cut(param, "=")
+				if n := strings.ToLower(name); !ok || !strings.Contains(n, "pass") && n != "pwd" {
+					continue
+				}
+				add(value)
+				if dec, err := url.QueryUnescape(value); err == nil && dec != value {
+					add(dec)
+				}
+			}
+		}
+	}
+	return dedupe(out)
+}
+
+// kvPasswords passes add each value of a "password" key in a key=value DSN
+// (sslpassword too), decoded and as written.
+func kvPasswords(inner string, add func(string)) {
+	const blanks = " \t\n\r\f\v"
+	s := inner
+	for {
+		i := strings.Index(s, "password")
+		if i < 0 {
+			return
+		}
+		s = strings.TrimLeft(s[i+len("password"):], blanks)
+		if !strings.HasPrefix(s, "=") {
+			continue
+		}
+		vs := strings.TrimLeft(s[1:], blanks)
+		v, rest, ok := kvValue(vs)
+		if !ok {
+			// Unterminated: the rest of the DSN may all be the password.
+			add(strings.TrimPrefix(vs, "'"))
+			continue
+		}
+		add(v)
+		raw := vs[:len(vs)-len(rest)]
+		if len(raw) >= 2 && raw[0] == '\'' {
+			raw = raw[1 : len(raw)-1]
+		}
+		add(raw)
+		s = rest
+	}
+}
+
+// dedupe drops repeated strings, keeping the first of each.
+func dedupe(list []string) []string {
+	var out []string
+	for _, s := range list {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
 		}
 	}
 	return out
