@@ -24,19 +24,39 @@ type conn struct {
 
 	verified bool // bound with the caller's own selector (not a background context's)
 	tagFound bool // the checkout matched the requested tag exactly
-	broken   bool // a rollback failed: IsValid must report false
 	inTx     bool
 	owns     bool // opened by Driver.Open: closing the handle closes its connector
+
+	// txReadOnly: the transaction was begun read-only (TxOptions.ReadOnly),
+	// so a wrong-role error in it is the application's own.
+	txReadOnly bool
 
 	// checker is the last bound session's NamedValueChecker, for
 	// CheckNamedValue calls that database/sql makes before a lazy bind.
 	checker driver.NamedValueChecker
+
+	// rawArgs: CheckNamedValue left the arguments of the coming ad-hoc call
+	// unconverted, for ExecContext or QueryContext to convert (see there).
+	rawArgs bool
+
+	// resetErr is why ResetSession could not bind this checkout (which
+	// database/sql cannot be told); the checkout's first call reports it
+	// rather than ask the pool again (a second timedwait, say).
+	resetErr error
 
 	tx tx // the handle's transaction; reused, so Begin allocates nothing
 
 	recovery       Recovery  // attached with Session.Attach
 	nextReconnect  time.Time // Session.Reconnect's back-off after a failure
 	reconnectFails int
+
+	// rebind, set when the handle lost its session (a dead connection,
+	// Reconnect), is what its next binding must get: the same user and
+	// class, and the lost session's tag, so that a *sql.Conn never changes
+	// user and its tagged state comes back. Cleared when the handle goes
+	// back to database/sql (IsValid), like recovery and the back-off.
+	rebind *selector
+	noGate bool // bind makes one attempt, not held by the outage gate (Reconnect)
 }
 
 var (
@@ -69,6 +89,10 @@ func (v *conn) ensure(ctx context.Context) error {
 
 func (v *conn) ensureSlow(ctx context.Context) error {
 	if v.ph == nil {
+		if err := v.resetErr; err != nil {
+			v.resetErr = nil
+			return err
+		}
 		return v.bind(ctx, true)
 	}
 	// Bound from a context that may not have been the caller's (Connect runs
@@ -89,18 +113,24 @@ func (v *conn) ensureSlow(ctx context.Context) error {
 // inner driver finds dead at reset is terminated and another one taken, so
 // the caller never sees a stale connection's error.
 func (v *conn) bind(ctx context.Context, verified bool) error {
+	v.resetErr = nil // any new attempt supersedes an earlier failure
 	sel := selectorFrom(ctx)
+	if v.rebind != nil {
+		sel = *v.rebind
+	}
 	key, tag, fresh, err := v.c.resolve(sel)
 	if err != nil {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		if err := v.c.outage.wait(ctx); err != nil {
-			return err
+		if !v.noGate {
+			if err := v.c.outage.wait(ctx); err != nil {
+				return err
+			}
 		}
 		co, err := v.c.pool.get(ctx, key, tag, sel, fresh)
 		if err != nil {
-			if attempt < 16 && v.c.outageFor(ctx, err) {
+			if !v.noGate && attempt < 16 && v.c.outageFor(ctx, err) {
 				continue // the outage gate holds us until the database is back
 			}
 			return err
@@ -116,10 +146,13 @@ func (v *conn) bind(ctx context.Context, verified bool) error {
 			ph.setStmtCacheSize(v.c.cfg.stmtCacheSize)
 		}
 		err = v.reset(ctx, ph.used)
-		if err == nil && v.c.cfg.sessionCB != nil && (co.fresh || ph.tag != tag) {
+		// New to its user: opened for this checkout, or in the background
+		// (min, incr) and never handed out before.
+		if err == nil && v.c.cfg.sessionCB != nil && (co.fresh || !ph.used || ph.tag != tag) {
 			err = v.runSessionCallback(ctx, tag)
 		}
 		if err == nil {
+			v.rebind = nil
 			return nil
 		}
 		v.ph = nil
@@ -144,8 +177,8 @@ func (v *conn) reset(ctx context.Context, reused bool) error {
 		}
 		return ch.run(c, v)
 	}
-	if reused && v.ph.resetter != nil {
-		return v.ph.resetter.ResetSession(ctx)
+	if reused {
+		return v.ph.resetSession(ctx)
 	}
 	return nil
 }
@@ -204,7 +237,7 @@ func (v *conn) invoke(c *Call) error {
 		err = ph.ping(c.Ctx)
 	case FnPrepare:
 		var cs *cachedStmt
-		if cs, err = ph.acquireStmt(c.Ctx, c.Query, stmtTagFrom(c.Ctx)); err == nil {
+		if cs, err = v.acquireExplicit(c.Ctx, c.Query, stmtTagFrom(c.Ctx)); err == nil {
 			v.tx.prepared = cs
 		}
 	case FnBegin:
@@ -218,8 +251,8 @@ func (v *conn) invoke(c *Call) error {
 	case FnRollback:
 		err = v.tx.inner.Rollback()
 	case FnReset:
-		if c.Query != "fresh" && ph.resetter != nil {
-			err = ph.resetter.ResetSession(c.Ctx)
+		if c.Query != "fresh" {
+			err = ph.resetSession(c.Ctx)
 		}
 	default:
 		err = fmt.Errorf("hasql: %v is not a connection call", c.Fn)
@@ -234,8 +267,11 @@ func (v *conn) invoke(c *Call) error {
 // cache instead, so repeats cost one round trip. With the cache off, ErrSkip
 // goes to database/sql as it came.
 func (v *conn) execAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if len(v.ph.cache.m) != 0 {
+		v.ph.unshadow(query)
+	}
 	r, err := v.ph.exec(ctx, query, args)
-	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 {
+	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 || v.rawArgs {
 		return r, err
 	}
 	cs, err := v.adhocStmt(ctx, query, len(args))
@@ -257,8 +293,11 @@ func (v *conn) execAdhoc(ctx context.Context, query string, args []driver.NamedV
 // queryAdhoc is execAdhoc for queries; the statement goes back to the cache
 // when the rows close.
 func (v *conn) queryAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if len(v.ph.cache.m) != 0 {
+		v.ph.unshadow(query)
+	}
 	r, err := v.ph.query(ctx, query, args)
-	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 {
+	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 || v.rawArgs {
 		return r, err
 	}
 	cs, err := v.adhocStmt(ctx, query, len(args))
@@ -276,6 +315,17 @@ func (v *conn) queryAdhoc(ctx context.Context, query string, args []driver.Named
 		return nil, err
 	}
 	return wrapRows(rows{inner: r, v: v, ph: v.ph, cs: cs}), nil
+}
+
+// acquireExplicit is acquireStmt for an explicit prepare. Inside a
+// PostgreSQL transaction a cached statement nobody holds is prepared afresh:
+// had a schema change made it stale, running it would abort the transaction,
+// where the prepare database/sql makes without hasql would have succeeded.
+func (v *conn) acquireExplicit(ctx context.Context, query, tag string) (*cachedStmt, error) {
+	if v.inTx && v.c.dialect == dialectPgx {
+		v.ph.dropIdle(stmtKey{query, tag})
+	}
+	return v.ph.acquireStmt(ctx, query, tag)
 }
 
 // adhocStmt gets the cached statement for ad-hoc work and checks the number
@@ -313,6 +363,20 @@ func (v *conn) retryStaleAdhoc(ctx context.Context, cs **cachedStmt, err error) 
 // inner driver without ExecerContext reaches database/sql bare, so that it
 // prepares, executes and closes a statement exactly as it would without hasql.
 func (v *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if v.rawArgs {
+		if ph := v.ph; ph != nil && ph.execerCtx == nil && ph.execer == nil {
+			// No ad-hoc path: the arguments stay as they are for the
+			// driver.ErrSkip below, after which database/sql converts them
+			// for the statement it prepares.
+			defer func() { v.rawArgs = false }()
+		} else {
+			v.rawArgs = false
+			var err error
+			if args, err = convertAdhocArgs(v.checker, args); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		if err := v.ensure(ctx); err != nil {
 			return nil, err
@@ -339,6 +403,17 @@ func (v *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 // rows are returned as they are, so every optional Rows interface they have,
 // and only those, reaches database/sql.
 func (v *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if v.rawArgs {
+		if ph := v.ph; ph != nil && ph.queryerCtx == nil && ph.queryer == nil {
+			defer func() { v.rawArgs = false }() // as in ExecContext
+		} else {
+			v.rawArgs = false
+			var err error
+			if args, err = convertAdhocArgs(v.checker, args); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		if err := v.ensure(ctx); err != nil {
 			return nil, err
@@ -362,7 +437,9 @@ func (v *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 }
 
 // Ping pings the bound session. Without an inner Pinger it succeeds, as
-// database/sql's own Ping does; it never returns driver.ErrSkip.
+// database/sql's own Ping does (the fallback never returns driver.ErrSkip);
+// an inner Pinger's own driver.ErrSkip reaches the caller bare, as it would
+// through database/sql.
 func (v *conn) Ping(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		if err := v.ensure(ctx); err != nil {
@@ -374,7 +451,7 @@ func (v *conn) Ping(ctx context.Context) error {
 		} else {
 			err = v.ph.ping(ctx)
 		}
-		if err == nil || err == driver.ErrSkip {
+		if err == nil {
 			return nil
 		}
 		// A ping changes nothing, so it is always safe to run again.
@@ -411,7 +488,7 @@ func (v *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 			// A replacement that returned nil prepared nothing: the
 			// statement is prepared on its first execution.
 		} else {
-			cs, err = v.ph.acquireStmt(ctx, query, tag)
+			cs, err = v.acquireExplicit(ctx, query, tag)
 		}
 		if err == nil {
 			return newStmt(v, query, tag, cs), nil
@@ -463,8 +540,8 @@ func (v *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 			itx, err = v.ph.begin(ctx, opts)
 		}
 		if err == nil {
-			t.inner = itx
-			v.inTx = true
+			t.inner, t.ctx = itx, ctx
+			v.inTx, v.txReadOnly = true, opts.ReadOnly
 			return t, nil
 		}
 		// A transaction that failed to begin on a lost connection holds
@@ -488,29 +565,52 @@ func (v *conn) ResetSession(ctx context.Context) error {
 	}
 	if err := v.bind(ctx, true); errors.Is(err, driver.ErrBadConn) {
 		return err
+	} else if err != nil && ctx.Err() == nil {
+		v.resetErr = err // a call with another context gets a fresh try
 	}
 	return nil
 }
 
 // IsValid is database/sql's release point: the physical session goes back to
 // the pool (or is terminated if it died) and the virtual handle, which owns
-// no connection, stays valid unless a failed rollback left it in doubt.
+// no connection, stays valid. (A failed rollback does not end the session:
+// database/sql would keep the inner connection, subject to its IsValid,
+// which release consults; see tx.Rollback for the one case it would not.)
 func (v *conn) IsValid() bool {
-	if v.broken {
-		if v.ph != nil {
-			ph := v.ph
-			v.ph = nil
-			v.c.pool.terminate(ph)
-		}
-		return false
-	}
+	v.resetErr = nil
+	// What was attached to this checkout ends with it: the next user of
+	// the handle starts clean.
+	v.rebind, v.recovery, v.nextReconnect, v.reconnectFails = nil, nil, time.Time{}, 0
 	v.release()
 	return !v.c.closed.Load()
 }
 
-// CheckNamedValue defers to the inner connection's checker, or returns
-// driver.ErrSkip so that database/sql applies its default conversion.
+// CheckNamedValue, which database/sql calls only for ad-hoc work (hasql's
+// statements have their own), defers to the inner connection's checker, or
+// returns driver.ErrSkip so that database/sql applies its default
+// conversion.
+//
+// Without hasql, an inner connection that has no ad-hoc Exec or no ad-hoc
+// Query path (neither ExecerContext nor Execer, or neither QueryerContext nor
+// Queryer) makes database/sql skip this conversion and go straight to a
+// prepared statement, whose checker and ColumnConverter convert the
+// arguments. hasql cannot hide its own ExecerContext and QueryerContext, so
+// for such a connection it takes each value as it is here; ExecContext and
+// QueryContext then convert them exactly as database/sql would have where the
+// inner path exists, and otherwise answer driver.ErrSkip with the arguments
+// untouched. Each value is converted once, by the rules that apply without
+// hasql (a driver.Valuer is called once; a value only a ColumnConverter
+// understands is not rejected).
 func (v *conn) CheckNamedValue(nv *driver.NamedValue) error {
+	if ph := v.ph; ph != nil && (ph.execerCtx == nil && ph.execer == nil || ph.queryerCtx == nil && ph.queryer == nil) {
+		v.rawArgs = true
+		return nil
+	}
+	return v.checkInner(nv)
+}
+
+// checkInner is the inner connection's checker, or driver.ErrSkip.
+func (v *conn) checkInner(nv *driver.NamedValue) error {
 	ck := v.checker
 	if v.ph != nil {
 		ck = v.ph.checker
@@ -526,9 +626,6 @@ func (v *conn) CheckNamedValue(nv *driver.NamedValue) error {
 // session is then pooled again if healthy, terminated if not.
 func (v *conn) Close() error {
 	if v.ph != nil {
-		if v.broken {
-			v.ph.bad.Store(true)
-		}
 		v.release()
 	}
 	if v.owns {
@@ -553,7 +650,8 @@ func (v *conn) Unwrap() driver.Conn {
 type tx struct {
 	v        *conn
 	inner    driver.Tx
-	prepared *cachedStmt // hand-off from invoke(FnPrepare)
+	ctx      context.Context // BeginTx's: database/sql rolls back when it ends
+	prepared *cachedStmt     // hand-off from invoke(FnPrepare)
 }
 
 // Commit commits on the bound session.
@@ -573,9 +671,11 @@ func (t *tx) Commit() error {
 	return err
 }
 
-// Rollback rolls back on the bound session. If it fails, the handle reports
-// itself invalid so that database/sql discards it rather than keep a session
-// whose transaction state is unknown.
+// Rollback rolls back on the bound session. The session is kept or ended
+// exactly when database/sql would keep or discard the inner connection: it
+// ends when the connection died, or when database/sql rolls back because the
+// transaction's context ended and the inner connection lacks SessionResetter
+// or Validator (hasql's handle has both, so database/sql keeps the handle).
 func (t *tx) Rollback() error {
 	v := t.v
 	var err error
@@ -584,6 +684,7 @@ func (t *tx) Rollback() error {
 	} else {
 		err = t.inner.Rollback()
 	}
+	ctx := t.ctx
 	t.end()
 	if err != nil && v.ph != nil && (v.ph.bad.Load() || v.c.dialect.connDead(err)) {
 		// The server rolls back a transaction whose connection died: the
@@ -594,10 +695,25 @@ func (t *tx) Rollback() error {
 		v.release()
 		return nil
 	}
-	if err != nil {
-		v.broken = true
+	if ctx != nil && ctx.Err() != nil && v.ph != nil && !keepsConnOnRollback(v.ph.inner) {
+		// database/sql's own rollback when the transaction's context
+		// ends: without hasql it would discard a connection that lacks
+		// SessionResetter or Validator, failed or not. It keeps hasql's
+		// handle, which has both, so the session goes instead.
+		v.ph.bad.Store(true)
 	}
+	// Otherwise the session stays, as database/sql would keep the inner
+	// connection after a failed rollback: its IsValid decides at release.
 	return err
+}
+
+// keepsConnOnRollback tells whether database/sql keeps the connection after
+// rolling back on a context's end (it implements SessionResetter and
+// Validator).
+func keepsConnOnRollback(inner driver.Conn) bool {
+	_, r := inner.(driver.SessionResetter)
+	_, v := inner.(driver.Validator)
+	return r && v
 }
 
 func (v *conn) callTx(ch *chain, fn Fn, t *tx) error {
@@ -609,7 +725,7 @@ func (v *conn) callTx(ch *chain, fn Fn, t *tx) error {
 }
 
 func (t *tx) end() {
-	t.inner = nil
+	t.inner, t.ctx = nil, nil
 	t.v.inTx = false
 }
 
@@ -663,7 +779,23 @@ func (s *stmtCC) ColumnConverter(idx int) driver.ValueConverter {
 }
 
 // NumInput forwards to the inner statement; -1 (unknown) before it exists.
+//
+// database/sql asks it first whenever it runs the statement, before
+// CheckNamedValue and ColumnConverter. If the handle is bound to another
+// session than the one the statement was prepared on, the statement is
+// prepared on the bound session now, as database/sql itself prepares a
+// statement again on a new connection, so that none of these calls reaches
+// the other session's statement: that session may be closed, or in another
+// handle's hands.
 func (s *stmt) NumInput() int {
+	if ph := s.v.ph; ph != nil && s.cs != nil && s.ph != ph {
+		s.release()
+		if cs, err := ph.acquireStmt(context.Background(), s.query, s.tag); err == nil {
+			s.ph, s.cs = ph, cs
+		} else {
+			s.v.noteErr(err) // ready prepares again and reports it
+		}
+	}
 	if s.cs == nil {
 		return -1
 	}
@@ -681,7 +813,7 @@ func (s *stmt) ready(ctx context.Context) error {
 		return nil
 	}
 	s.release()
-	cs, err := v.ph.acquireStmt(ctx, s.query, s.tag)
+	cs, err := v.acquireExplicit(ctx, s.query, s.tag)
 	if err != nil {
 		v.noteErr(err)
 		return err
@@ -706,9 +838,19 @@ func (s *stmt) release() error {
 		}
 		return err
 	}
-	if !ph.bad.Load() {
-		ph.deferRelease(cs)
+	if ph.bad.Load() {
+		return nil
 	}
+	if ph.pool.borrowIdle(ph) {
+		ph.drainPending()
+		err := ph.releaseStmt(cs)
+		if ph.pool.c.dialect.connDead(err) {
+			ph.bad.Store(true)
+		}
+		ph.pool.put(ph)
+		return err
+	}
+	ph.deferRelease(cs)
 	return nil
 }
 
@@ -722,6 +864,9 @@ func (s *stmt) retryStale(ctx context.Context, err error) bool {
 		return false
 	}
 	v.ph.invalidateStmt(s.cs)
+	// pgx shares one server statement among the cached statements with this
+	// text (other tags): it is prepared afresh only once all are closed.
+	v.ph.unshadow(s.query)
 	s.release()
 	return s.ready(ctx) == nil
 }
@@ -809,7 +954,7 @@ func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
 			return ck.CheckNamedValue(nv)
 		}
 	}
-	return s.v.CheckNamedValue(nv)
+	return s.v.checkInner(nv)
 }
 
 // Close gives the statement back to its session's cache (or closes it when

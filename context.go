@@ -79,8 +79,8 @@ func isIdempotent(ctx context.Context) bool {
 // normalizeTag validates a tag and returns it with its properties sorted, so
 // that "b=2;a=1" and "a=1;b=2" are the same tag. The empty tag is no tag.
 func normalizeTag(tag string) (string, error) {
-	if tag == "" {
-		return "", nil
+	if tag == "" || tagIsNormal(tag) {
+		return tag, nil // every checkout and release with a tag comes here: no allocation
 	}
 	props := strings.Split(tag, ";")
 	seen := make(map[string]bool, len(props))
@@ -100,6 +100,43 @@ func normalizeTag(tag string) (string, error) {
 	}
 	sort.Strings(props)
 	return strings.Join(props, ";"), nil
+}
+
+// tagIsNormal reports whether tag is valid and already what normalizeTag
+// would make of it: key=value properties without surrounding spaces, in
+// strictly increasing order (so no key twice: properties with one key sort
+// next to each other), without '*', NUL or a second '='. One pass, no
+// allocation.
+func tagIsNormal(tag string) bool {
+	var prev, prevKey string
+	start, eq := 0, -1 // the current property's start and its '='
+	for i := 0; i <= len(tag); i++ {
+		if i < len(tag) {
+			switch tag[i] {
+			case '*', 0:
+				return false
+			case '=':
+				if eq >= 0 {
+					return false
+				}
+				eq = i
+				continue
+			case ';':
+			default:
+				continue
+			}
+		}
+		if eq < 0 {
+			return false
+		}
+		p, k, v := tag[start:i], tag[start:eq], tag[eq+1:i]
+		if k == "" || v == "" || strings.TrimSpace(k) != k || strings.TrimSpace(v) != v ||
+			(start > 0 && (p <= prev || k == prevKey)) {
+			return false
+		}
+		prev, prevKey, start, eq = p, k, i+1, -1
+	}
+	return true
 }
 
 // maxClassLen is OCI's limit on a connection class name.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 )
 
 // The calls below run on a physical session's inner connection. Where the
@@ -56,6 +57,19 @@ func (ph *physical) ping(ctx context.Context) error {
 		return nil
 	}
 	return ph.pinger.Ping(ctx)
+}
+
+// resetSession resets the inner connection for reuse as database/sql does:
+// only driver.ErrBadConn counts; database/sql ignores every other error
+// from ResetSession and uses the connection anyway.
+func (ph *physical) resetSession(ctx context.Context) error {
+	if ph.resetter == nil {
+		return nil
+	}
+	if err := ph.resetter.ResetSession(ctx); errors.Is(err, driver.ErrBadConn) {
+		return err
+	}
+	return nil
 }
 
 func (ph *physical) prepare(ctx context.Context, query string) (driver.Stmt, error) {
@@ -125,6 +139,36 @@ func namedValueToValue(named []driver.NamedValue) ([]driver.Value, error) {
 		dargs[n] = param.Value
 	}
 	return dargs, nil
+}
+
+// convertAdhocArgs converts the arguments of ad-hoc work as database/sql's
+// driverArgsConnLocked does without a statement: the connection's checker,
+// else (or on driver.ErrSkip) the default conversion; driver.ErrRemoveArgument
+// drops an argument; errors read as database/sql's. args is reused.
+func convertAdhocArgs(ck driver.NamedValueChecker, args []driver.NamedValue) ([]driver.NamedValue, error) {
+	out := args[:0]
+	for _, a := range args {
+		nv := driver.NamedValue{Name: a.Name, Ordinal: len(out) + 1, Value: a.Value}
+		err := driver.ErrSkip
+		if ck != nil {
+			err = ck.CheckNamedValue(&nv)
+		}
+		if err == driver.ErrSkip {
+			nv.Value, err = driver.DefaultParameterConverter.ConvertValue(nv.Value)
+		}
+		switch err {
+		case nil:
+			out = append(out, nv)
+		case driver.ErrRemoveArgument:
+		default:
+			what := fmt.Sprintf("$%d", nv.Ordinal)
+			if nv.Name != "" {
+				what = fmt.Sprintf("with name %q", nv.Name)
+			}
+			return nil, fmt.Errorf("sql: converting argument %s type: %w", what, err)
+		}
+	}
+	return out, nil
 }
 
 func valuesToNamed(args []driver.Value) []driver.NamedValue {

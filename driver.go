@@ -200,6 +200,13 @@ func openInner(name, dsn string, opts []Option) (*Connector, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if dialectOf(name, d) == dialectPgx {
+		// pgx parses its DSN on every connect; one its parser panics on
+		// must fail here, once, with an error (not crash the program later).
+		if _, err := pgxParseConfig(stripped); errors.Is(err, errPgxPanic) {
+			return nil, newError(ErrDSN, fmt.Sprintf("inner driver %s cannot parse its DSN", quoteValue(name)), err)
+		}
+	}
 	var ic driver.Connector
 	if dc, ok := d.(driver.DriverContext); ok {
 		if ic, err = dc.OpenConnector(stripped); err != nil {
@@ -354,12 +361,11 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, fresh bool, 
 // openPhysical opens a physical session on the first host, in the picker's
 // order, that accepts a connection and has the wanted role. A host that
 // fails to connect is blacklisted and the next one tried.
+//
+// hasql.connect_timeout bounds each host's attempt on its own (see openOn):
+// a host that swallows the connect (a black hole) costs one timeout, and the
+// next host is tried; only the caller's own context ends the search.
 func (c *Connector) openPhysical(ctx context.Context, sel selector, key poolKey) (*physical, error) {
-	if t := c.cfg.backoff.ConnectTimeout; t > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t)
-		defer cancel()
-	}
 	order := c.hosts.order(c.pool.now())
 	strict := c.cfg.target == TargetPreferPrimary || c.cfg.target == TargetPreferStandby
 	var lastErr error
@@ -389,11 +395,19 @@ func (c *Connector) openPhysical(ctx context.Context, sel selector, key poolKey)
 var errWrongRole = errors.New("hasql: server does not have the wanted role")
 
 // openOn opens a session on one host, running FnConnect callbacks, and
-// checks its role when a target is set.
+// checks its role when a target is set. The attempt is bounded by
+// hasql.connect_timeout; one that runs out of it counts as a failure of the
+// host, one whose caller gave up (ctx) does not.
 func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict bool) (*physical, error) {
 	ic, err := c.hosts.connectorFor(h, key)
 	if err != nil {
 		return nil, err
+	}
+	caller := ctx
+	if t := c.cfg.backoff.ConnectTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
 	}
 	start := time.Now()
 	inv := connectInvoker{c: c, ic: ic, key: key, h: h}
@@ -411,7 +425,7 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict boo
 		err = inv.connect(ctx)
 	}
 	if err != nil {
-		if ctx.Err() == nil && c.dialect.connectRetryable(err) {
+		if caller.Err() == nil && c.dialect.connectRetryable(err) {
 			c.hostFailed(h, err)
 		}
 		return nil, err
@@ -453,6 +467,9 @@ type connectInvoker struct {
 }
 
 func (ci *connectInvoker) connect(ctx context.Context) error {
+	// The generation before connecting: a purge while the connect is under
+	// way may concern this session too.
+	gen := ci.c.hosts.genOf(ci.h)
 	inner, err := ci.ic.Connect(ctx)
 	if err != nil {
 		if len(ci.c.secrets) > 0 {
@@ -461,7 +478,7 @@ func (ci *connectInvoker) connect(ctx context.Context) error {
 		return err
 	}
 	ph := newPhysical(ci.c.pool, inner, ci.key)
-	ph.hostRef = ci.h
+	ph.hostRef, ph.hostGen = ci.h, gen
 	ph.host = ci.h.addr
 	if ph.host == "" {
 		ph.host = ci.c.dialect.remoteHost(inner, ci.c.host)
@@ -503,6 +520,22 @@ type closeInvoker struct {
 
 func (ci *closeInvoker) invoke(*Call) error { ci.ran = true; return ci.ph.inner.Close() }
 
+// errPgxPanic is the error pgxParseConfig reports for a DSN that makes pgx's
+// parser panic.
+var errPgxPanic = errors.New("pgx's DSN parser panics on it (check the quoting of key=value pairs, e.g. a quoted value ending in a backslash)")
+
+// pgxParseConfig is pgconn.ParseConfig, with a panic (pgx v5.8 panics on a
+// key=value DSN whose quoted value ends in a backslash: a='\ ) turned into
+// errPgxPanic.
+func pgxParseConfig(dsn string) (cfg *pgconn.Config, err error) {
+	defer func() {
+		if recover() != nil {
+			cfg, err = nil, errPgxPanic
+		}
+	}()
+	return pgconn.ParseConfig(dsn)
+}
+
 // dsnHost returns the host:port an inner DSN points at, or "".
 func dsnHost(dl dialect, dsn string) string {
 	switch dl {
@@ -511,7 +544,7 @@ func dsnHost(dl dialect, dsn string) string {
 			return cfg.Addr
 		}
 	case dialectPgx:
-		if cfg, err := pgconn.ParseConfig(dsn); err == nil {
+		if cfg, err := pgxParseConfig(dsn); err == nil {
 			return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 		}
 	}
@@ -544,7 +577,15 @@ const (
 )
 
 func (s HostState) String() string {
-	return [...]string{"up", "down", "blacklisted"}[s]
+	switch s {
+	case HostStateUp:
+		return "up"
+	case HostStateDown:
+		return "down"
+	case HostStateBlacklisted:
+		return "blacklisted"
+	}
+	return fmt.Sprintf("HostState(%d)", uint8(s))
 }
 
 // HostStats is one host's part of Stats.

@@ -47,6 +47,13 @@ type host struct {
 	latency   time.Duration // moving average of connect time
 	open      int
 	connector map[poolKey]driver.Connector
+
+	// gen counts the purges of the host's sessions. A session remembers the
+	// generation it was opened in; its loss is news only if no purge has
+	// happened since (else that purge already dealt with it), so that the
+	// many sessions one restart kills cause one HostDown and one purge, and a
+	// late-noticed old session never purges the new ones.
+	gen uint64
 }
 
 type hostSet struct {
@@ -235,6 +242,58 @@ func (hs *hostSet) failed(h *host, err error, now time.Time) (wasUp bool) {
 	return wasUp
 }
 
+// genOf returns h's purge generation, for a session being opened to it.
+func (hs *hostSet) genOf(h *host) uint64 {
+	if h == nil {
+		return 0
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return h.gen
+}
+
+// lostSession records that a session to h opened in generation gen was
+// lost. news is false when a purge of h's sessions has happened since the
+// session was opened: that purge already covered it. Otherwise a new purge
+// generation starts and, unless the loss is only a wrong role, h is marked
+// down (not blacklisted: a host that answers again is used again at once);
+// wasUp says it was up before.
+func (hs *hostSet) lostSession(h *host, gen uint64, err error, wrongRole bool) (news, wasUp bool) {
+	if h == nil {
+		return true, true
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if gen < h.gen {
+		return false, false
+	}
+	h.gen++
+	if wrongRole {
+		return true, false
+	}
+	wasUp = h.state == HostStateUp
+	if wasUp {
+		h.state = HostStateDown
+	}
+	h.total++
+	h.lastErr = err
+	return true, wasUp
+}
+
+// bumpGen starts a new purge generation for h, or for every host when h is
+// nil: the sessions opened so far are being purged.
+func (hs *hostSet) bumpGen(h *host) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if h != nil {
+		h.gen++
+		return
+	}
+	for _, x := range hs.hosts {
+		x.gen++
+	}
+}
+
 // markDown records an outside or detected DOWN for addr; it reports whether
 // the host was up.
 func (hs *hostSet) markDown(addr string, err error, now time.Time) (*host, bool) {
@@ -311,7 +370,10 @@ func (d dialect) roleOf(ctx context.Context, ph *physical) (role, error) {
 	var q string
 	switch d {
 	case dialectPgx:
-		q = "select pg_is_in_recovery()"
+		// Read-only by default counts as a standby, as libpq's
+		// target_session_attrs=read-write sees it: a primary switched to
+		// read-only (a switchover under way) takes no writes either.
+		q = "select pg_is_in_recovery() or current_setting('transaction_read_only') = 'on'"
 	case dialectMySQL:
 		q = "select @@global.read_only"
 	default:

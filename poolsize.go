@@ -126,7 +126,7 @@ func (p *pool) openInBackground(key poolKey) {
 
 // setLifetime fixes when a new session retires: MaxLifetime less up to a
 // tenth of it at random, so that sessions opened together do not all go at
-// once.
+// once. p.mu must be held (Reconfigure changes the config).
 func (p *pool) setLifetime(ph *physical) {
 	if lt := p.cfg.MaxLifetime; lt > 0 {
 		jitter := time.Duration(rand.Int64N(int64(lt)/10 + 1))

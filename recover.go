@@ -37,7 +37,10 @@ const (
 )
 
 func (e FailoverEvent) String() string {
-	return [...]string{"FoBegin", "FoEnd", "FoAbort", "FoError", "FoReauth"}[e]
+	if int(e) < 5 {
+		return [...]string{"FoBegin", "FoEnd", "FoAbort", "FoError", "FoReauth"}[e]
+	}
+	return fmt.Sprintf("FailoverEvent(%d)", uint8(e))
 }
 
 // ErrFoRetry is returned by a failover callback on FoError to have hasql try
@@ -71,7 +74,10 @@ func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe b
 	if err == driver.ErrSkip || v.ph == nil {
 		return false, err
 	}
-	wrongRole := d.wrongRole(err) && v.c.cfg.target != TargetAny
+	// A read-only transaction the application asked for makes its own
+	// writes fail with a wrong-role error: that is its error, not the
+	// server's role.
+	wrongRole := d.wrongRole(err) && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly)
 	if !wrongRole && !d.connDead(err) {
 		return false, err
 	}
@@ -82,9 +88,21 @@ func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe b
 	}
 	ph.bad.Store(true)
 	v.c.lost(ph, err, wrongRole)
+	v.keepSelector(ph)
+	// A wrong role is the server refusing the work: nothing ran and no
+	// connection was lost, so when it is not re-run the caller gets the
+	// server's error itself.
+	lostErr := err
+	if !wrongRole {
+		lostErr = newError(ErrConnectionLost, "", err)
+	}
 	if v.inTx {
-		// The transaction is gone with its connection; database/sql's
-		// Rollback will find the session dead and let the handle go.
+		// The transaction is gone with its connection (or, on a wrong
+		// role, aborted by the server); database/sql's Rollback will find
+		// the session dead and let the handle go.
+		if wrongRole {
+			return false, err
+		}
 		return false, newError(ErrTxResolutionUnknown, "", err)
 	}
 	v.release()
@@ -92,10 +110,10 @@ func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe b
 		if err == driver.ErrBadConn {
 			return false, err // database/sql's own retry, as without hasql
 		}
-		return false, newError(ErrConnectionLost, "", err)
+		return false, lostErr
 	}
 	if ctx.Err() != nil {
-		return false, newError(ErrConnectionLost, "", err)
+		return false, lostErr
 	}
 	canRetry := attempt < maxAttempts &&
 		(notSent || (v.c.cfg.retry == RetryIdempotent && isIdempotent(ctx)))
@@ -103,7 +121,6 @@ func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe b
 	if rec == nil {
 		rec = v.c.cfg.recovery
 	}
-	lostErr := newError(ErrConnectionLost, "", err)
 	if !canRetry && rec == nil {
 		// Rebind lazily: the next call on this handle gets a new session.
 		return false, lostErr
@@ -150,10 +167,12 @@ func (v *conn) failover(ctx context.Context, cause error, rec Recovery, oldHost 
 			if v.ph.host != oldHost {
 				v.c.failovers.Add(1)
 			}
+			// As in OCI: the connection is back (FoEnd), then the tagged
+			// session on it was re-established (FoReauth).
+			tell(FoEnd)
 			if v.ph.tag != "" {
 				tell(FoReauth)
 			}
-			tell(FoEnd)
 			return nil, nil
 		}
 		if fo != nil && tell(FoError) == ErrFoRetry && ctx.Err() == nil && try < 64 {
@@ -176,15 +195,21 @@ func (v *conn) runRecovery(ctx context.Context, rec Recovery, cause error) (err 
 // lost handles a lost session: the host is reported down and every session
 // to it is purged — idle ones closed now, busy ones marked to close on
 // release (OCI's FAN behaviour).
+//
+// A session opened before the host's last purge brings no news: that purge
+// already marked it, so one restart that kills many sessions gives one
+// HostDown and one purge, and the loss of an old session noticed late never
+// purges the sessions opened since. The host is marked down until a connect
+// to it succeeds again, which reports HostUp. A wrong role (the server is
+// up, read-only) purges the host's sessions without reporting it down.
 func (c *Connector) lost(ph *physical, cause error, wrongRole bool) {
-	if wrongRole {
-		// The server is up but no longer has the wanted role: only its
-		// sessions go.
-		n := c.pool.purgeHost(ph.host)
-		c.events.emit(Event{Kind: SessionsPurged, Host: ph.host, Sessions: n, Err: cause})
+	news, wasUp := c.hosts.lostSession(ph.hostRef, ph.hostGen, cause, wrongRole)
+	if !news {
 		return
 	}
-	c.events.emit(Event{Kind: HostDown, Host: ph.host, Err: cause})
+	if wasUp {
+		c.events.emit(Event{Kind: HostDown, Host: ph.host, Err: cause})
+	}
 	n := c.pool.purgeHost(ph.host)
 	c.events.emit(Event{Kind: SessionsPurged, Host: ph.host, Sessions: n, Err: cause})
 }
@@ -197,7 +222,9 @@ func (c *Connector) MarkHostDown(host string) {
 		return
 	}
 	err := fmt.Errorf("hasql: host %s marked down", host)
-	c.hosts.markDown(host, err, time.Now())
+	if h, _ := c.hosts.markDown(host, err, time.Now()); h != nil {
+		c.hosts.bumpGen(h)
+	}
 	c.events.emit(Event{Kind: HostDown, Host: host, Err: err})
 	n := c.pool.purgeHost(host)
 	c.events.emit(Event{Kind: SessionsPurged, Host: host, Sessions: n, Err: err})
@@ -327,6 +354,7 @@ func (o *outage) enter(err error) {
 	o.lastErr = err
 	o.mu.Unlock()
 	o.c.events.emit(Event{Kind: OutageBegin, Err: err})
+	o.c.hosts.bumpGen(nil)
 	p.purgeAll()
 	go o.probe()
 }
@@ -360,8 +388,8 @@ func (o *outage) probe() {
 			continue
 		}
 		p.created.Add(1)
-		p.setLifetime(ph)
 		p.mu.Lock()
+		p.setLifetime(ph)
 		p.all[ph] = struct{}{}
 		p.offerLocked(ph, p.now())
 		o.end(ph)
@@ -428,16 +456,20 @@ func (s *Session) Reconnect(ctx context.Context) error {
 	if now.Before(v.nextReconnect) {
 		return ErrRetryTooSoon
 	}
-	tag := ""
+	// A new connection for the same user, class and tag (whose session
+	// callback restores the state); one attempt, not held by the outage
+	// gate: the caller paces its attempts (ErrRetryTooSoon).
 	if v.ph != nil {
-		tag = v.ph.tag
+		v.keepSelector(v.ph)
 		v.ph.bad.Store(true)
 		v.release()
+	} else if v.rebind == nil {
+		v.keepSelector(nil)
 	}
-	if tag != "" {
-		ctx = WithTag(ctx, tag)
-	}
+	v.rebind.purity = PurityNew
+	v.noGate = true
 	err := v.bind(ctx, true)
+	v.noGate = false
 	if err != nil {
 		v.nextReconnect = time.Now().Add(v.c.cfg.backoff.reconnectDelay(v.reconnectFails))
 		v.reconnectFails++
@@ -448,10 +480,22 @@ func (s *Session) Reconnect(ctx context.Context) error {
 	return nil
 }
 
+// keepSelector records what the handle's next binding must get after it
+// loses ph: its user and class, and ph's tag (or the one asked for).
+func (v *conn) keepSelector(ph *physical) {
+	sel := v.sel
+	if ph != nil && ph.tag != "" {
+		sel.tag = ph.tag
+	}
+	v.rebind = &sel
+}
+
 // Attach attaches a recovery function to the session (QNX ha_attach). With a
 // function already attached it fails with ErrAlreadyAttached unless flags has
 // ReplaceRecovery; ReplaceRecovery on a session without one fails with
-// ErrNotAttached. A nil r with ReplaceRecovery detaches.
+// ErrNotAttached. A nil r with ReplaceRecovery detaches. The attachment
+// lasts until the *sql.Conn is closed: the handle's next user starts
+// without it.
 func (s *Session) Attach(r Recovery, flags AttachFlag) error {
 	v := s.v
 	if v == nil {

@@ -114,6 +114,41 @@ func (ph *physical) invalidateStmt(cs *cachedStmt) {
 	ph.pool.c.stmtEvictions.Add(1)
 }
 
+// dropIdle evicts and closes the cached statement for key if nobody holds
+// it, so that the next acquire prepares it afresh; the caller owns ph.
+func (ph *physical) dropIdle(key stmtKey) {
+	cs := ph.cache.m[key]
+	if cs == nil || cs.refs > 0 {
+		return
+	}
+	ph.cache.unlink(cs)
+	ph.cache.evictions++
+	ph.pool.c.stmtEvictions.Add(1)
+	if err := cs.si.Close(); ph.pool.c.dialect.connDead(err) {
+		ph.bad.Store(true)
+	}
+}
+
+// unshadow is called before ad-hoc work on query; the caller owns ph. pgx's
+// stdlib connection names a prepared statement by its SQL text and runs
+// ad-hoc work on the statement of that name when there is one, in place of
+// its own statement cache (which copes with schema changes). Without hasql
+// such a statement exists only while a *sql.Stmt holds it; a statement the
+// cache keeps after its *sql.Stmt closed must not stand in for it, or a
+// schema change would fail the ad-hoc query (SQLSTATE 0A000) every time.
+func (ph *physical) unshadow(query string) {
+	if !namesStmtsBySQL(ph.inner) {
+		return
+	}
+	for cs := ph.cache.head; cs != nil; {
+		next := cs.next
+		if cs.key.query == query {
+			ph.dropIdle(cs.key)
+		}
+		cs = next
+	}
+}
+
 // trimStmts evicts least recently used statements nobody holds until at
 // most n remain (statements in use may keep it above n for a while).
 func (ph *physical) trimStmts(n int) {
@@ -178,10 +213,29 @@ func (c *stmtCache) unlink(cs *cachedStmt) {
 	cs.cached = false
 }
 
-// closeAll closes every cached statement nobody holds; used when a session
+// closeStmts closes every cached statement nobody holds; used when a session
 // ends by choice.
 func (ph *physical) closeStmts() {
 	ph.trimStmts(0)
+}
+
+// borrowIdle takes ph out of the pool's idle list, if it is there, so that
+// the caller owns it until it hands it back with put: a statement closed
+// while its session is idle is released at once, as database/sql closes its
+// statement at once (with the cache off, or evicting, a close on the server
+// that cannot wait for the session's next checkout).
+func (p *pool) borrowIdle(ph *physical) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.idle[ph.key]
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i] == ph {
+			p.idle[ph.key] = append(list[:i], list[i+1:]...)
+			p.busy++
+			return true
+		}
+	}
+	return false
 }
 
 // errArgCount is database/sql's own message for a wrong argument count,

@@ -17,6 +17,7 @@ type physical struct {
 	key     poolKey
 	host    string // host:port it is connected to, where known
 	hostRef *host
+	hostGen uint64 // hostRef's purge generation when the session was opened
 
 	// The inner connection's optional interfaces, looked up once.
 	execerCtx  driver.ExecerContext
@@ -45,6 +46,12 @@ type physical struct {
 
 	mu      sync.Mutex
 	pending []*cachedStmt // statement releases deferred until the session is next owned
+
+	// hasPending is set with pending non-empty, so that a checkout with
+	// nothing deferred skips mu; spare is pending's previous backing array,
+	// owned like the fields above, so that deferring allocates nothing.
+	hasPending atomic.Bool
+	spare      []*cachedStmt
 
 	view Session // a view of this session alone, for FnConnect and FnClose callbacks
 }
@@ -76,20 +83,27 @@ func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
 func (ph *physical) deferRelease(cs *cachedStmt) {
 	ph.mu.Lock()
 	ph.pending = append(ph.pending, cs)
+	ph.hasPending.Store(true)
 	ph.mu.Unlock()
 }
 
 // drainPending runs the deferred statement releases; the caller owns ph.
 func (ph *physical) drainPending() {
+	if !ph.hasPending.Load() {
+		return
+	}
 	ph.mu.Lock()
 	pending := ph.pending
-	ph.pending = nil
+	ph.pending, ph.spare = ph.spare[:0], nil
+	ph.hasPending.Store(false)
 	ph.mu.Unlock()
 	for _, cs := range pending {
 		if err := ph.releaseStmt(cs); ph.pool.c.dialect.connDead(err) {
 			ph.bad.Store(true)
 		}
 	}
+	clear(pending)
+	ph.spare = pending[:0]
 }
 
 // pool is the physical session pool: LIFO per (user, class), bounded by Max,
@@ -123,6 +137,8 @@ type pool struct {
 // released session of its key or a slot in which to open a new one.
 type waiter struct {
 	key      poolKey
+	tag      string     // normalised; a released session must fit it (fits)
+	matchAny bool       // any tag will do
 	freshy   bool       // purity NEW: only a slot will do
 	ch       chan grant // buffered: granting never blocks
 	enqueued time.Time
@@ -187,7 +203,11 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 			p.mu.Unlock()
 			return p.openInSlot(ctx, key, tag, sel, true)
 		}
-		g, err := p.waitLocked(ctx, key, fresh)
+		if err := ctx.Err(); err != nil {
+			p.mu.Unlock() // an ended context does not wait (nor count a wait)
+			return checkout{}, err
+		}
+		g, err := p.waitLocked(ctx, key, tag, sel.matchAny, fresh)
 		if err != nil {
 			return checkout{}, err
 		}
@@ -197,8 +217,9 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 		if g.ph == nil {
 			return p.openInSlot(ctx, key, tag, sel, false)
 		}
-		p.countTag(tag, g.ph.tag == tag)
-		return checkout{ph: g.ph, tagFound: g.ph.tag == tag}, nil
+		exact := tag != "" && g.ph.tag == tag
+		p.countTag(tag, exact)
+		return checkout{ph: g.ph, tagFound: exact}, nil
 	}
 }
 
@@ -229,8 +250,8 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 	}
 	ph.forced = forced
 	p.created.Add(1)
-	p.setLifetime(ph)
 	p.mu.Lock()
+	p.setLifetime(ph)
 	p.all[ph] = struct{}{}
 	p.mu.Unlock()
 	if tag != "" {
@@ -241,15 +262,16 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 
 // waitLocked queues the caller until a session or slot is granted, the
 // context ends, or (timedwait) the wait timeout passes. It unlocks p.mu.
-func (p *pool) waitLocked(ctx context.Context, key poolKey, fresh bool) (grant, error) {
-	w := &waiter{key: key, freshy: fresh, ch: make(chan grant, 1), enqueued: p.now()}
+func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny, fresh bool) (grant, error) {
+	w := &waiter{key: key, tag: tag, matchAny: matchAny, freshy: fresh, ch: make(chan grant, 1), enqueued: p.now()}
 	p.waiters = append(p.waiters, w)
+	mode, wait := p.cfg.GetMode, p.cfg.WaitTimeout // read under p.mu: Reconfigure may change them
 	p.mu.Unlock()
 	p.waits.Add(1)
 
 	var timeout <-chan time.Time
-	if p.cfg.GetMode == GetTimedWait {
-		t := time.NewTimer(p.cfg.WaitTimeout)
+	if mode == GetTimedWait {
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		timeout = t.C
 	}
@@ -376,7 +398,7 @@ func (p *pool) offerLocked(ph *physical, now time.Time) {
 		(!ph.retireAt.IsZero() && !now.Before(ph.retireAt))
 	if !retire {
 		for i, w := range p.waiters {
-			if w.key == ph.key && !w.freshy {
+			if w.fits(ph) {
 				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 				p.busy++
 				w.ch <- grant{ph: ph}
@@ -398,6 +420,13 @@ func (p *pool) offerLocked(ph *physical, now time.Time) {
 	ph.idleSince = now
 	p.idle[ph.key] = append(p.idle[ph.key], ph)
 	p.mu.Unlock()
+}
+
+// fits reports whether a released session may be handed to the waiter: by
+// the selection rules of takeIdleLocked, the same key, and exactly the tag,
+// else no tag, else (matchAny) any tag; never to a purity NEW waiter.
+func (w *waiter) fits(ph *physical) bool {
+	return w.key == ph.key && !w.freshy && (ph.tag == w.tag || ph.tag == "" || w.matchAny)
 }
 
 // grantSlotLocked gives a free slot to the first waiter, if any; the slot is
@@ -458,8 +487,14 @@ func (ph *physical) close(terminated bool) {
 	p.mu.Lock()
 	delete(p.all, ph)
 	p.mu.Unlock()
-	// Its statements go with the connection; closing them one by one first
-	// would only cost round trips.
+	if !terminated && p.c.dialect != dialectPgx {
+		// As database/sql closes a connection's statements before the
+		// connection (a driver may hold resources per statement; sqlmock
+		// checks WillBeClosed). A dead connection's go with it, and so do
+		// pgx's, where each close would be a round trip for nothing.
+		ph.drainPending()
+		ph.closeStmts()
+	}
 	p.c.closePhysical(ph)
 }
 

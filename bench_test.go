@@ -1,0 +1,388 @@
+package hasql_test
+
+// Hot-path cost of hasql against the driver it wraps.
+//
+//   BenchmarkNoop/<op>/{raw,hasql,hasql-cb}   a no-op in-process driver: hasql's own cost, nothing else
+//   BenchmarkPG/<op>/...                      pgx on the shared PostgreSQL server (fresh database)
+//   BenchmarkMaria/<op>/...                   go-sql-driver/mysql on the shared MariaDB server
+//
+// <op> is Exec, Query (iterate and close), QueryRow, PrepareExec (prepare, exec, close) and Tx
+// (begin, exec, commit). "hasql-cb" has one no-op entry and one no-op exit callback on FnExec and
+// FnQuery. TestHotPathAllocs turns the allocation half of the hot-path promise into a test:
+// hasql adds no allocation without callbacks and at most one with them.
+//
+// Tables for the README: testdata/bench/ratios.sh.
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"io"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hasqlgo/hasql"
+)
+
+// ---------------------------------------------------------------------------------------------
+// A no-op driver, registered as "hasql-noop". It has every optional interface hasql forwards and
+// allocates only what a driver must: a Stmt per prepare and a Rows per query.
+
+func init() {
+	sql.Register("hasql-noop", benchNoopDriver{})
+}
+
+type benchNoopDriver struct{}
+
+func (benchNoopDriver) Open(string) (driver.Conn, error) { return &benchNoopConn{}, nil }
+
+type benchNoopConn struct {
+	closed bool
+}
+
+var (
+	_ driver.Conn               = (*benchNoopConn)(nil)
+	_ driver.ExecerContext      = (*benchNoopConn)(nil)
+	_ driver.QueryerContext     = (*benchNoopConn)(nil)
+	_ driver.ConnPrepareContext = (*benchNoopConn)(nil)
+	_ driver.ConnBeginTx        = (*benchNoopConn)(nil)
+	_ driver.Pinger             = (*benchNoopConn)(nil)
+	_ driver.SessionResetter    = (*benchNoopConn)(nil)
+	_ driver.Validator          = (*benchNoopConn)(nil)
+	_ driver.NamedValueChecker  = (*benchNoopConn)(nil)
+	_ driver.Tx                 = (*benchNoopConn)(nil)
+	_ driver.StmtExecContext    = (*benchNoopStmt)(nil)
+	_ driver.StmtQueryContext   = (*benchNoopStmt)(nil)
+)
+
+// benchNoopResult is shared: a Result has no state worth allocating for.
+var benchNoopResult driver.Result = driver.RowsAffected(1)
+
+func (c *benchNoopConn) Prepare(query string) (driver.Stmt, error) {
+	return &benchNoopStmt{query: query}, nil
+}
+func (c *benchNoopConn) PrepareContext(_ context.Context, query string) (driver.Stmt, error) {
+	return &benchNoopStmt{query: query}, nil
+}
+func (c *benchNoopConn) Close() error               { c.closed = true; return nil }
+func (c *benchNoopConn) Begin() (driver.Tx, error)  { return c, nil } //nolint:staticcheck
+func (c *benchNoopConn) Commit() error              { return nil }
+func (c *benchNoopConn) Rollback() error            { return nil }
+func (c *benchNoopConn) Ping(context.Context) error { return nil }
+func (c *benchNoopConn) IsValid() bool              { return !c.closed }
+func (c *benchNoopConn) ResetSession(context.Context) error {
+	return nil
+}
+func (c *benchNoopConn) CheckNamedValue(*driver.NamedValue) error { return driver.ErrSkip }
+func (c *benchNoopConn) BeginTx(context.Context, driver.TxOptions) (driver.Tx, error) {
+	return c, nil
+}
+func (c *benchNoopConn) ExecContext(context.Context, string, []driver.NamedValue) (driver.Result, error) {
+	return benchNoopResult, nil
+}
+func (c *benchNoopConn) QueryContext(context.Context, string, []driver.NamedValue) (driver.Rows, error) {
+	return &benchNoopRows{}, nil
+}
+
+type benchNoopStmt struct{ query string }
+
+func (s *benchNoopStmt) Close() error  { return nil }
+func (s *benchNoopStmt) NumInput() int { return -1 }
+func (s *benchNoopStmt) Exec([]driver.Value) (driver.Result, error) { //nolint:staticcheck
+	return benchNoopResult, nil
+}
+func (s *benchNoopStmt) Query([]driver.Value) (driver.Rows, error) { //nolint:staticcheck
+	return &benchNoopRows{}, nil
+}
+func (s *benchNoopStmt) ExecContext(context.Context, []driver.NamedValue) (driver.Result, error) {
+	return benchNoopResult, nil
+}
+func (s *benchNoopStmt) QueryContext(context.Context, []driver.NamedValue) (driver.Rows, error) {
+	return &benchNoopRows{}, nil
+}
+
+// benchNoopRows is one row of two int64 columns.
+type benchNoopRows struct{ done bool }
+
+var benchNoopColumns = []string{"id", "v"}
+
+func (r *benchNoopRows) Columns() []string { return benchNoopColumns }
+func (r *benchNoopRows) Close() error      { return nil }
+func (r *benchNoopRows) Next(dest []driver.Value) error {
+	if r.done {
+		return io.EOF
+	}
+	r.done = true
+	dest[0], dest[1] = int64(1), int64(2)
+	return nil
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operations, the same for every driver; only the SQL differs.
+
+type benchSQL struct {
+	exec  string // one argument, the row's new value
+	query string // one argument, the id; returns (id, v), one row
+}
+
+var (
+	benchNoopSQL = benchSQL{
+		exec:  "UPDATE bench_kv SET v = ? WHERE id = 1",
+		query: "SELECT id, v FROM bench_kv WHERE id = ?",
+	}
+	benchPGSQL = benchSQL{
+		exec:  "UPDATE bench_kv SET v = $1 WHERE id = 1",
+		query: "SELECT id, v FROM bench_kv WHERE id = $1",
+	}
+	benchMariaSQL = benchNoopSQL
+)
+
+type benchOp struct {
+	name string
+	run  func(ctx context.Context, db *sql.DB, q *benchSQL) error
+}
+
+var benchOps = []benchOp{
+	{"Exec", func(ctx context.Context, db *sql.DB, q *benchSQL) error {
+		_, err := db.ExecContext(ctx, q.exec, 2)
+		return err
+	}},
+	{"Query", func(ctx context.Context, db *sql.DB, q *benchSQL) error {
+		rows, err := db.QueryContext(ctx, q.query, 1)
+		if err != nil {
+			return err
+		}
+		var id, v int64
+		for rows.Next() {
+			if err := rows.Scan(&id, &v); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			rows.Close()
+			return err
+		}
+		return rows.Close()
+	}},
+	{"QueryRow", func(ctx context.Context, db *sql.DB, q *benchSQL) error {
+		var id, v int64
+		return db.QueryRowContext(ctx, q.query, 1).Scan(&id, &v)
+	}},
+	{"PrepareExec", func(ctx context.Context, db *sql.DB, q *benchSQL) error {
+		st, err := db.PrepareContext(ctx, q.exec)
+		if err != nil {
+			return err
+		}
+		if _, err := st.ExecContext(ctx, 2); err != nil {
+			st.Close()
+			return err
+		}
+		return st.Close()
+	}},
+	{"Tx", func(ctx context.Context, db *sql.DB, q *benchSQL) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, q.exec, 2); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}},
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening the variants.
+
+type benchVariant struct {
+	name string
+	open func(tb testing.TB, innerDriver, dsn string) *sql.DB
+}
+
+var benchVariants = []benchVariant{
+	{"raw", func(tb testing.TB, name, dsn string) *sql.DB { return benchOpen(tb, name, dsn) }},
+	{"hasql", func(tb testing.TB, name, dsn string) *sql.DB { return benchOpen(tb, "hasql", name+":"+dsn) }},
+	{"hasql-cb", func(tb testing.TB, name, dsn string) *sql.DB {
+		db := benchOpen(tb, "hasql", name+":"+dsn)
+		benchRegisterCallbacks(tb, db)
+		return db
+	}},
+}
+
+func benchOpen(tb testing.TB, driverName, dsn string) *sql.DB {
+	tb.Helper()
+	db, err := sql.Open(driverName, dsn)
+	if err != nil {
+		tb.Fatalf("sql.Open(%q): %v", driverName, err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Named functions, so registering them allocates nothing per call.
+func benchEntry(*hasql.Call) error { return hasql.Continue }
+func benchExit(*hasql.Call) error  { return hasql.Continue }
+
+// benchRegisterCallbacks sets one entry and one exit callback on FnExec and FnQuery.
+func benchRegisterCallbacks(tb testing.TB, db *sql.DB) {
+	tb.Helper()
+	c, ok := hasql.ConnectorOf(db)
+	if !ok {
+		tb.Fatal("ConnectorOf: not a hasql *sql.DB")
+	}
+	cbs := c.Callbacks()
+	for _, fn := range []hasql.Fn{hasql.FnExec, hasql.FnQuery} {
+		cbs.Register(fn, hasql.Entry, benchEntry)
+		cbs.Register(fn, hasql.Exit, benchExit)
+	}
+}
+
+// benchRun runs every op on every variant: b.Run(op).Run(variant), so that benchstat and
+// ratios.sh put a variant next to its raw baseline.
+func benchRun(b *testing.B, innerDriver, dsn string, q *benchSQL) {
+	ctx := context.Background()
+	dbs := make([]*sql.DB, len(benchVariants))
+	for i, v := range benchVariants {
+		dbs[i] = v.open(b, innerDriver, dsn)
+		if err := dbs[i].PingContext(ctx); err != nil {
+			b.Fatalf("%s: ping: %v", v.name, err)
+		}
+	}
+	for _, op := range benchOps {
+		b.Run(op.name, func(b *testing.B) {
+			for i, v := range benchVariants {
+				db := dbs[i]
+				b.Run(v.name, func(b *testing.B) {
+					if err := op.run(ctx, db, q); err != nil { // warm: connection, server caches
+						b.Fatalf("%s %s: %v", op.name, v.name, err)
+					}
+					b.ReportAllocs()
+					cpu0 := benchCPUTime()
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						if err := op.run(ctx, db, q); err != nil {
+							b.Fatalf("%s %s: %v", op.name, v.name, err)
+						}
+					}
+					b.StopTimer()
+					b.ReportMetric(float64(benchCPUTime()-cpu0)/float64(b.N), "cpu-ns/op")
+				})
+			}
+		})
+	}
+}
+
+// benchCPUTime is the CPU time the test process has used (user and system, every thread). Per
+// op, as the cpu-ns/op metric, it is the client side's cost alone (a database server's work is
+// not in it) and, unlike ns/op, barely moved by other processes competing for the machine.
+func benchCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func BenchmarkNoop(b *testing.B) {
+	benchRun(b, "hasql-noop", "", &benchNoopSQL)
+}
+
+func BenchmarkPG(b *testing.B) {
+	dsn := sharedPG(b).FreshDB(b)
+	benchCreateTable(b, "pgx", dsn, "CREATE UNLOGGED TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL)")
+	benchRun(b, "pgx", dsn, &benchPGSQL)
+}
+
+func BenchmarkMaria(b *testing.B) {
+	dsn := sharedMaria(b).FreshDB(b)
+	benchCreateTable(b, "mysql", dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL) ENGINE=InnoDB")
+	benchRun(b, "mysql", dsn, &benchMariaSQL)
+}
+
+func benchCreateTable(b *testing.B, driverName, dsn, ddl string) {
+	b.Helper()
+	db, err := sql.Open(driverName, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for _, s := range []string{ddl, "INSERT INTO bench_kv (id, v) VALUES (1, 1)"} {
+		if _, err := db.Exec(s); err != nil {
+			b.Fatalf("%s: %v", strings.Fields(s)[0], err)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// The allocation promise as a test. Allocation counts are deterministic (timings are not), so
+// this belongs in the ordinary test run.
+
+func TestHotPathAllocs(t *testing.T) {
+	ctx := context.Background()
+	dbs := map[string]*sql.DB{}
+	for _, v := range benchVariants {
+		dbs[v.name] = v.open(t, "hasql-noop", "")
+	}
+	// With its statement cache on (the default), hasql prepares less often than raw, which can
+	// hide an allocation of its own: check with the cache off too.
+	dbs["hasql-nocache"] = benchOpen(t, "hasql", "hasql-noop:?hasql.stmtcache=0")
+	// allocs measures one op on one variant. The smallest of a few measurements is taken, so
+	// that an allocation made meanwhile by some other goroutine of the test binary (the count is
+	// process-wide) cannot fail the test. Each op yields once after it: a Tx starts a goroutine
+	// (database/sql's awaitDone), and one that has not exited before the next Tx costs that Tx a
+	// new goroutine's allocations, at random.
+	allocs := func(op benchOp, variant string) float64 {
+		db := dbs[variant]
+		if err := op.run(ctx, db, &benchNoopSQL); err != nil {
+			t.Fatalf("%s %s: %v", op.name, variant, err)
+		}
+		best := -1.0
+		for try := 0; try < 5; try++ {
+			n := testing.AllocsPerRun(200, func() {
+				if err := op.run(ctx, db, &benchNoopSQL); err != nil {
+					t.Fatalf("%s %s: %v", op.name, variant, err)
+				}
+				runtime.Gosched()
+			})
+			if best < 0 || n < best {
+				best = n
+			}
+		}
+		return best
+	}
+	for _, op := range benchOps {
+		t.Run(op.name, func(t *testing.T) {
+			raw := allocs(op, "raw")
+			plain := allocs(op, "hasql")
+			nocache := allocs(op, "hasql-nocache")
+			cb := allocs(op, "hasql-cb")
+			t.Logf("allocs/op: raw %v, hasql %v, hasql (stmtcache=0) %v, hasql-cb %v", raw, plain, nocache, cb)
+			if plain > raw {
+				t.Errorf("hasql without callbacks: %v allocs/op, raw %v: want no added allocation", plain, raw)
+			}
+			// With the cache off, each prepare still allocates the statement's bookkeeping
+			// (a cachedStmt): one allocation, tolerated here until that is pooled.
+			nocacheLimit := raw
+			if op.name == "PrepareExec" {
+				nocacheLimit = raw + 1
+			}
+			if nocache > nocacheLimit {
+				t.Errorf("hasql without callbacks, statement cache off: %v allocs/op, raw %v: want at most %v", nocache, raw, nocacheLimit)
+			}
+			// Callbacks are registered on FnExec and FnQuery, which every op but PrepareExec
+			// goes through (Tx runs its Exec as an ad-hoc FnExec).
+			limit := raw + 1
+			if op.name == "PrepareExec" {
+				limit = raw
+			}
+			if cb > limit {
+				t.Errorf("hasql with entry+exit callbacks: %v allocs/op, raw %v: want at most %v", cb, raw, limit)
+			}
+		})
+	}
+}

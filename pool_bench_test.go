@@ -1,0 +1,221 @@
+package hasql_test
+
+// Session pool benchmarks.
+//
+//   BenchmarkAcquireTagged/{raw,hasql}   checking out and giving back a session on a no-op
+//       in-process driver: raw is database/sql's db.Conn + Close on the driver itself; hasql is
+//       hasql.Acquire with a tag whose session is in the pool + hasql.Release with that tag.
+//       Goal: hasql/raw ≤ 1.3.
+//   BenchmarkStatefulRequestPG/{tagged,untagged}   a request that needs session state X (three
+//       SET statements) and then runs one query, on the shared PostgreSQL server. tagged: a
+//       session callback applies X once per session and requests ask for the tag; untagged:
+//       every request runs the three SETs itself. stmts/op counts the statements sent per
+//       request (each is one round trip).
+//
+//   go test -run '^$' -bench 'Pool|Stateful|Acquire' -benchmem -count 3 .
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hasqlgo/hasql"
+)
+
+// ---------------------------------------------------------------------------------------------
+// A tiny no-op driver of its own (bench_test.go's "hasql-noop" belongs to another file): a
+// connection that resets and validates for free.
+
+const pbNoopName = "hasql-poolbench-noop"
+
+func init() { sql.Register(pbNoopName, pbNoopDriver{}) }
+
+type pbNoopDriver struct{}
+
+func (pbNoopDriver) Open(string) (driver.Conn, error) { return &pbNoopConn{}, nil }
+
+type pbNoopConn struct{ closed bool }
+
+var (
+	_ driver.SessionResetter = (*pbNoopConn)(nil)
+	_ driver.Validator       = (*pbNoopConn)(nil)
+)
+
+func (c *pbNoopConn) Prepare(string) (driver.Stmt, error) { return nil, driver.ErrSkip }
+func (c *pbNoopConn) Close() error                        { c.closed = true; return nil }
+func (c *pbNoopConn) Begin() (driver.Tx, error)           { return nil, driver.ErrSkip } //nolint:staticcheck
+func (c *pbNoopConn) ResetSession(context.Context) error  { return nil }
+func (c *pbNoopConn) IsValid() bool                       { return !c.closed }
+
+func BenchmarkAcquireTagged(b *testing.B) {
+	ctx := context.Background()
+
+	b.Run("raw", func(b *testing.B) {
+		db, err := sql.Open(pbNoopName, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+
+	// For reference: the same db.Conn + Close through hasql, untagged.
+	b.Run("hasql-dbconn", func(b *testing.B) {
+		db, err := hasql.Open(pbNoopName, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+
+	b.Run("hasql", func(b *testing.B) {
+		db, err := hasql.Open(pbNoopName, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		const tag = "nls=fr"
+		tctx := hasql.WithTag(ctx, tag)
+		warm, err := hasql.Acquire(tctx, db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := hasql.Release(warm, tag); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			c, err := hasql.Acquire(tctx, db)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := hasql.Release(c, tag); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		c, _ := hasql.ConnectorOf(db)
+		if st := c.Stats(); st.TagMisses != 1 || st.Created != 1 {
+			b.Fatalf("the tagged session was not reused every time: %+v", st)
+		}
+	})
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stateful requests on PostgreSQL.
+
+// pbStateX is the session state every request needs.
+var pbStateX = []string{
+	"SET TIME ZONE 'Pacific/Chatham'",
+	"SET search_path TO s1, public",
+	"SET application_name = 'hasql-bench'",
+}
+
+const pbQuery = "SELECT v, current_setting('TimeZone'), current_setting('application_name') FROM marker"
+
+func pbCheck(b *testing.B, v, tz, app string) {
+	if v != "s1" || tz != "Pacific/Chatham" || app != "hasql-bench" {
+		b.Fatalf("request ran without state X: marker %q TimeZone %q application_name %q", v, tz, app)
+	}
+}
+
+func BenchmarkStatefulRequestPG(b *testing.B) {
+	dsn := sharedPG(b).FreshDB(b)
+	ctx := context.Background()
+	setup, err := hasql.Open("pgx", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, q := range []string{"CREATE SCHEMA s1", "CREATE TABLE s1.marker (v text)", "INSERT INTO s1.marker VALUES ('s1')"} {
+		if _, err := setup.ExecContext(ctx, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	setup.Close()
+
+	b.Run("tagged", func(b *testing.B) {
+		var stmts atomic.Int64
+		cb := func(ctx context.Context, s *hasql.Session, requested string) error {
+			if requested != "state=x" {
+				return s.SetTag(requested)
+			}
+			for _, q := range pbStateX {
+				stmts.Add(1)
+				if err := s.Exec(ctx, q); err != nil {
+					return err
+				}
+			}
+			return s.SetTag(requested)
+		}
+		db, err := hasql.Open("pgx", dsn, hasql.WithSessionCallback(cb))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		tctx := hasql.WithTag(ctx, "state=x")
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			var v, tz, app string
+			stmts.Add(1)
+			if err := db.QueryRowContext(tctx, pbQuery).Scan(&v, &tz, &app); err != nil {
+				b.Fatal(err)
+			}
+			pbCheck(b, v, tz, app)
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(stmts.Load())/float64(b.N), "stmts/op")
+	})
+
+	b.Run("untagged", func(b *testing.B) {
+		var stmts atomic.Int64
+		db, err := hasql.Open("pgx", dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, q := range pbStateX {
+				stmts.Add(1)
+				if _, err := c.ExecContext(ctx, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var v, tz, app string
+			stmts.Add(1)
+			if err := c.QueryRowContext(ctx, pbQuery).Scan(&v, &tz, &app); err != nil {
+				b.Fatal(err)
+			}
+			pbCheck(b, v, tz, app)
+			c.Close()
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(stmts.Load())/float64(b.N), "stmts/op")
+	})
+}

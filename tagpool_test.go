@@ -1,0 +1,1987 @@
+package hasql
+
+// Internal tests of the physical session pool (tagpool.go, poolsize.go) on a deterministic fake
+// inner driver that counts every open, close and reset, so that Stats can be checked against a
+// model. Time is injected: the pool's clock is a fake one and reaping is driven by calling
+// p.reap(fakeNow) directly; nothing here asserts on background timing, it only waits (bounded)
+// for background work to settle.
+//
+// The exported PoolTest* helpers at the end let the external integration tests
+// (pool_integration_test.go) drive the same clock and reaper on real servers.
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// ---------------------------------------------------------------------------------------------
+// The fake inner driver.
+
+// tpDriver hands out tpConns and counts what hasql does with them.
+type tpDriver struct {
+	// hook, when set before the connector is made, runs in every Connect with the attempt's
+	// ordinal (1-based); it may block (honouring ctx) or fail the attempt.
+	hook func(ctx context.Context, n int64) error
+
+	started   atomic.Int64 // Connect calls
+	opens     atomic.Int64 // successful Connects
+	closes    atomic.Int64 // Close calls (first per connection)
+	dupCloses atomic.Int64 // Close on an already closed connection
+	resets    atomic.Int64 // ResetSession calls
+	badResets atomic.Int64 // ResetSession calls that failed (dead connection)
+	overlaps  atomic.Int64 // a connection used by two goroutines at once
+	useClosed atomic.Int64 // a call on a closed connection
+
+	mu   sync.Mutex
+	live map[int64]*tpConn
+}
+
+func newTPDriver() *tpDriver { return &tpDriver{live: make(map[int64]*tpConn)} }
+
+func (d *tpDriver) Open(string) (driver.Conn, error) { return d.connect(context.Background()) }
+
+func (d *tpDriver) connect(ctx context.Context) (driver.Conn, error) {
+	n := d.started.Add(1)
+	if d.hook != nil {
+		if err := d.hook(ctx, n); err != nil {
+			return nil, err
+		}
+	}
+	c := &tpConn{d: d, id: n, vars: make(map[string]string)}
+	d.mu.Lock()
+	d.live[n] = c
+	d.mu.Unlock()
+	d.opens.Add(1)
+	return c, nil
+}
+
+// liveIDs returns the ids of the connections open now.
+func (d *tpDriver) liveIDs() map[int64]bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := make(map[int64]bool, len(d.live))
+	for id := range d.live {
+		m[id] = true
+	}
+	return m
+}
+
+func (d *tpDriver) conn(id int64) *tpConn {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.live[id]
+}
+
+type tpConnector struct{ d *tpDriver }
+
+func (c tpConnector) Connect(ctx context.Context) (driver.Conn, error) { return c.d.connect(ctx) }
+func (c tpConnector) Driver() driver.Driver                            { return c.d }
+
+// tpConn is one fake server session. "SET k = v" sets a session variable, "SHOW k" returns it,
+// "SELECT id" returns the session's id.
+type tpConn struct {
+	d    *tpDriver
+	id   int64
+	vars map[string]string // touched only by the session's owner
+
+	inUse     atomic.Int32
+	closed    atomic.Bool
+	dead      atomic.Bool // every call fails, IsValid false
+	failReset atomic.Bool // the next ResetSession fails as if the server had gone
+}
+
+var (
+	_ driver.ExecerContext   = (*tpConn)(nil)
+	_ driver.QueryerContext  = (*tpConn)(nil)
+	_ driver.SessionResetter = (*tpConn)(nil)
+	_ driver.Validator       = (*tpConn)(nil)
+)
+
+func (c *tpConn) enter() {
+	if c.inUse.Add(1) != 1 {
+		c.d.overlaps.Add(1)
+	}
+	if c.closed.Load() {
+		c.d.useClosed.Add(1)
+	}
+}
+func (c *tpConn) exit() { c.inUse.Add(-1) }
+
+func (c *tpConn) Prepare(q string) (driver.Stmt, error) { return &tpStmt{c: c, q: q}, nil }
+func (c *tpConn) Begin() (driver.Tx, error)             { return tpTx{}, nil } //nolint:staticcheck
+func (c *tpConn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		c.d.dupCloses.Add(1)
+		return nil
+	}
+	c.d.mu.Lock()
+	delete(c.d.live, c.id)
+	c.d.mu.Unlock()
+	c.d.closes.Add(1)
+	return nil
+}
+
+func (c *tpConn) ExecContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Result, error) {
+	c.enter()
+	defer c.exit()
+	if c.dead.Load() {
+		return nil, driver.ErrBadConn
+	}
+	f := strings.Fields(q)
+	if len(f) == 4 && strings.EqualFold(f[0], "SET") && f[2] == "=" {
+		c.vars[f[1]] = f[3]
+		return driver.RowsAffected(0), nil
+	}
+	return nil, fmt.Errorf("tpConn: cannot exec %q", q)
+}
+
+func (c *tpConn) QueryContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Rows, error) {
+	c.enter()
+	defer c.exit()
+	if c.dead.Load() {
+		return nil, driver.ErrBadConn
+	}
+	switch {
+	case q == "SELECT id":
+		return &tpRows{v: c.id}, nil
+	case strings.HasPrefix(q, "SHOW "):
+		return &tpRows{v: c.vars[strings.TrimPrefix(q, "SHOW ")]}, nil
+	}
+	return nil, fmt.Errorf("tpConn: cannot query %q", q)
+}
+
+func (c *tpConn) ResetSession(context.Context) error {
+	c.enter()
+	defer c.exit()
+	c.d.resets.Add(1)
+	if c.dead.Load() || c.failReset.Load() {
+		c.d.badResets.Add(1)
+		return driver.ErrBadConn
+	}
+	return nil
+}
+
+func (c *tpConn) IsValid() bool { return !c.dead.Load() && !c.closed.Load() }
+
+type tpStmt struct {
+	c *tpConn
+	q string
+}
+
+func (s *tpStmt) Close() error  { return nil }
+func (s *tpStmt) NumInput() int { return -1 }
+func (s *tpStmt) Exec([]driver.Value) (driver.Result, error) { //nolint:staticcheck
+	return s.c.ExecContext(context.Background(), s.q, nil)
+}
+func (s *tpStmt) Query([]driver.Value) (driver.Rows, error) { //nolint:staticcheck
+	return s.c.QueryContext(context.Background(), s.q, nil)
+}
+
+type tpTx struct{}
+
+func (tpTx) Commit() error   { return nil }
+func (tpTx) Rollback() error { return nil }
+
+type tpRows struct {
+	v    any
+	done bool
+}
+
+func (r *tpRows) Columns() []string { return []string{"v"} }
+func (r *tpRows) Close() error      { return nil }
+func (r *tpRows) Next(dest []driver.Value) error {
+	if r.done {
+		return io.EOF
+	}
+	r.done = true
+	dest[0] = r.v
+	return nil
+}
+
+// tpCallerKey marks a caller's context, so that a hook can tell the caller's own open from the
+// background ones (min, incr), which run with the pool's context.
+type tpCallerKey struct{}
+
+func tpCaller(ctx context.Context) context.Context {
+	return context.WithValue(ctx, tpCallerKey{}, true)
+}
+func tpIsCaller(ctx context.Context) bool { return ctx.Value(tpCallerKey{}) != nil }
+
+// ---------------------------------------------------------------------------------------------
+// A fake clock and the pool under it.
+
+type tpClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTPClock() *tpClock { return &tpClock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *tpClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *tpClock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return c.t
+}
+
+// installPool replaces a new connector's pool (unused so far) by one with config pc running on
+// the clock now, and starts it. It must be called before the connector is used.
+func installPool(c *Connector, pc PoolConfig, now func() time.Time) error {
+	cfg := c.cfg
+	cfg.pool = pc
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	c.pool.close()
+	c.cfg.pool = pc
+	p := newPool(c, pc)
+	if now != nil {
+		p.now = now
+	}
+	c.pool = p
+	p.start()
+	return nil
+}
+
+// tpOpen opens a *sql.DB over a connector on d whose pool has config pc and runs on clk (nil:
+// the real clock). opts must not set the pool (pc does).
+func tpOpen(t *testing.T, d *tpDriver, pc PoolConfig, clk *tpClock, opts ...Option) (*sql.DB, *Connector) {
+	t.Helper()
+	c, err := NewConnector(tpConnector{d}, opts...)
+	if err != nil {
+		t.Fatalf("NewConnector: %v", err)
+	}
+	var now func() time.Time
+	if clk != nil {
+		now = clk.Now
+	}
+	if err := installPool(c, pc, now); err != nil {
+		c.Close()
+		t.Fatalf("installPool: %v", err)
+	}
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { db.Close() })
+	return db, c
+}
+
+// tpPC is a pool config with no background reaping in the way (the tests call reap).
+func tpPC(min, max, incr int) PoolConfig {
+	return PoolConfig{Min: min, Max: max, Incr: incr, WaitTimeout: 5 * time.Second}
+}
+
+// tpEventually waits (bounded) until cond holds: for background work to settle, never to assert
+// on its timing.
+func tpEventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// tpAcquire checks out a *sql.Conn and returns it with the fake session id behind it.
+func tpAcquire(t *testing.T, ctx context.Context, db *sql.DB) (*sql.Conn, int64) {
+	t.Helper()
+	c, err := Acquire(ctx, db)
+	if err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	return c, tpIDOf(t, c)
+}
+
+func tpIDOf(t *testing.T, c *sql.Conn) int64 {
+	t.Helper()
+	s, err := SessionOf(c)
+	if err != nil {
+		t.Fatalf("SessionOf: %v", err)
+	}
+	inner, ok := s.Unwrap().(*tpConn)
+	if !ok {
+		t.Fatalf("Session.Unwrap() = %T, want *tpConn", s.Unwrap())
+	}
+	return inner.id
+}
+
+func tpSession(t *testing.T, c *sql.Conn) *Session {
+	t.Helper()
+	s, err := SessionOf(c)
+	if err != nil {
+		t.Fatalf("SessionOf: %v", err)
+	}
+	return s
+}
+
+func tpShow(t *testing.T, ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, name string) string {
+	t.Helper()
+	var v string
+	if err := q.QueryRowContext(ctx, "SHOW "+name).Scan(&v); err != nil {
+		t.Fatalf("SHOW %s: %v", name, err)
+	}
+	return v
+}
+
+func tpQueryID(t *testing.T, ctx context.Context, db *sql.DB) int64 {
+	t.Helper()
+	var id int64
+	if err := db.QueryRowContext(ctx, "SELECT id").Scan(&id); err != nil {
+		t.Fatalf("SELECT id: %v", err)
+	}
+	return id
+}
+
+// tpStatsWant compares selected Stats fields.
+type tpStatsWant struct {
+	Open, Busy, Idle                                      int
+	Created, Closed, Terminated, Waits, WaitTimeouts      int64
+	TagHits, TagMisses                                    int64
+	checkWaits, checkTags, checkTerminated, checkTimeouts bool
+}
+
+func tpCheckStats(t *testing.T, c *Connector, w tpStatsWant) Stats {
+	t.Helper()
+	s := c.Stats()
+	if s.Open != w.Open || s.Busy != w.Busy || s.Idle != w.Idle || s.Created != w.Created || s.Closed != w.Closed {
+		t.Errorf("Stats: Open %d Busy %d Idle %d Created %d Closed %d; want Open %d Busy %d Idle %d Created %d Closed %d",
+			s.Open, s.Busy, s.Idle, s.Created, s.Closed, w.Open, w.Busy, w.Idle, w.Created, w.Closed)
+	}
+	if w.checkTerminated && s.Terminated != w.Terminated {
+		t.Errorf("Stats.Terminated = %d, want %d", s.Terminated, w.Terminated)
+	}
+	if w.checkWaits && s.Waits != w.Waits {
+		t.Errorf("Stats.Waits = %d, want %d", s.Waits, w.Waits)
+	}
+	if w.checkTimeouts && s.WaitTimeouts != w.WaitTimeouts {
+		t.Errorf("Stats.WaitTimeouts = %d, want %d", s.WaitTimeouts, w.WaitTimeouts)
+	}
+	if w.checkTags && (s.TagHits != w.TagHits || s.TagMisses != w.TagMisses) {
+		t.Errorf("Stats TagHits %d TagMisses %d, want %d and %d", s.TagHits, s.TagMisses, w.TagHits, w.TagMisses)
+	}
+	return s
+}
+
+// tpCheckDriver checks that hasql's figures agree with what the driver saw.
+func tpCheckDriver(t *testing.T, c *Connector, d *tpDriver) {
+	t.Helper()
+	s := c.Stats()
+	if s.Created != d.opens.Load() || s.Closed != d.closes.Load() || int64(s.Open) != d.opens.Load()-d.closes.Load() {
+		t.Errorf("Stats Created %d Closed %d Open %d; the driver opened %d and closed %d", s.Created, s.Closed, s.Open, d.opens.Load(), d.closes.Load())
+	}
+	if n := d.dupCloses.Load(); n != 0 {
+		t.Errorf("%d connections were closed twice", n)
+	}
+	if n := d.overlaps.Load(); n != 0 {
+		t.Errorf("%d calls found their connection in use by another goroutine", n)
+	}
+	if n := d.useClosed.Load(); n != 0 {
+		t.Errorf("%d calls ran on a closed connection", n)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Sizing.
+
+func TestPoolMinOpenedInBackgroundAndKept(t *testing.T) {
+	d := newTPDriver()
+	clk := newTPClock()
+	pc := tpPC(3, 10, 1)
+	pc.IdleTimeout = time.Minute
+	db, c := tpOpen(t, d, pc, clk)
+	p := c.pool
+
+	// Nobody asked for a session: the three are opened in the background.
+	tpEventually(t, "3 idle sessions", func() bool { return c.Stats().Idle == 3 })
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
+	tpCheckDriver(t, c, d)
+
+	// Idle far beyond the timeout: never below min.
+	p.reap(clk.Now().Add(time.Hour))
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
+
+	// Five at once: two more are opened.
+	ctx := context.Background()
+	var conns []*sql.Conn
+	for i := 0; i < 5; i++ {
+		cn, _ := tpAcquire(t, ctx, db)
+		conns = append(conns, cn)
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 5, Busy: 5, Created: 5})
+	for _, cn := range conns {
+		cn.Close()
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 5, Idle: 5, Created: 5})
+
+	// Not idle long enough yet.
+	p.reap(clk.Now().Add(time.Minute - time.Nanosecond))
+	tpCheckStats(t, c, tpStatsWant{Open: 5, Idle: 5, Created: 5})
+
+	// Idle long enough: back down to min, not below.
+	p.reap(clk.Now().Add(time.Minute))
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 5, Closed: 2})
+	tpCheckDriver(t, c, d)
+	if n := len(d.liveIDs()); n != 3 {
+		t.Errorf("driver has %d connections open, want 3", n)
+	}
+
+	// The longest idle go first: use one session, let time pass, reap with min lowered.
+	cn, used := tpAcquire(t, ctx, db)
+	clk.Advance(30 * time.Second)
+	cn.Close()
+	if err := c.Reconfigure(PoolConfig{Min: 1, Max: 10, Incr: 1, IdleTimeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	p.reap(clk.Now().Add(31 * time.Second)) // the two others idle 61s, the used one 31s
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 5, Closed: 4})
+	if !d.liveIDs()[used] {
+		t.Errorf("reap closed the recently used session %d; open now: %v", used, d.liveIDs())
+	}
+}
+
+func TestPoolGrowByIncrCallerWaitsOnlyForFirst(t *testing.T) {
+	d := newTPDriver()
+	gate := make(chan struct{})
+	d.hook = func(ctx context.Context, n int64) error {
+		if tpIsCaller(ctx) {
+			return nil // the caller's own session
+		}
+		select { // the background ones wait for the gate
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	db, c := tpOpen(t, d, tpPC(0, 5, 3), nil)
+	ctx := tpCaller(context.Background())
+
+	// The caller gets its session although the other two of the step are still being opened.
+	c1, id1 := tpAcquire(t, ctx, db)
+	if id1 != 1 {
+		t.Fatalf("first session id %d, want 1", id1)
+	}
+	tpEventually(t, "two background opens started", func() bool { return d.started.Load() == 3 })
+	if s := c.Stats(); s.Open != 3 || s.Busy != 1 || s.Idle != 0 || s.Created != 1 {
+		t.Errorf("while growing: %+v; want Open 3 (1 busy, 2 opening), Created 1", s)
+	}
+	close(gate)
+	tpEventually(t, "two idle sessions", func() bool { return c.Stats().Idle == 2 })
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 1, Idle: 2, Created: 3})
+
+	// No growth while an idle session fits.
+	c2, _ := tpAcquire(t, ctx, db)
+	c3, _ := tpAcquire(t, ctx, db)
+	if n := d.started.Load(); n != 3 {
+		t.Errorf("%d connects started, want 3: the idle sessions should have been used", n)
+	}
+	// All busy: grow again by up to incr, capped by max (5): one for the caller, one more.
+	c4, _ := tpAcquire(t, ctx, db)
+	tpEventually(t, "Open 5", func() bool { return c.Stats().Open == 5 && c.Stats().Idle == 1 })
+	tpCheckStats(t, c, tpStatsWant{Open: 5, Busy: 4, Idle: 1, Created: 5})
+	for _, cn := range []*sql.Conn{c1, c2, c3, c4} {
+		cn.Close()
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 5, Idle: 5, Created: 5})
+	tpCheckDriver(t, c, d)
+}
+
+func TestPoolReuseIsLIFO(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	ctx := context.Background()
+	a, ida := tpAcquire(t, ctx, db)
+	b, idb := tpAcquire(t, ctx, db)
+	e, ide := tpAcquire(t, ctx, db)
+	b.Close()
+	a.Close()
+	e.Close() // released last
+	for i, want := range []int64{ide, ida, idb} {
+		cn, id := tpAcquire(t, ctx, db)
+		defer cn.Close()
+		if id != want {
+			t.Errorf("checkout %d got session %d, want %d (most recently released first)", i, id, want)
+		}
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 3})
+}
+
+func TestPoolSameSessionWhenSerial(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	ctx := context.Background()
+	first := tpQueryID(t, ctx, db)
+	for i := 0; i < 10; i++ {
+		if id := tpQueryID(t, ctx, db); id != first {
+			t.Fatalf("query %d ran on session %d, want %d", i, id, first)
+		}
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1})
+	if n := d.resets.Load(); n != 10 {
+		t.Errorf("inner ResetSession ran %d times, want 10 (every reuse is checked)", n)
+	}
+}
+
+func TestPoolDeadSessionReplacedSilently(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	ctx := context.Background()
+
+	// Found dead when reused (ResetSession fails): terminated, and the caller gets a new one.
+	cn, id := tpAcquire(t, ctx, db)
+	cn.Close()
+	d.conn(id).failReset.Store(true)
+	got := tpQueryID(t, ctx, db)
+	if got == id {
+		t.Fatalf("the dead session %d was handed out", id)
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 2, Closed: 1, Terminated: 1, checkTerminated: true})
+
+	// Several dead in a row: still no error.
+	var held []*sql.Conn
+	for i := 0; i < 3; i++ {
+		cn, _ := tpAcquire(t, ctx, db)
+		held = append(held, cn)
+	}
+	for _, cn := range held {
+		id := tpIDOf(t, cn)
+		cn.Close()
+		d.conn(id).failReset.Store(true)
+	}
+	if _, err := db.ExecContext(ctx, "SET a = 1"); err != nil {
+		t.Fatalf("exec after three dead sessions: %v", err)
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 5, Closed: 4, Terminated: 4, checkTerminated: true})
+
+	// Dead at release (IsValid false): terminated, never pooled.
+	cn, id = tpAcquire(t, ctx, db)
+	d.conn(id).dead.Store(true)
+	cn.Close()
+	tpCheckStats(t, c, tpStatsWant{Open: 0, Idle: 0, Created: 5, Closed: 5, Terminated: 5, checkTerminated: true})
+	tpCheckDriver(t, c, d)
+}
+
+func TestPoolMaxLifetimeJitteredAndRetired(t *testing.T) {
+	d := newTPDriver()
+	clk := newTPClock()
+	pc := tpPC(0, 0, 1)
+	pc.MaxLifetime = time.Hour
+	db, c := tpOpen(t, d, pc, clk)
+	p := c.pool
+	ctx := context.Background()
+	t0 := clk.Now()
+
+	const n = 20
+	var conns []*sql.Conn
+	for i := 0; i < n; i++ {
+		cn, _ := tpAcquire(t, ctx, db)
+		conns = append(conns, cn)
+	}
+	for _, cn := range conns {
+		cn.Close()
+	}
+	p.mu.Lock()
+	distinct := map[time.Time]bool{}
+	for _, list := range p.idle {
+		for _, ph := range list {
+			distinct[ph.retireAt] = true
+			if lo, hi := t0.Add(54*time.Minute), t0.Add(time.Hour); ph.retireAt.Before(lo) || ph.retireAt.After(hi) {
+				t.Errorf("retireAt %v not within [%v, %v] (max_lifetime less at most a tenth)", ph.retireAt, lo, hi)
+			}
+		}
+	}
+	p.mu.Unlock()
+	if len(distinct) < 2 {
+		t.Errorf("all %d sessions retire at the same moment: no jitter", n)
+	}
+
+	p.reap(t0.Add(54*time.Minute - time.Nanosecond))
+	tpCheckStats(t, c, tpStatsWant{Open: n, Idle: n, Created: n})
+	p.reap(t0.Add(time.Hour))
+	tpCheckStats(t, c, tpStatsWant{Open: 0, Idle: 0, Created: n, Closed: n})
+
+	// Busy past its lifetime: retired when released.
+	cn, id := tpAcquire(t, ctx, db)
+	clk.Advance(2 * time.Hour)
+	cn.Close()
+	if d.conn(id) != nil {
+		t.Errorf("session %d outlived its lifetime after release", id)
+	}
+	tpCheckStats(t, c, tpStatsWant{Created: n + 1, Closed: n + 1})
+
+	// With a min, retired sessions are replaced in the background.
+	if err := c.Reconfigure(PoolConfig{Min: 2, MaxLifetime: time.Hour, Incr: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tpEventually(t, "2 idle", func() bool { return c.Stats().Idle == 2 })
+	before := d.liveIDs()
+	p.reap(clk.Now().Add(time.Hour))
+	tpCheckStats(t, c, tpStatsWant{Created: n + 3, Closed: n + 3})
+	p.fillMin()
+	tpEventually(t, "2 new idle", func() bool { return c.Stats().Idle == 2 })
+	for id := range d.liveIDs() {
+		if before[id] {
+			t.Errorf("session %d survived its lifetime", id)
+		}
+	}
+	tpCheckDriver(t, c, d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Get modes at max with every session busy.
+
+func TestGetModeWait(t *testing.T) {
+	d := newTPDriver()
+	clk := newTPClock()
+	db, c := tpOpen(t, d, tpPC(0, 1, 1), clk)
+	ctx := context.Background()
+	a, ida := tpAcquire(t, ctx, db)
+
+	type res struct {
+		id  int64
+		err error
+	}
+	got := make(chan res, 1)
+	go func() {
+		var id int64
+		err := db.QueryRowContext(ctx, "SELECT id").Scan(&id)
+		got <- res{id, err}
+	}()
+	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+	clk.Advance(3 * time.Second)
+	a.Close()
+	r := <-got
+	if r.err != nil || r.id != ida {
+		t.Fatalf("waiter got session %d, %v; want the released session %d", r.id, r.err, ida)
+	}
+	s := tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1, Waits: 1, checkWaits: true})
+	if s.WaitTime != 3*time.Second {
+		t.Errorf("WaitTime %v, want 3s (by the pool's clock)", s.WaitTime)
+	}
+
+	// Until the context ends.
+	a, _ = tpAcquire(t, ctx, db)
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err := Acquire(cctx, db)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire with an ending context: %v, want context.DeadlineExceeded", err)
+	}
+	a.Close()
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1, Waits: 2, WaitTimeouts: 0, checkWaits: true, checkTimeouts: true})
+
+	// A session terminated on release gives its slot to the waiter, who opens a new one.
+	a, ida = tpAcquire(t, ctx, db)
+	go func() {
+		var id int64
+		err := db.QueryRowContext(ctx, "SELECT id").Scan(&id)
+		got <- res{id, err}
+	}()
+	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 3 })
+	d.conn(ida).dead.Store(true)
+	a.Close()
+	r = <-got
+	if r.err != nil || r.id == ida {
+		t.Fatalf("waiter got session %d, %v; want a new one", r.id, r.err)
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 2, Closed: 1, Terminated: 1, checkTerminated: true})
+	tpCheckDriver(t, c, d)
+}
+
+func TestGetModeNoWait(t *testing.T) {
+	d := newTPDriver()
+	pc := tpPC(0, 2, 1)
+	pc.GetMode = GetNoWait
+	db, c := tpOpen(t, d, pc, nil)
+	ctx := context.Background()
+	a, _ := tpAcquire(t, ctx, db)
+	b, _ := tpAcquire(t, ctx, db)
+	if _, err := Acquire(ctx, db); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("Acquire at max: %v, want ErrPoolExhausted", err)
+	}
+	var id int64
+	if err := db.QueryRowContext(ctx, "SELECT id").Scan(&id); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("query at max: %v, want ErrPoolExhausted", err)
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 2, Busy: 2, Created: 2, Waits: 0, checkWaits: true})
+	a.Close()
+	if err := db.QueryRowContext(ctx, "SELECT id").Scan(&id); err != nil {
+		t.Fatalf("query after a release: %v", err)
+	}
+	b.Close()
+}
+
+func TestGetModeForce(t *testing.T) {
+	d := newTPDriver()
+	pc := tpPC(0, 1, 1)
+	pc.GetMode = GetForce
+	db, c := tpOpen(t, d, pc, nil)
+	ctx := context.Background()
+
+	a, ida := tpAcquire(t, ctx, db)
+	b, idb := tpAcquire(t, ctx, db) // beyond max
+	e, ide := tpAcquire(t, ctx, db)
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 3, Waits: 0, checkWaits: true})
+	b.Close() // above max: destroyed
+	tpCheckStats(t, c, tpStatsWant{Open: 2, Busy: 2, Created: 3, Closed: 1})
+	a.Close() // still above max: destroyed, whichever session it is
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 3, Closed: 2})
+	e.Close() // at max: kept
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 3, Closed: 2})
+	live := d.liveIDs()
+	if len(live) != 1 || !live[ide] || live[ida] || live[idb] {
+		t.Errorf("open sessions %v, want only %d", live, ide)
+	}
+	if s := c.Stats(); s.Terminated != 0 {
+		t.Errorf("Terminated %d: sessions closed above max are not errors", s.Terminated)
+	}
+	tpCheckDriver(t, c, d)
+}
+
+func TestGetModeTimedWait(t *testing.T) {
+	d := newTPDriver()
+	pc := tpPC(0, 1, 1)
+	pc.GetMode = GetTimedWait
+	pc.WaitTimeout = 40 * time.Millisecond
+	db, c := tpOpen(t, d, pc, nil)
+	ctx := context.Background()
+
+	a, _ := tpAcquire(t, ctx, db)
+	start := time.Now()
+	_, err := Acquire(ctx, db)
+	if !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("Acquire at max: %v, want ErrPoolExhausted", err)
+	}
+	if el := time.Since(start); el < pc.WaitTimeout {
+		t.Errorf("gave up after %v, before the wait timeout %v", el, pc.WaitTimeout)
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 1, Waits: 1, WaitTimeouts: 1, checkWaits: true, checkTimeouts: true})
+	a.Close()
+}
+
+// A handle database/sql reuses is bound in ResetSession, which cannot report a pool error; the
+// caller's first call must then report it, not wait a second wait_timeout.
+func TestGetModeTimedWaitOnReusedHandleWaitsOnce(t *testing.T) {
+	d := newTPDriver()
+	pc := tpPC(0, 1, 1)
+	pc.GetMode = GetTimedWait
+	pc.WaitTimeout = 30 * time.Millisecond
+	pc.Max = 2
+	db, c := tpOpen(t, d, pc, nil)
+	ctx := context.Background()
+
+	// Two virtual handles idle in database/sql's pool, then one physical session.
+	h1, _ := tpAcquire(t, ctx, db)
+	h2, _ := tpAcquire(t, ctx, db)
+	h1.Close()
+	h2.Close()
+	pc.Max = 1
+	if err := c.Reconfigure(pc); err != nil {
+		t.Fatal(err)
+	}
+	if st := db.Stats(); st.Idle != 2 {
+		t.Fatalf("database/sql keeps %d idle handles, want 2", st.Idle)
+	}
+	base := c.Stats()
+
+	a, _ := tpAcquire(t, ctx, db) // takes one handle and the session
+	defer a.Close()
+	for i := 1; i <= 3; i++ {
+		var id int64
+		err := db.QueryRowContext(ctx, "SELECT id").Scan(&id)
+		if !errors.Is(err, ErrPoolExhausted) {
+			t.Fatalf("query %d at max: %v, want ErrPoolExhausted", i, err)
+		}
+		s := c.Stats()
+		if got := s.WaitTimeouts - base.WaitTimeouts; got != int64(i) {
+			t.Fatalf("after %d failed queries WaitTimeouts grew by %d: each query waited more than once", i, got)
+		}
+		if got := s.Waits - base.Waits; got != int64(i) {
+			t.Fatalf("after %d failed queries Waits grew by %d", i, got)
+		}
+	}
+	if _, err := Acquire(ctx, db); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("Acquire at max: %v", err)
+	}
+	if got := c.Stats().WaitTimeouts - base.WaitTimeouts; got != 4 {
+		t.Fatalf("WaitTimeouts grew by %d after 4 failed checkouts", got)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Reconfigure.
+
+func TestReconfigureShrinkClosesIdleFirstThenBusyOnRelease(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 4, 1), nil)
+	ctx := context.Background()
+	var conns []*sql.Conn
+	for i := 0; i < 4; i++ {
+		cn, _ := tpAcquire(t, ctx, db)
+		conns = append(conns, cn)
+	}
+	conns[0].Close()
+	tpCheckStats(t, c, tpStatsWant{Open: 4, Busy: 3, Idle: 1, Created: 4})
+
+	if err := c.Reconfigure(PoolConfig{Max: 1, Incr: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 4, Closed: 1})
+	conns[1].Close()
+	tpCheckStats(t, c, tpStatsWant{Open: 2, Busy: 2, Created: 4, Closed: 2})
+	conns[2].Close()
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 4, Closed: 3})
+	conns[3].Close()
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 4, Closed: 3})
+	tpCheckDriver(t, c, d)
+
+	// Invalid: refused, and the pool keeps its config.
+	if err := c.Reconfigure(PoolConfig{Min: 5, Max: 2}); !errors.Is(err, ErrDSN) {
+		t.Errorf("Reconfigure min > max: %v, want ErrDSN", err)
+	}
+	if err := c.Reconfigure(PoolConfig{GetMode: GetTimedWait}); err == nil {
+		t.Errorf("Reconfigure timedwait without a wait timeout succeeded")
+	}
+	c.pool.mu.Lock()
+	if c.pool.cfg.Max != 1 {
+		t.Errorf("a refused Reconfigure changed the pool: %+v", c.pool.cfg)
+	}
+	c.pool.mu.Unlock()
+}
+
+func TestReconfigureGrowWakesWaitersAndMin(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 1, 1), nil)
+	ctx := context.Background()
+	a, ida := tpAcquire(t, ctx, db)
+	defer a.Close()
+	got := make(chan int64, 1)
+	go func() {
+		cn, err := Acquire(ctx, db)
+		if err != nil {
+			got <- -1
+			return
+		}
+		id := tpIDOf(t, cn)
+		cn.Close()
+		got <- id
+	}()
+	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+	if err := c.Reconfigure(PoolConfig{Max: 2, Incr: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-got; id < 0 || id == ida {
+		t.Fatalf("waiter got session %d after the pool grew; want a new one", id)
+	}
+	// Raising min opens sessions in the background.
+	if err := c.Reconfigure(PoolConfig{Min: 4, Max: 6, Incr: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tpEventually(t, "4 open and settled", func() bool { s := c.Stats(); return s.Open == 4 && s.Idle == 3 })
+	tpCheckDriver(t, c, d)
+}
+
+func TestReconfigureRaceWithWaiters(t *testing.T) {
+	d := newTPDriver()
+	pc := tpPC(0, 2, 1)
+	pc.GetMode = GetTimedWait
+	pc.WaitTimeout = time.Second
+	pc.MaxLifetime = time.Hour
+	db, c := tpOpen(t, d, pc, nil)
+	ctx := context.Background()
+	configs := []PoolConfig{
+		{Max: 1, Incr: 1, GetMode: GetTimedWait, WaitTimeout: time.Second, MaxLifetime: time.Hour},
+		{Max: 3, Incr: 2, GetMode: GetWait, MaxLifetime: 2 * time.Hour},
+		{Max: 2, Incr: 1, GetMode: GetForce, MaxLifetime: time.Minute},
+		{Min: 1, Max: 2, Incr: 1, GetMode: GetTimedWait, WaitTimeout: 2 * time.Second, IdleTimeout: time.Hour},
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := c.Reconfigure(configs[i%len(configs)]); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	var workers sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := 0; i < 150; i++ {
+				cn, err := Acquire(ctx, db)
+				if err != nil {
+					if !errors.Is(err, ErrPoolExhausted) {
+						t.Error(err)
+					}
+					continue
+				}
+				cn.Close()
+			}
+		}()
+	}
+	workers.Wait()
+	close(stop)
+	wg.Wait()
+	tpEventually(t, "quiet", func() bool { s := c.Stats(); return s.Busy == 0 && s.Open == s.Idle })
+	tpCheckDriver(t, c, d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Tags.
+
+// tpRelease checks out a session for ctx and releases it with tag; it returns the session id.
+func tpPut(t *testing.T, ctx context.Context, db *sql.DB, tag string) int64 {
+	t.Helper()
+	cn, id := tpAcquire(t, ctx, db)
+	if err := Release(cn, tag); err != nil {
+		t.Fatalf("Release(%q): %v", tag, err)
+	}
+	return id
+}
+
+// tpHoldN checks out n new sessions at once and releases them with the tags given.
+func tpHoldN(t *testing.T, db *sql.DB, tags ...string) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	var conns []*sql.Conn
+	var ids []int64
+	for range tags {
+		cn, id := tpAcquire(t, ctx, db)
+		conns = append(conns, cn)
+		ids = append(ids, id)
+	}
+	for i, cn := range conns {
+		if err := Release(cn, tags[i]); err != nil {
+			t.Fatalf("Release(%q): %v", tags[i], err)
+		}
+	}
+	return ids
+}
+
+func TestTagSelectionRules(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("exact", func(t *testing.T) {
+		d := newTPDriver()
+		db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		ids := tpHoldN(t, db, "a=1", "b=2", "")
+		cn, id := tpAcquire(t, WithTag(ctx, "b=2"), db)
+		defer cn.Close()
+		s := tpSession(t, cn)
+		if id != ids[1] || !s.TagFound() || s.Tag() != "b=2" {
+			t.Errorf("got session %d tag %q found %v; want %d, b=2, found", id, s.Tag(), s.TagFound(), ids[1])
+		}
+		tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 1, Idle: 2, Created: 3, TagHits: 1, checkTags: true})
+	})
+
+	t.Run("untagged-before-other-tags", func(t *testing.T) {
+		d := newTPDriver()
+		db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		ids := tpHoldN(t, db, "a=1", "", "b=2")
+		cn, id := tpAcquire(t, WithTag(ctx, "c=3"), db)
+		s := tpSession(t, cn)
+		if id != ids[1] || s.TagFound() || s.Tag() != "" {
+			t.Errorf("got session %d tag %q found %v; want the untagged %d, not found", id, s.Tag(), s.TagFound(), ids[1])
+		}
+		cn.Close()
+		// No untagged session left: a new one, never another tag.
+		held := []*sql.Conn{}
+		for i := 0; i < 2; i++ {
+			cn, id := tpAcquire(t, WithTag(ctx, "c=3"), db)
+			held = append(held, cn)
+			if id == ids[0] || id == ids[2] {
+				t.Errorf("request for c=3 got session %d tagged %q", id, tpSession(t, cn).Tag())
+			}
+		}
+		for _, cn := range held {
+			cn.Close()
+		}
+		tpCheckStats(t, c, tpStatsWant{Open: 4, Idle: 4, Created: 4, TagMisses: 3, checkTags: true})
+	})
+
+	t.Run("untagged-request-never-gets-tagged-session", func(t *testing.T) {
+		d := newTPDriver()
+		db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		ids := tpHoldN(t, db, "a=1", "b=2")
+		cn, id := tpAcquire(t, ctx, db)
+		defer cn.Close()
+		if id == ids[0] || id == ids[1] || tpSession(t, cn).Tag() != "" || tpSession(t, cn).TagFound() {
+			t.Errorf("untagged request got session %d tag %q", id, tpSession(t, cn).Tag())
+		}
+	})
+
+	t.Run("matchany-most-properties", func(t *testing.T) {
+		d := newTPDriver()
+		db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		ids := tpHoldN(t, db, "a=1;b=2", "a=1;c=3;d=4", "x=9")
+		mctx := WithMatchAnyTag(WithTag(ctx, "c=3;e=5;a=1"))
+		cn, id := tpAcquire(t, mctx, db)
+		s := tpSession(t, cn)
+		if id != ids[1] || s.TagFound() || s.Tag() != "a=1;c=3;d=4" {
+			t.Errorf("matchany got session %d tag %q; want %d (two shared properties)", id, s.Tag(), ids[1])
+		}
+		cn.Close()
+		// Nothing shared: any session (the most recently released), not a new one.
+		cn, id = tpAcquire(t, WithMatchAnyTag(WithTag(ctx, "q=1")), db)
+		if id == 0 || d.started.Load() != 3 {
+			t.Errorf("matchany with nothing shared opened a new session (%d)", id)
+		}
+		if id != ids[1] {
+			t.Errorf("matchany with nothing shared got %d, want the most recently released %d", id, ids[1])
+		}
+		cn.Close()
+		tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3, TagMisses: 2, checkTags: true})
+	})
+
+	t.Run("matchany-prefers-untagged-over-partial", func(t *testing.T) {
+		d := newTPDriver()
+		db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		ids := tpHoldN(t, db, "a=1;b=2", "")
+		cn, id := tpAcquire(t, WithMatchAnyTag(WithTag(ctx, "a=1;b=3")), db)
+		defer cn.Close()
+		if id != ids[1] {
+			t.Errorf("matchany got %d (tag %q); want the untagged session %d", id, tpSession(t, cn).Tag(), ids[1])
+		}
+	})
+
+	t.Run("normalised", func(t *testing.T) {
+		d := newTPDriver()
+		db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		ids := tpHoldN(t, db, " b = 2 ; a=1")
+		cn, id := tpAcquire(t, WithTag(ctx, "a=1;b=2"), db)
+		defer cn.Close()
+		s := tpSession(t, cn)
+		if id != ids[0] || !s.TagFound() || s.Tag() != "a=1;b=2" {
+			t.Errorf("got %d tag %q found %v; want %d a=1;b=2 found", id, s.Tag(), s.TagFound(), ids[0])
+		}
+	})
+
+	t.Run("release-retags-and-clears", func(t *testing.T) {
+		d := newTPDriver()
+		db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		id := tpPut(t, ctx, db, "k=v")
+		if got := tpPut(t, WithTag(ctx, "k=v"), db, ""); got != id {
+			t.Fatalf("tagged request got %d, want %d", got, id)
+		}
+		cn, got := tpAcquire(t, ctx, db)
+		if got != id || tpSession(t, cn).Tag() != "" {
+			t.Errorf("after Release(c, \"\") an untagged request got %d tag %q; want %d untagged", got, tpSession(t, cn).Tag(), id)
+		}
+		// SetTag changes the tag at once; a plain Close keeps it.
+		if err := tpSession(t, cn).SetTag("m=1"); err != nil {
+			t.Fatal(err)
+		}
+		if tpSession(t, cn).Tag() != "m=1" {
+			t.Errorf("SetTag did not change Tag()")
+		}
+		cn.Close()
+		cn, got = tpAcquire(t, WithTag(ctx, "m=1"), db)
+		if got != id || !tpSession(t, cn).TagFound() {
+			t.Errorf("SetTag then Close: tagged request got %d found %v", got, tpSession(t, cn).TagFound())
+		}
+		cn.Close()
+	})
+}
+
+func TestTagInvalid(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	ctx := context.Background()
+	bad := []string{"a", "a=", "=1", "a=1=2", "a=1;a=2", "a*=1", "a=1;", ";", "a=\x00", "a=*"}
+	for _, tag := range bad {
+		if _, err := Acquire(WithTag(ctx, tag), db); !errors.Is(err, ErrInvalidTag) {
+			t.Errorf("Acquire with tag %q: %v, want ErrInvalidTag", tag, err)
+		}
+		var id int64
+		if err := db.QueryRowContext(WithTag(ctx, tag), "SELECT id").Scan(&id); !errors.Is(err, ErrInvalidTag) {
+			t.Errorf("query with tag %q: %v, want ErrInvalidTag", tag, err)
+		}
+	}
+	cn, _ := tpAcquire(t, ctx, db)
+	s := tpSession(t, cn)
+	for _, tag := range bad {
+		if err := s.SetTag(tag); !errors.Is(err, ErrInvalidTag) {
+			t.Errorf("SetTag(%q): %v, want ErrInvalidTag", tag, err)
+		}
+		if err := Release(cn, tag); !errors.Is(err, ErrInvalidTag) {
+			t.Errorf("Release(%q): %v, want ErrInvalidTag", tag, err)
+		}
+	}
+	if s.Tag() != "" {
+		t.Errorf("an invalid tag changed the session's tag to %q", s.Tag())
+	}
+	for _, tag := range []string{"a=1", "k1=v1;k2=v2", " a = b ", "x.y=1;z=a b"} {
+		if err := s.SetTag(tag); err != nil {
+			t.Errorf("SetTag(%q): %v", tag, err)
+		}
+	}
+	if err := Release(cn, ""); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Stats(); s.Busy != 0 || s.Open != 1 {
+		t.Errorf("after the invalid tags: %+v", s)
+	}
+}
+
+// tpRefNormalize is normalizeTag without its fast path, as a reference.
+func tpRefNormalize(tag string) (string, bool) {
+	if tag == "" {
+		return "", true
+	}
+	props := strings.Split(tag, ";")
+	seen := map[string]bool{}
+	for i, p := range props {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" || strings.Contains(v, "=") || strings.ContainsAny(k+v, "*\x00") || seen[k] {
+			return "", false
+		}
+		seen[k] = true
+		props[i] = k + "=" + v
+	}
+	sort.Strings(props)
+	return strings.Join(props, ";"), true
+}
+
+func TestTagNormalizeMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "b", "a.b", "k", "=", ";", " ", "*", "\x00", "1", "2", "\t", "é"}
+	check := func(tag string) {
+		got, err := normalizeTag(tag)
+		want, ok := tpRefNormalize(tag)
+		if ok != (err == nil) || got != want {
+			t.Fatalf("normalizeTag(%q) = %q, %v; reference %q, valid %v", tag, got, err, want, ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidTag) {
+			t.Fatalf("normalizeTag(%q): %v, want ErrInvalidTag", tag, err)
+		}
+		if ok && !tagIsNormal(want) && want != "" {
+			t.Fatalf("the normal form %q of %q is not recognised as normal", want, tag)
+		}
+	}
+	for _, tag := range []string{"a=1", "a=1;b=2", "b=2;a=1", "a=1;a=2", "a=1;a=1", "a.b=1;a=2", "a=2;a.b=1",
+		"a=1;", ";a=1", " a=1", "a=1 ", "a =1", "a= 1", "a==1", "a=1=2", "*=1", "a=*", "=", "a=", "=1"} {
+		check(tag)
+	}
+	for i := 0; i < 200000; i++ {
+		var b strings.Builder
+		for n := rng.IntN(9); n >= 0; n-- {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		check(b.String())
+	}
+	if n := testing.AllocsPerRun(100, func() { normalizeTag("k1=v1;k2=v2") }); n != 0 {
+		t.Errorf("normalizeTag of a normal tag allocates %v times", n)
+	}
+}
+
+// tpTZCallback sets "tz" from the requested tag ("tz=<zone>"; "" resets it to "-") and counts
+// its calls.
+type tpTZCallback struct {
+	calls atomic.Int64
+	fresh atomic.Int64 // calls on a session never handed out before (no tz set yet)
+}
+
+func (cb *tpTZCallback) fn(ctx context.Context, s *Session, requested string) error {
+	cb.calls.Add(1)
+	inner := s.Unwrap().(*tpConn)
+	if _, ok := inner.vars["tz"]; !ok {
+		cb.fresh.Add(1)
+	}
+	v := "-"
+	if requested != "" {
+		v = strings.TrimPrefix(requested, "tz=")
+	}
+	if err := s.Exec(ctx, "SET tz = "+v); err != nil {
+		return err
+	}
+	return s.SetTag(requested)
+}
+
+func TestTagSessionCallback(t *testing.T) {
+	d := newTPDriver()
+	cb := &tpTZCallback{}
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil, WithSessionCallback(cb.fn))
+	ctx := context.Background()
+	utc := WithTag(ctx, "tz=utc")
+
+	// New session: the callback runs and tags it.
+	cn, id := tpAcquire(t, utc, db)
+	if cb.calls.Load() != 1 || tpSession(t, cn).Tag() != "tz=utc" || tpSession(t, cn).TagFound() {
+		t.Fatalf("new session: %d callback calls, tag %q, found %v", cb.calls.Load(), tpSession(t, cn).Tag(), tpSession(t, cn).TagFound())
+	}
+	if v := tpShow(t, ctx, cn, "tz"); v != "utc" {
+		t.Fatalf("tz = %q after the callback", v)
+	}
+	cn.Close() // keeps the tag the callback set
+
+	// Same tag again: found, the callback does not run, the state is there.
+	cn, got := tpAcquire(t, utc, db)
+	if got != id || !tpSession(t, cn).TagFound() || cb.calls.Load() != 1 {
+		t.Fatalf("reuse: session %d found %v callback calls %d", got, tpSession(t, cn).TagFound(), cb.calls.Load())
+	}
+	if v := tpShow(t, ctx, cn, "tz"); v != "utc" {
+		t.Fatalf("tz = %q on reuse", v)
+	}
+	cn.Close()
+
+	// Untagged: a new session (the tagged one does not fit), whose state is not the tag's.
+	cn, got = tpAcquire(t, ctx, db)
+	if got == id {
+		t.Fatalf("untagged request got the tagged session")
+	}
+	if v := tpShow(t, ctx, cn, "tz"); v != "-" {
+		t.Fatalf("untagged session has tz = %q", v)
+	}
+	if cb.calls.Load() != 2 {
+		t.Errorf("callback calls %d, want 2 (it runs for a new session)", cb.calls.Load())
+	}
+	untagged := got
+	cn.Close()
+
+	// A different tag takes the untagged session and the callback brings it in line.
+	cn, got = tpAcquire(t, WithTag(ctx, "tz=est"), db)
+	if got != untagged || tpSession(t, cn).TagFound() || cb.calls.Load() != 3 {
+		t.Fatalf("tz=est: session %d found %v calls %d", got, tpSession(t, cn).TagFound(), cb.calls.Load())
+	}
+	if v := tpShow(t, ctx, cn, "tz"); v != "est" {
+		t.Fatalf("tz = %q", v)
+	}
+	cn.Close()
+	// Plain queries select by the same rules.
+	var v string
+	if err := db.QueryRowContext(WithTag(ctx, "tz=est"), "SHOW tz").Scan(&v); err != nil || v != "est" {
+		t.Fatalf("query with tz=est: %q %v", v, err)
+	}
+	if err := db.QueryRowContext(utc, "SHOW tz").Scan(&v); err != nil || v != "utc" {
+		t.Fatalf("query with tz=utc: %q %v", v, err)
+	}
+	if cb.calls.Load() != 3 {
+		t.Errorf("callback calls %d, want 3", cb.calls.Load())
+	}
+	s := c.Stats()
+	if s.TagHits != 3 || s.TagMisses != 2 {
+		t.Errorf("TagHits %d TagMisses %d, want 3 and 2", s.TagHits, s.TagMisses)
+	}
+
+	// A failing callback fails the checkout, and the session is not pooled again.
+	failing := errors.New("callback says no")
+	d2 := newTPDriver()
+	db2, c2 := tpOpen(t, d2, tpPC(0, 0, 1), nil, WithSessionCallback(func(ctx context.Context, s *Session, tag string) error {
+		if tag == "bad=1" {
+			return failing
+		}
+		return nil
+	}))
+	if _, err := Acquire(WithTag(ctx, "bad=1"), db2); !errors.Is(err, failing) {
+		t.Errorf("Acquire with a failing callback: %v", err)
+	}
+	tpCheckStats(t, c2, tpStatsWant{Created: 1, Closed: 1, Terminated: 1, checkTerminated: true})
+}
+
+// Sessions opened in the background (min, incr) are new to whoever first gets them: the session
+// callback must run for them as for any new session.
+func TestTagSessionCallbackRunsForBackgroundSessions(t *testing.T) {
+	d := newTPDriver()
+	cb := &tpTZCallback{}
+	db, c := tpOpen(t, d, tpPC(2, 0, 1), nil, WithSessionCallback(cb.fn))
+	tpEventually(t, "2 idle", func() bool { return c.Stats().Idle == 2 })
+	ctx := context.Background()
+	a, _ := tpAcquire(t, ctx, db)
+	b, _ := tpAcquire(t, ctx, db)
+	for _, cn := range []*sql.Conn{a, b} {
+		if v := tpShow(t, ctx, cn, "tz"); v != "-" {
+			t.Errorf("untagged checkout of a background session: tz = %q, want \"-\" (callback not run)", v)
+		}
+	}
+	a.Close()
+	b.Close()
+	if n := cb.calls.Load(); n != 2 {
+		t.Errorf("callback ran %d times for two new sessions", n)
+	}
+	// Reused: it does not run again.
+	tpQueryID(t, ctx, db)
+	if n := cb.calls.Load(); n != 2 {
+		t.Errorf("callback ran %d times; it must not run for a reused session with the same tag", n)
+	}
+}
+
+// A waiter at max must get a session by the selection rules too: a released session with
+// another tag is not handed to an untagged waiter.
+func TestTagWaiterGetsOnlyFittingSession(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("untagged-waiter", func(t *testing.T) {
+		d := newTPDriver()
+		db, c := tpOpen(t, d, tpPC(0, 1, 1), nil)
+		a, ida := tpAcquire(t, ctx, db)
+		if _, err := a.ExecContext(ctx, "SET tz = utc"); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 1)
+		go func() {
+			cn, err := Acquire(ctx, db)
+			if err != nil {
+				got <- "error: " + err.Error()
+				return
+			}
+			var v string
+			cn.QueryRowContext(ctx, "SHOW tz").Scan(&v)
+			r := fmt.Sprintf("id=%d tag=%q tz=%q", tpIDOf(t, cn), tpSession(t, cn).Tag(), v)
+			cn.Close()
+			got <- r
+		}()
+		tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+		if err := Release(a, "tz=utc"); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("id=%d tag=%q tz=%q", ida+1, "", "")
+		if r := <-got; r != want {
+			t.Errorf("untagged waiter: %s; want %s (a new session; the tagged one closed for its slot)", r, want)
+		}
+		tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 2, Closed: 1, Terminated: 0, checkTerminated: true})
+	})
+
+	t.Run("tagged-waiter", func(t *testing.T) {
+		d := newTPDriver()
+		db, _ := tpOpen(t, d, tpPC(0, 1, 1), nil)
+		a, ida := tpAcquire(t, ctx, db)
+		got := make(chan string, 1)
+		go func() {
+			cn, err := Acquire(WithTag(ctx, "tz=utc"), db)
+			if err != nil {
+				got <- "error: " + err.Error()
+				return
+			}
+			s := tpSession(t, cn)
+			r := fmt.Sprintf("id=%d tag=%q found=%v", tpIDOf(t, cn), s.Tag(), s.TagFound())
+			cn.Close()
+			got <- r
+		}()
+		c, _ := ConnectorOf(db)
+		tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+		if err := Release(a, "tz=utc"); err != nil {
+			t.Fatal(err)
+		}
+		if r, want := <-got, fmt.Sprintf("id=%d tag=%q found=true", ida, "tz=utc"); r != want {
+			t.Errorf("tagged waiter: %s; want %s", r, want)
+		}
+	})
+
+	t.Run("untagged-waiter-gets-untagged-release", func(t *testing.T) {
+		d := newTPDriver()
+		db, _ := tpOpen(t, d, tpPC(0, 1, 1), nil)
+		a, ida := tpAcquire(t, WithTag(ctx, "tz=utc"), db)
+		got := make(chan string, 1)
+		go func() {
+			cn, err := Acquire(ctx, db)
+			if err != nil {
+				got <- "error: " + err.Error()
+				return
+			}
+			s := tpSession(t, cn)
+			r := fmt.Sprintf("id=%d tag=%q found=%v", tpIDOf(t, cn), s.Tag(), s.TagFound())
+			cn.Close()
+			got <- r
+		}()
+		c, _ := ConnectorOf(db)
+		tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+		a.Close() // untagged
+		if r, want := <-got, fmt.Sprintf("id=%d tag=%q found=false", ida, ""); r != want {
+			t.Errorf("untagged waiter: %s; want %s (TagFound is false when no tag was asked for)", r, want)
+		}
+	})
+
+	t.Run("matchany-waiter", func(t *testing.T) {
+		d := newTPDriver()
+		db, _ := tpOpen(t, d, tpPC(0, 1, 1), nil)
+		a, ida := tpAcquire(t, ctx, db)
+		got := make(chan int64, 1)
+		go func() {
+			cn, err := Acquire(WithMatchAnyTag(WithTag(ctx, "tz=est")), db)
+			if err != nil {
+				got <- -1
+				return
+			}
+			id := tpIDOf(t, cn)
+			cn.Close()
+			got <- id
+		}()
+		c, _ := ConnectorOf(db)
+		tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+		if err := Release(a, "tz=utc"); err != nil {
+			t.Fatal(err)
+		}
+		if id := <-got; id != ida {
+			t.Errorf("matchany waiter got %d, want the released session %d", id, ida)
+		}
+	})
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Purity, connection class.
+
+func TestPurityNewAndSelf(t *testing.T) {
+	ctx := context.Background()
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	first := tpQueryID(t, ctx, db)
+	seen := map[int64]bool{first: true}
+	for i := 0; i < 5; i++ {
+		id := tpQueryID(t, WithPurity(ctx, PurityNew), db)
+		if seen[id] {
+			t.Fatalf("purity NEW got session %d, used before", id)
+		}
+		seen[id] = true
+	}
+	// SELF and DEFAULT reuse (the most recently released).
+	last := tpQueryID(t, ctx, db)
+	for _, p := range []Purity{PuritySelf, PurityDefault} {
+		if id := tpQueryID(t, WithPurity(ctx, p), db); id != last {
+			t.Errorf("purity %v got session %d, want the pooled %d", p, id, last)
+		}
+	}
+	if s := c.Stats(); s.Created != 6 {
+		t.Errorf("Created %d, want 6", s.Created)
+	}
+
+	// At max, NEW still gets a fresh session: an idle one gives up its slot.
+	d2 := newTPDriver()
+	db2, c2 := tpOpen(t, d2, tpPC(0, 1, 1), nil)
+	a := tpQueryID(t, ctx, db2)
+	if b := tpQueryID(t, WithPurity(ctx, PurityNew), db2); b == a {
+		t.Errorf("purity NEW at max reused session %d", a)
+	}
+	tpCheckStats(t, c2, tpStatsWant{Open: 1, Idle: 1, Created: 2, Closed: 1})
+
+	// A NEW waiter is not handed a released session: it gets the slot.
+	cn, ida := tpAcquire(t, ctx, db2)
+	got := make(chan int64, 1)
+	go func() {
+		var id int64
+		if err := db2.QueryRowContext(WithPurity(ctx, PurityNew), "SELECT id").Scan(&id); err != nil {
+			id = -1
+		}
+		got <- id
+	}()
+	tpEventually(t, "a waiter", func() bool { return c2.Stats().Waits == 1 })
+	cn.Close()
+	if id := <-got; id < 0 || id == ida {
+		t.Errorf("NEW waiter got %d; want a fresh session (not %d)", id, ida)
+	}
+
+	// The default purity.
+	d3 := newTPDriver()
+	db3, _ := tpOpen(t, d3, tpPC(0, 0, 1), nil, WithDefaultPurity(PurityNew))
+	x := tpQueryID(t, ctx, db3)
+	if y := tpQueryID(t, ctx, db3); y == x {
+		t.Errorf("WithDefaultPurity(PurityNew): reused %d", x)
+	}
+	z := tpQueryID(t, WithPurity(ctx, PuritySelf), db3)
+	if w := tpQueryID(t, WithPurity(ctx, PuritySelf), db3); w != z {
+		t.Errorf("PuritySelf over a NEW default did not reuse: %d then %d", z, w)
+	}
+}
+
+func TestClassIsolationAndValidation(t *testing.T) {
+	ctx := context.Background()
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(1, 0, 1), nil, WithDefaultClass("app"))
+	tpEventually(t, "min session", func() bool { return c.Stats().Idle == 1 })
+
+	// The background session belongs to the default class.
+	def := tpQueryID(t, ctx, db)
+	if def != 1 {
+		t.Errorf("default-class query got session %d, want the background one (1)", def)
+	}
+	if id := tpQueryID(t, WithClass(ctx, "app"), db); id != def {
+		t.Errorf("WithClass(app) = default class; got %d, want %d", id, def)
+	}
+	hr := tpQueryID(t, WithClass(ctx, "hr"), db)
+	if hr == def {
+		t.Fatalf("class hr got the default class's session")
+	}
+	if id := tpQueryID(t, WithClass(ctx, "hr"), db); id != hr {
+		t.Errorf("class hr did not reuse its session: %d, want %d", id, hr)
+	}
+	// Not even matchany or an exact tag crosses a class.
+	tpPut(t, WithClass(ctx, "hr"), db, "k=v")
+	cn, id := tpAcquire(t, WithMatchAnyTag(WithTag(WithClass(ctx, "rec"), "k=v")), db)
+	if id == hr || id == def || tpSession(t, cn).TagFound() {
+		t.Errorf("class rec got session %d (hr %d, default %d)", id, hr, def)
+	}
+	cn.Close()
+
+	for _, bad := range []string{"a*b", "*", strings.Repeat("c", 1025), "x\x00"} {
+		if _, err := Acquire(WithClass(ctx, bad), db); !errors.Is(err, ErrInvalidClass) {
+			t.Errorf("class %.20q: %v, want ErrInvalidClass", bad, err)
+		}
+	}
+	if _, err := Acquire(WithClass(ctx, strings.Repeat("c", 1024)), db); err != nil {
+		t.Errorf("a 1024-byte class: %v", err)
+	}
+	if _, err := NewConnector(tpConnector{newTPDriver()}, WithDefaultClass("a*b")); !errors.Is(err, ErrInvalidClass) {
+		t.Errorf("WithDefaultClass(a*b): %v, want ErrInvalidClass", err)
+	}
+	if _, err := NewConnector(tpConnector{newTPDriver()}, WithDefaultClass(strings.Repeat("c", 1025))); !errors.Is(err, ErrInvalidClass) {
+		t.Errorf("WithDefaultClass(1025 bytes): %v, want ErrInvalidClass", err)
+	}
+
+	// At max, a class's request closes an idle session of another class for its slot; it never
+	// takes it.
+	d2 := newTPDriver()
+	db2, c2 := tpOpen(t, d2, tpPC(0, 1, 1), nil)
+	a := tpQueryID(t, WithClass(ctx, "a"), db2)
+	if b := tpQueryID(t, WithClass(ctx, "b"), db2); b == a {
+		t.Errorf("class b got class a's session at max")
+	}
+	tpCheckStats(t, c2, tpStatsWant{Open: 1, Idle: 1, Created: 2, Closed: 1})
+}
+
+func TestPoolKeyUsersNeverShare(t *testing.T) {
+	// WithUser needs a DSN-opened connector (credentials go into the inner DSN); the real
+	// servers check it end to end. Here: the pool partitions by user and password.
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	p := c.pool
+	ctx := context.Background()
+	id := tpQueryID(t, ctx, db)
+	keys := []poolKey{{user: "u1", pass: "p"}, {user: "u1", pass: "other"}, {user: "u2", pass: "p"}}
+	for _, k := range keys {
+		p.mu.Lock()
+		ph, _ := p.takeIdleLocked(k, "", true)
+		p.mu.Unlock()
+		if ph != nil {
+			t.Errorf("key %+v took session %d of the default user", k, id)
+		}
+	}
+	key, _, _, err := c.resolve(selectorFrom(WithUser(ctx, "u1", "p")))
+	if err != nil || key != (poolKey{user: "u1", pass: "p"}) {
+		t.Errorf("resolve(WithUser) = %+v, %v", key, err)
+	}
+	// Without a DSN the connector cannot make per-user sessions: an error, not a default session.
+	if _, err := Acquire(WithUser(ctx, "u1", "p"), db); err == nil {
+		t.Errorf("WithUser on a NewConnector connector succeeded")
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1})
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Statement cache size.
+
+func TestTagStmtCacheSizeRule(t *testing.T) {
+	ctx := context.Background()
+	d := newTPDriver()
+	db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil, WithStmtCacheSize(7))
+
+	cn, id := tpAcquire(t, ctx, db)
+	s := tpSession(t, cn)
+	if s.StmtCacheSize() != 7 {
+		t.Fatalf("new session cache size %d, want 7", s.StmtCacheSize())
+	}
+	s.SetStmtCacheSize(3)
+	cn.Close()
+	// Untagged: the pool's default applies when it is handed out again.
+	cn, got := tpAcquire(t, ctx, db)
+	if got != id || tpSession(t, cn).StmtCacheSize() != 7 {
+		t.Errorf("untagged reuse: session %d cache size %d, want %d and 7", got, tpSession(t, cn).StmtCacheSize(), id)
+	}
+	tpSession(t, cn).SetStmtCacheSize(3)
+	if err := Release(cn, "a=1"); err != nil {
+		t.Fatal(err)
+	}
+	// Tagged: keeps its own.
+	cn, got = tpAcquire(t, WithTag(ctx, "a=1"), db)
+	if got != id || tpSession(t, cn).StmtCacheSize() != 3 {
+		t.Errorf("tagged reuse: session %d cache size %d, want %d and 3", got, tpSession(t, cn).StmtCacheSize(), id)
+	}
+	tpSession(t, cn).SetStmtCacheSize(0)
+	if err := Release(cn, "a=1"); err != nil {
+		t.Fatal(err)
+	}
+	cn, _ = tpAcquire(t, WithTag(ctx, "a=1"), db)
+	if n := tpSession(t, cn).StmtCacheSize(); n != 0 {
+		t.Errorf("tagged session with its cache off: size %d after reuse", n)
+	}
+	if err := Release(cn, ""); err != nil {
+		t.Fatal(err)
+	}
+	cn, _ = tpAcquire(t, ctx, db)
+	if n := tpSession(t, cn).StmtCacheSize(); n != 7 {
+		t.Errorf("untagged again: size %d, want the default 7", n)
+	}
+	cn.Close()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Acquire, Release, SessionOf; Stats against a model.
+
+func TestAcquireReleaseSessionOf(t *testing.T) {
+	ctx := context.Background()
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+
+	// Acquire binds now.
+	cn, err := Acquire(WithTag(ctx, "a=1"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.opens.Load() != 1 || c.Stats().Busy != 1 {
+		t.Errorf("Acquire did not bind a session: opens %d busy %d", d.opens.Load(), c.Stats().Busy)
+	}
+	s, err := SessionOf(cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TagFound() || s.Tag() != "" || s.Unwrap() == nil {
+		t.Errorf("new session: found %v tag %q unwrap %v", s.TagFound(), s.Tag(), s.Unwrap())
+	}
+	if err := Release(cn, "a=1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cn.PingContext(ctx); !errors.Is(err, sql.ErrConnDone) {
+		t.Errorf("Release did not close the *sql.Conn: %v", err)
+	}
+	if err := Release(cn, "a=1"); err == nil {
+		t.Errorf("a second Release succeeded")
+	}
+	cn, _ = tpAcquire(t, WithTag(ctx, "a=1"), db)
+	if s2 := tpSession(t, cn); !s2.TagFound() || s2.Tag() != "a=1" {
+		t.Errorf("reacquired: found %v tag %q", s2.TagFound(), s2.Tag())
+	}
+	cn.Close()
+
+	// Not a hasql connection.
+	raw := sql.OpenDB(tpConnector{d})
+	defer raw.Close()
+	rc, err := raw.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := SessionOf(rc); err == nil {
+		t.Errorf("SessionOf on a plain driver's conn succeeded")
+	}
+	if err := Release(rc, ""); err == nil {
+		t.Errorf("Release on a plain driver's conn succeeded")
+	}
+	if _, err := Acquire(ctx, raw); err == nil {
+		t.Errorf("Acquire on a plain driver's DB succeeded")
+	}
+	// Acquire on a closed DB.
+	db.Close()
+	if _, err := Acquire(ctx, db); err == nil {
+		t.Errorf("Acquire on a closed DB succeeded")
+	}
+}
+
+// TestStatsModelStress runs a random mix of checkouts on the fake driver from 8 goroutines and
+// then checks Stats against what the driver saw and what the goroutines did.
+func TestStatsModelStress(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		pc          PoolConfig
+		reconfigure bool
+	}{
+		{name: "wait-max6", pc: PoolConfig{Min: 2, Max: 6, Incr: 2, GetMode: GetWait}},
+		{name: "force-max3", pc: PoolConfig{Min: 1, Max: 3, Incr: 2, GetMode: GetForce}},
+		{name: "unbounded", pc: PoolConfig{Min: 0, Max: 0, Incr: 3}},
+		{name: "reconfigure", pc: PoolConfig{Min: 2, Max: 4, Incr: 2, GetMode: GetWait}, reconfigure: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tpStress(t, tc.pc, tc.reconfigure) })
+	}
+}
+
+func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
+	d := newTPDriver()
+	cb := &tpTZCallback{}
+	db, c := tpOpen(t, d, pc, nil, WithSessionCallback(cb.fn))
+	tags := []string{"", "tz=utc", "tz=est", "tz=cet"}
+	classes := []string{"", "a", "b"}
+	var (
+		kills, taggedAcq, taggedQueries, found, violations atomic.Int64
+		maxOpenSeen                                        atomic.Int64
+	)
+	fail := func(format string, args ...any) {
+		violations.Add(1)
+		t.Errorf(format, args...)
+	}
+	const goroutines, ops = 8, 250
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	if reconfigure {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			cfgs := []PoolConfig{
+				{Min: 2, Max: 4, Incr: 2},
+				{Min: 0, Max: 2, Incr: 1, GetMode: GetForce},
+				{Min: 3, Max: 8, Incr: 3, MaxLifetime: time.Hour},
+				{Min: 1, Max: 1, Incr: 1},
+			}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Microsecond):
+				}
+				if err := c.Reconfigure(cfgs[i%len(cfgs)]); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, seed*7+1))
+			for i := 0; i < ops; i++ {
+				ctx := context.Background()
+				tag := tags[rng.IntN(len(tags))]
+				class := classes[rng.IntN(len(classes))]
+				if class != "" {
+					ctx = WithClass(ctx, class)
+				}
+				if rng.IntN(5) == 0 {
+					ctx = WithPurity(ctx, PurityNew)
+				}
+				want := "-"
+				if tag != "" {
+					want = strings.TrimPrefix(tag, "tz=")
+				}
+				switch op := rng.IntN(10); {
+				case op < 4: // a plain query with a tag
+					if tag != "" {
+						taggedQueries.Add(1)
+					}
+					var v string
+					if err := db.QueryRowContext(WithTag(ctx, tag), "SHOW tz").Scan(&v); err != nil {
+						fail("query: %v", err)
+					} else if v != want {
+						fail("query with tag %q ran on a session with tz %q", tag, v)
+					}
+				case op < 8: // Acquire, check, Release with a random tag
+					if tag == "" {
+						tag = "tz=utc" // count tagged checkouts through Acquire only
+						want = "utc"
+					}
+					taggedAcq.Add(1)
+					cn, err := Acquire(WithTag(ctx, tag), db)
+					if err != nil {
+						fail("Acquire: %v", err)
+						continue
+					}
+					s, _ := SessionOf(cn)
+					if s.TagFound() {
+						found.Add(1)
+					}
+					if s.Tag() != tag {
+						fail("Acquire(%q): session tag %q", tag, s.Tag())
+					}
+					var v string
+					if err := cn.QueryRowContext(ctx, "SHOW tz").Scan(&v); err != nil || v != want {
+						fail("Acquire(%q): tz %q, %v", tag, v, err)
+					}
+					// Change the state now and then, and say so in the tag kept on release.
+					if rng.IntN(2) == 0 {
+						tag = tags[rng.IntN(len(tags))]
+						v := "-"
+						if tag != "" {
+							v = strings.TrimPrefix(tag, "tz=")
+						}
+						if _, err := cn.ExecContext(ctx, "SET tz = "+v); err != nil {
+							fail("SET tz: %v", err)
+						}
+					}
+					if err := Release(cn, tag); err != nil {
+						fail("Release: %v", err)
+					}
+				case op < 9: // the session dies while held
+					cn, err := Acquire(WithClass(context.Background(), class), db)
+					if err != nil {
+						fail("Acquire: %v", err)
+						continue
+					}
+					s, _ := SessionOf(cn)
+					s.Unwrap().(*tpConn).dead.Store(true)
+					kills.Add(1)
+					cn.Close()
+				default: // the session dies while idle, in a class nobody asks a tag of
+					cn, err := Acquire(WithClass(context.Background(), "doom"), db)
+					if err != nil {
+						fail("Acquire(doom): %v", err)
+						continue
+					}
+					s, _ := SessionOf(cn)
+					s.Unwrap().(*tpConn).failReset.Store(true)
+					cn.Close()
+					if _, err := db.ExecContext(WithClass(context.Background(), "doom"), "SET x = 1"); err != nil {
+						fail("exec after a dead idle session: %v", err)
+					}
+				}
+				if i%16 == 0 {
+					s := c.Stats()
+					if s.Busy > s.Open || s.Idle > s.Open || s.Busy+s.Idle > s.Open || s.Busy < 0 || s.Idle < 0 {
+						fail("inconsistent snapshot %+v", s)
+					}
+					if int64(s.Open) > maxOpenSeen.Load() {
+						maxOpenSeen.Store(int64(s.Open))
+					}
+					if !reconfigure && pc.Max > 0 && pc.GetMode != GetForce && s.Open > pc.Max {
+						fail("Open %d above max %d", s.Open, pc.Max)
+					}
+				}
+				if violations.Load() > 10 {
+					return
+				}
+			}
+		}(uint64(g + 1))
+	}
+	wg.Wait()
+	close(stop)
+	bg.Wait()
+
+	// Quiesce: background opens settle.
+	tpEventually(t, "the pool to settle", func() bool { s := c.Stats(); return s.Busy == 0 && s.Open == s.Idle })
+	s := c.Stats()
+	if s.Busy != 0 || s.Open != s.Idle {
+		t.Errorf("after quiescing: %+v", s)
+	}
+	if int64(s.Open) != d.opens.Load()-d.closes.Load() || len(d.liveIDs()) != s.Open {
+		t.Errorf("Open %d; the driver has %d open (%d opened, %d closed)", s.Open, len(d.liveIDs()), d.opens.Load(), d.closes.Load())
+	}
+	if s.Created-s.Closed != int64(s.Open) {
+		t.Errorf("Created %d - Closed %d != Open %d", s.Created, s.Closed, s.Open)
+	}
+	tpCheckDriver(t, c, d)
+	if want := kills.Load() + d.badResets.Load(); s.Terminated != want {
+		t.Errorf("Terminated %d; want %d (%d killed while held, %d found dead at reset)", s.Terminated, want, kills.Load(), d.badResets.Load())
+	}
+	// Every tagged checkout counts once, as a hit or a miss; the Acquires show which.
+	if got, want := s.TagHits+s.TagMisses, taggedAcq.Load()+taggedQueries.Load(); got != want {
+		t.Errorf("TagHits %d + TagMisses %d = %d; %d tagged Acquires and %d tagged queries were made", s.TagHits, s.TagMisses, got, taggedAcq.Load(), taggedQueries.Load())
+	}
+	if s.TagHits < found.Load() || s.TagMisses < taggedAcq.Load()-found.Load() {
+		t.Errorf("TagHits %d TagMisses %d; of %d tagged Acquires %d saw TagFound", s.TagHits, s.TagMisses, taggedAcq.Load(), found.Load())
+	}
+	if s.Waits == 0 && s.WaitTime != 0 || s.WaitTimeouts != 0 {
+		t.Errorf("Waits %d WaitTime %v WaitTimeouts %d", s.Waits, s.WaitTime, s.WaitTimeouts)
+	}
+	if !reconfigure && pc.Min > 0 && s.Open < pc.Min {
+		t.Errorf("Open %d below min %d", s.Open, pc.Min)
+	}
+	t.Logf("%+v; %d killed, %d dead at reset, %d tagged acquires (%d found), max open seen %d",
+		s, kills.Load(), d.badResets.Load(), taggedAcq.Load(), found.Load(), maxOpenSeen.Load())
+
+	// Closing the DB closes every session.
+	db.Close()
+	s = c.Stats()
+	if s.Open != 0 || s.Idle != 0 || s.Busy != 0 || s.Closed != s.Created || len(d.liveIDs()) != 0 {
+		t.Errorf("after Close: %+v; driver has %d open", s, len(d.liveIDs()))
+	}
+	tpCheckDriver(t, c, d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Close: nothing outlives the connector, even background opens in flight.
+
+func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	d := newTPDriver()
+	release := make(chan struct{})
+	var background atomic.Int64
+	d.hook = func(ctx context.Context, n int64) error {
+		if tpIsCaller(ctx) || background.Add(1) <= 3 {
+			return nil // the caller's own and the first three (min)
+		}
+		select { // later background opens hang until the connector closes
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c, err := NewConnector(tpConnector{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := installPool(c, PoolConfig{Min: 3, Incr: 2, IdleTimeout: time.Minute, MaxLifetime: time.Hour}, nil); err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	tpEventually(t, "3 idle", func() bool { return c.Stats().Idle == 3 })
+	ctx := tpCaller(context.Background())
+	var conns []*sql.Conn
+	for i := 0; i < 4; i++ { // the fourth grows the pool; one background open hangs
+		cn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cn.PingContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, cn)
+	}
+	tpEventually(t, "a background open in flight", func() bool { return background.Load() == 4 })
+	for _, cn := range conns {
+		cn.Close()
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if n := len(d.liveIDs()); n != 0 {
+		t.Errorf("%d sessions open after Close", n)
+	}
+	tpCheckDriver(t, c, d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hooks for the external integration tests (package hasql_test): drive the pool's clock and
+// reaper on a real server.
+
+// PoolTestInstallClock gives a connector that has not been used yet a pool with config pc
+// running on the clock now. For tests only.
+func PoolTestInstallClock(c *Connector, pc PoolConfig, now func() time.Time) error {
+	return installPool(c, pc, now)
+}
+
+// PoolTestReap runs the pool's reaper as if the time were now. For tests only.
+func PoolTestReap(c *Connector, now time.Time) { c.pool.reap(now) }
+
+// PoolTestFillMin asks the pool to open sessions up to its min in the background. For tests only.
+func PoolTestFillMin(c *Connector) { c.pool.fillMin() }

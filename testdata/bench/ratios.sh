@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Runs hasql's benchmarks and prints, for each suite, a markdown table of every variant against raw
+# (the inner driver used directly), all numbers from this one run:
+#
+#   ns/op ratio   median ns/op of the variant / median ns/op of raw, same op, same run
+#   allocs        allocs/op of the variant minus raw's (+0: hasql added no allocation)
+#
+# Usage: testdata/bench/ratios.sh [suite...]      suites: noop pg maria wrappers (default: all four)
+#        testdata/bench/ratios.sh -f FILE...       summarise saved `go test -bench` output instead
+#
+# Each suite's test binary is built once and run COUNT times with -test.count 1, so that raw and
+# the variants take turns over the whole run instead of raw's samples all coming first: on a
+# shared machine, load that comes and goes then lands on all of them alike. The output is the
+# same as `go test -run '^$' -bench PATTERN -benchmem -count COUNT`, and benchstat reads it.
+#
+# Environment: COUNT (rounds, default 6), BENCHTIME (default 1s), OUT (directory for the raw
+# output and the benchstat summaries; default a new directory under ${TMPDIR:-/tmp}), BENCHSTAT
+# (how to run benchstat; default `go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da`;
+# empty skips it).
+#
+# pg and maria start throwaway PostgreSQL and MariaDB servers on loopback through the test
+# harness (testdata/ensure-servers.sh installs them); wrappers runs in the benchcmp/ module.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+COUNT=${COUNT:-6}
+BENCHTIME=${BENCHTIME:-1s}
+BENCHSTAT=${BENCHSTAT-go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da}
+
+# table FILE: the markdown table of one suite's `go test -bench` output. A cell is the variant's
+# median ns/op ÷ raw's, its median cpu-ns/op ÷ raw's (when the benchmarks report cpu-ns/op: the
+# process's CPU time per op, which other load on the machine barely moves), and its allocs/op
+# minus raw's.
+table() {
+	awk '
+	function median(list,    n, a, i, j, t) {
+		n = split(list, a, " ")
+		for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	function fmtns(x) { return x >= 10000 ? sprintf("%.1f µs", x / 1000) : (x >= 100 ? sprintf("%.0f ns", x) : sprintf("%.1f ns", x)) }
+	/^Benchmark.*ns\/op/ {
+		name = $1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$/, "", name)
+		k = split(name, part, "/"); if (k < 3) next
+		suite = part[1]; op = part[2]; v = part[3]
+		ns = ""; cpu = ""; al = ""
+		for (i = 3; i < NF; i++) {
+			if ($(i + 1) == "ns/op") ns = $i
+			if ($(i + 1) == "cpu-ns/op") cpu = $i
+			if ($(i + 1) == "allocs/op") al = $i
+		}
+		if (cpu != "") hascpu = 1
+		if (!(op in seenop)) { seenop[op] = 1; ops[++nops] = op }
+		if (!(v in seenv)) { seenv[v] = 1; vs[++nvs] = v }
+		nsl[op, v] = nsl[op, v] " " ns; cpul[op, v] = cpul[op, v] " " cpu; all[op, v] = all[op, v] " " al; cnt[op, v]++
+	}
+	END {
+		if (nops == 0) { print "(no benchmark results)"; exit 1 }
+		hdr = "| " suite " | raw ns/op" (hascpu ? " | raw cpu-ns/op" : "") " | raw allocs/op"
+		sep = "|---|---:" (hascpu ? "|---:" : "") "|---:"
+		for (j = 1; j <= nvs; j++) if (vs[j] != "raw") { hdr = hdr " | " vs[j]; sep = sep "|---:" }
+		print hdr " |"; print sep "|"
+		for (i = 1; i <= nops; i++) {
+			op = ops[i]
+			if (!((op, "raw") in cnt)) continue
+			rns = median(nsl[op, "raw"]); ral = median(all[op, "raw"])
+			line = "| " op " | " fmtns(rns)
+			if (hascpu) { rcpu = median(cpul[op, "raw"]); line = line " | " fmtns(rcpu) }
+			line = line " | " ral
+			for (j = 1; j <= nvs; j++) {
+				v = vs[j]; if (v == "raw") continue
+				if (!((op, v) in cnt)) { line = line " | –"; continue }
+				d = median(all[op, v]) - ral
+				cell = sprintf("%.2f×", median(nsl[op, v]) / rns)
+				if (hascpu) cell = cell sprintf(" · %.2f×", median(cpul[op, v]) / rcpu)
+				line = line " | " cell " · " (d >= 0 ? "+" : "") d
+			}
+			print line " |"
+		}
+		print ""
+		print "Cell: ns/op ÷ raw" (hascpu ? " · cpu-ns/op ÷ raw" : "") " · allocs/op − raw (medians of " cnt[ops[1], "raw"] " runs)."
+	}' "$1"
+}
+
+summarise() { # FILE
+	table "$1"
+	if [[ -n $BENCHSTAT ]]; then
+		local stat="${1%.txt}.benchstat"
+		if $BENCHSTAT "$1" >"$stat" 2>&1; then
+			echo
+			echo "(benchstat: $stat)"
+		else
+			echo "(benchstat failed: see $stat)" >&2
+		fi
+	fi
+}
+
+if [[ ${1:-} == -f ]]; then
+	shift
+	for f in "$@"; do
+		echo "### $f"
+		echo
+		summarise "$f"
+		echo
+	done
+	exit 0
+fi
+
+suites=("$@")
+[[ ${#suites[@]} -gt 0 ]] || suites=(noop pg maria wrappers)
+OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/hasql-bench.XXXXXX")}
+mkdir -p "$OUT"
+echo "go $(go env GOVERSION), $(nproc) CPUs, COUNT=$COUNT BENCHTIME=$BENCHTIME; raw output in $OUT"
+echo
+
+for s in "${suites[@]}"; do
+	case $s in
+	noop) dir=.; pat='^BenchmarkNoop$' ;;
+	pg) dir=.; pat='^BenchmarkPG$' ;;
+	maria) dir=.; pat='^BenchmarkMaria$' ;;
+	wrappers) dir=benchcmp; pat='^BenchmarkWrappers$' ;;
+	*) echo "ratios.sh: unknown suite $s (noop, pg, maria, wrappers)" >&2; exit 2 ;;
+	esac
+	bin="$OUT/$s.test"
+	(cd "$dir" && go test -c -o "$bin" .)
+	args=(-test.run '^$' -test.bench "$pat" -test.benchmem -test.count 1 -test.benchtime "$BENCHTIME" -test.timeout 30m)
+	echo "### $s"
+	echo
+	cdto=""
+	[[ $dir == . ]] || cdto="cd $dir && "
+	echo "\`${cdto}for i in \$(seq $COUNT); do go test -run '^\$' -bench '$pat' -benchmem -count 1 -benchtime $BENCHTIME .; done\`"
+	echo "(the test binary is built once and run $COUNT times)"
+	echo
+	: >"$OUT/$s.txt"
+	for ((i = 1; i <= COUNT; i++)); do
+		if ! (cd "$dir" && "$bin" "${args[@]}") >>"$OUT/$s.txt" 2>&1; then
+			echo "ratios.sh: $s failed:" >&2
+			tail -30 "$OUT/$s.txt" >&2
+			exit 1
+		fi
+	done
+	summarise "$OUT/$s.txt"
+	echo
+done
