@@ -719,7 +719,13 @@ func keepsConnOnRollback(inner driver.Conn) bool {
 func (v *conn) callTx(ch *chain, fn Fn, t *tx) error {
 	saved := v.tx.inner
 	v.tx.inner = t.inner
-	err := ch.run(&Call{Fn: fn, Ctx: context.Background(), Session: &v.view}, v)
+	ctx := context.Background()
+	if t.ctx != nil {
+		// The transaction's context, for its values (trace spans, say);
+		// not its cancellation: database/sql rolls back after it ended.
+		ctx = context.WithoutCancel(t.ctx)
+	}
+	err := ch.run(&Call{Fn: fn, Ctx: ctx, Session: &v.view}, v)
 	v.tx.inner = saved
 	return err
 }

@@ -308,6 +308,18 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 // Driver returns a Driver that leads back to this Connector.
 func (c *Connector) Driver() driver.Driver { return &c.drv }
 
+// InnerDriver returns the driver hasql wraps (for instance *stdlib.Driver
+// for pgx), so that instrumentation can tell which database it talks to.
+func (c *Connector) InnerDriver() driver.Driver {
+	if c.innerDrv != nil {
+		return c.innerDrv
+	}
+	if c.inner != nil {
+		return c.inner.Driver()
+	}
+	return nil
+}
+
 // Callbacks returns the connector's own callback registry.
 func (c *Connector) Callbacks() *Callbacks { return &c.reg.own }
 

@@ -94,7 +94,7 @@ func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe b
 	// server's error itself.
 	lostErr := err
 	if !wrongRole {
-		lostErr = newError(ErrConnectionLost, "", err)
+		lostErr = lostError(err, notSent)
 	}
 	if v.inTx {
 		// The transaction is gone with its connection (or, on a wrong
@@ -103,7 +103,7 @@ func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe b
 		if wrongRole {
 			return false, err
 		}
-		return false, newError(ErrTxResolutionUnknown, "", err)
+		return false, newError(ErrTxResolutionUnknown, "", hideBadConn(err))
 	}
 	v.release()
 	if v.c.cfg.retry == RetryOff {
@@ -137,6 +137,38 @@ func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe b
 	v.c.retries.Add(1)
 	return true, nil
 }
+
+// lostError is what the caller gets for work lost with its connection. When
+// the work certainly never reached the server the message says so.
+func lostError(cause error, notSent bool) error {
+	if notSent {
+		return newError(ErrConnectionLost, "connection lost before the work was sent; it did not run", hideBadConn(cause))
+	}
+	return newError(ErrConnectionLost, "", hideBadConn(cause))
+}
+
+// hideBadConn keeps driver.ErrBadConn out of the chain of an error hasql
+// returns after handling a lost connection itself: database/sql retries on
+// ErrBadConn, and would run again, up to three times over, work hasql has
+// already retried or reported.
+func hideBadConn(err error) error {
+	if !errors.Is(err, driver.ErrBadConn) {
+		return err
+	}
+	return &badConnHidden{err}
+}
+
+type badConnHidden struct{ err error }
+
+func (e *badConnHidden) Error() string { return e.err.Error() }
+
+// Is matches what the wrapped error matches, except driver.ErrBadConn.
+func (e *badConnHidden) Is(target error) bool {
+	return target != driver.ErrBadConn && errors.Is(e.err, target)
+}
+
+// As reaches the driver's own error types in the wrapped error.
+func (e *badConnHidden) As(target any) bool { return errors.As(e.err, target) }
 
 // failover binds the handle to a new session after a loss: the recovery
 // function does it if there is one (else hasql does), telling the failover

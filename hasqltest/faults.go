@@ -98,14 +98,15 @@ func (k faultKind) String() string {
 
 // Rule is one fault-injection rule of a Faults.
 type Rule struct {
-	f       *Faults
-	kind    faultKind
-	pattern string
-	re      *regexp.Regexp // nil: any query
-	nth     int
-	delay   time.Duration
-	err     error
-	fns     uint32 // bit per hasql.Fn
+	f        *Faults
+	kind     faultKind
+	pattern  string
+	re       *regexp.Regexp // nil: any query
+	nth      int
+	delay    time.Duration
+	err      error
+	fns      uint32 // bit per hasql.Fn
+	atCommit bool   // made by LoseAtCommit
 
 	seen, fired int // guarded by f.mu
 }
@@ -153,6 +154,9 @@ func (r *Rule) String() string {
 		return fmt.Sprintf("Latency(%q, %v)", r.pattern, r.delay)
 	case kindFail:
 		return fmt.Sprintf("Fail(%q, %d, %v)", r.pattern, r.nth, r.err)
+	}
+	if r.atCommit {
+		return fmt.Sprintf("LoseAtCommit(%d)", r.nth)
 	}
 	return fmt.Sprintf("%v(%q, %d)", r.kind, r.pattern, r.nth)
 }
@@ -206,7 +210,9 @@ func (f *Faults) LoseAfterSend(pattern string, nth int) *Rule {
 // LoseBeforeSend("", nth).On(hasql.FnCommit); Commit then also returns
 // hasql.ErrTxResolutionUnknown.
 func (f *Faults) LoseAtCommit(nth int) *Rule {
-	return f.add(kindLoseAfter, "", nth, fnBits(hasql.FnCommit))
+	r := f.add(kindLoseAfter, "", nth, fnBits(hasql.FnCommit))
+	r.atCommit = true
+	return r
 }
 
 // Latency delays every call whose query matches pattern by d before the

@@ -231,6 +231,9 @@ func TestLoseAtCommit(t *testing.T) {
 	if lose.Fired() != 1 || lose.Seen() != 2 {
 		t.Fatalf("fired %d, seen %d", lose.Fired(), lose.Seen())
 	}
+	if got := faults.String(); got != "LoseAtCommit(2) fired 1 of 2\n" {
+		t.Fatalf("String() = %q", got)
+	}
 	// The Tx is over, and the DB works on.
 	mock.ExpectQuery("SELECT").WillReturnRows(oneRow("n"))
 	var n int
@@ -516,15 +519,16 @@ func TestAttachSeveral(t *testing.T) {
 // As a callback package, loaded by name.
 func TestRegisterPackage(t *testing.T) {
 	faults := hasqltest.NewFaults()
-	faults.Register("hasqltest-faults-test")
+	name := fmt.Sprintf("hasqltest-faults-test-%d", countSeq.Add(1)) // one per run (-count)
+	faults.Register(name)
 	defer func() {
 		if recover() == nil {
 			t.Error("registering the name twice did not panic")
 		}
 	}()
 	for _, opt := range []hasqltest.Option{
-		hasqltest.WithHasql(hasql.WithCallbackPackages("hasqltest-faults-test")),
-		hasqltest.WithDSNParams("hasql.callbacks=hasqltest-faults-test"),
+		hasqltest.WithHasql(hasql.WithCallbackPackages(name)),
+		hasqltest.WithDSNParams("hasql.callbacks=" + name),
 	} {
 		db, mock := hasqltest.NewMock(t, opt)
 		lose := faults.LoseAfterSend("UPDATE", 1)
@@ -537,7 +541,7 @@ func TestRegisterPackage(t *testing.T) {
 		}
 		faults.Reset()
 	}
-	faults.Register("hasqltest-faults-test")
+	faults.Register(name)
 }
 
 // Over a driver that is not sqlmock: the work runs exactly as often as the

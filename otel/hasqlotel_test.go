@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/DATA-DOG/go-sqlmock"
@@ -21,7 +22,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-var errBoom = errors.New("boom")
+var (
+	errBoom    = errors.New("boom")
+	registered atomic.Int64
+)
 
 // traced returns a hasql DB over go-sqlmock with its calls traced into a
 // span recorder, and an application tracer of the same provider.
@@ -392,9 +396,10 @@ func TestInstrumentOff(t *testing.T) {
 func TestRegisterPackage(t *testing.T) {
 	sr := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	hasqlotel.Register("hasqlotel-test", hasqlotel.WithTracerProvider(tp))
+	name := fmt.Sprintf("hasqlotel-test-%d", registered.Add(1)) // one per run (-count)
+	hasqlotel.Register(name, hasqlotel.WithTracerProvider(tp))
 	for i := range 2 { // two connectors load it
-		db, mock := hasqltest.NewMock(t, hasqltest.WithDSNParams("hasql.callbacks=hasqlotel-test"))
+		db, mock := hasqltest.NewMock(t, hasqltest.WithDSNParams("hasql.callbacks="+name))
 		mock.ExpectQuery("SELECT").WillReturnRows(sqlmock.NewRows([]string{"n"}).AddRow(i))
 		var n int
 		if err := db.QueryRow("SELECT n FROM t").Scan(&n); err != nil || n != i {
