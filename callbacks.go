@@ -67,6 +67,16 @@ func (w When) String() string {
 // Call is one intercepted driver call as callbacks see it. Entry callbacks may
 // change Ctx, Query and Args before the driver sees them. A Call is valid only
 // while its callbacks run.
+//
+// Per Fn: FnBegin carries the driver.TxOptions as Args[0].Value. FnReset's
+// Query is "fresh" for a session opened for this checkout (nothing to reset)
+// and empty for a reused one. FnCommit and FnRollback get the transaction's
+// context without its cancellation. FnStmtClose and FnClose always release
+// the statement or close the connection in the end, whatever a replacement
+// returns, so a callback cannot leak them. When the inner driver answers
+// driver.ErrSkip (database/sql then prepares the statement itself, which
+// shows as FnPrepare, FnStmtExec and FnStmtClose), no exit callback runs for
+// that attempt: an entry callback must not count on its exit.
 type Call struct {
 	Fn      Fn
 	Ctx     context.Context
