@@ -796,7 +796,7 @@ func (s *stmtCC) ColumnConverter(idx int) driver.ValueConverter {
 func (s *stmt) NumInput() int {
 	if ph := s.v.ph; ph != nil && s.cs != nil && s.ph != ph {
 		s.release()
-		if cs, err := ph.acquireStmt(context.Background(), s.query, s.tag); err == nil {
+		if cs, err := s.v.acquireExplicit(context.Background(), s.query, s.tag); err == nil {
 			s.ph, s.cs = ph, cs
 		} else {
 			s.v.noteErr(err) // ready prepares again and reports it

@@ -730,8 +730,8 @@ func (r *fidRecorder) connectorList() []*fidConnector {
 	return append([]*fidConnector(nil), r.connectors...)
 }
 
-// trigger applies the markers in query text q for a call named call (ctx is
-// nil for calls without a context).
+// trigger applies the markers in query text q to a call (ctx is nil for
+// calls without a context; adhoc marks a connection's own Exec or Query).
 func (r *fidRecorder) trigger(ctx context.Context, q string, adhoc bool) error {
 	if strings.Contains(q, "badconn-once!") {
 		r.mu.Lock()
