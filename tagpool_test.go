@@ -259,6 +259,7 @@ func installPool(c *Connector, pc PoolConfig, now func() time.Time) error {
 	}
 	c.pool = p
 	p.start()
+	c.startHealth() // the old pool's close stopped it (a no-op without health_interval)
 	return nil
 }
 
@@ -478,11 +479,11 @@ func TestPoolGrowByIncrCallerWaitsOnlyForFirst(t *testing.T) {
 	ctx := tpCaller(context.Background())
 
 	// The caller gets its session although the other two of the step are still being opened.
-	c1, id1 := tpAcquire(t, ctx, db)
-	if id1 != 1 {
-		t.Fatalf("first session id %d, want 1", id1)
-	}
+	c1, _ := tpAcquire(t, ctx, db)
 	tpEventually(t, "two background opens started", func() bool { return d.started.Load() == 3 })
+	if n := d.opens.Load(); n != 1 {
+		t.Fatalf("%d connects finished; want only the caller's", n)
+	}
 	if s := c.Stats(); s.Open != 3 || s.Busy != 1 || s.Idle != 0 || s.Created != 1 {
 		t.Errorf("while growing: %+v; want Open 3 (1 busy, 2 opening), Created 1", s)
 	}
@@ -1195,7 +1196,7 @@ func TestTagNormalizeMatchesReference(t *testing.T) {
 		"a=1;", ";a=1", " a=1", "a=1 ", "a =1", "a= 1", "a==1", "a=1=2", "*=1", "a=*", "=", "a=", "=1"} {
 		check(tag)
 	}
-	for i := 0; i < 200000; i++ {
+	for i := 0; i < 50000; i++ {
 		var b strings.Builder
 		for n := rng.IntN(9); n >= 0; n-- {
 			b.WriteString(alphabet[rng.IntN(len(alphabet))])
@@ -1784,9 +1785,12 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 					want = strings.TrimPrefix(tag, "tz=")
 				}
 				switch op := rng.IntN(10); {
-				case op < 4: // a plain query with a tag
+				case op < 4: // a plain query with a tag, maybe any tag
 					if tag != "" {
 						taggedQueries.Add(1)
+					}
+					if rng.IntN(4) == 0 {
+						ctx = WithMatchAnyTag(ctx)
 					}
 					var v string
 					if err := db.QueryRowContext(WithTag(ctx, tag), "SHOW tz").Scan(&v); err != nil {
