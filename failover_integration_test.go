@@ -30,7 +30,6 @@ import (
 	"github.com/hasqlgo/hasql"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
-	"go.uber.org/goleak"
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -209,20 +208,17 @@ func foCause(err error) error {
 		case hasql.ErrConnectionLost, hasql.ErrTxResolutionUnknown, hasql.ErrNoHosts:
 			return nil
 		}
-		if !strings.HasPrefix(fmt.Sprintf("%T", e), "*hasql.") {
-			return e
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
+		// hasql's own error type carries the sentinel and the cause;
+		// anything else in the tree is a cause.
+		if u, ok := e.(interface{ Unwrap() []error }); ok && strings.HasPrefix(fmt.Sprintf("%T", e), "*hasql.") {
 			for _, x := range u.Unwrap() {
 				if c := walk(x); c != nil {
 					return c
 				}
 			}
-		case interface{ Unwrap() error }:
-			return walk(u.Unwrap())
+			return nil
 		}
-		return nil
+		return e
 	}
 	return walk(err)
 }
@@ -1687,10 +1683,24 @@ func TestHostsRolesAndFailover(t *testing.T) {
 				t.Fatalf("target=%s: %v, want all on %s", target, got, want)
 			}
 		}
+		// prefer-*: the other role when the preferred one is unreachable.
+		fp := newFaultProxy(t, S)
+		fp.SetMode(fpRefuse)
+		db, _ := foOpen(t, "pgx", dsn+"&hasql.target=prefer-standby&hasql.hosts="+P+","+fp.Addr())
+		if got := foHostsOf(t, db, 3); foCount(got, P) != 3 {
+			t.Fatalf("prefer-standby with the standby unreachable: %v, want the primary", got)
+		}
+		fp.SetMode(fpPass)
+		db, _ = foOpen(t, "pgx", dsn+"&hasql.target=prefer-standby&hasql.hosts="+P+","+fp.Addr())
+		if got := foHostsOf(t, db, 3); foCount(got, fp.Addr()) != 3 {
+			t.Fatalf("prefer-standby with the standby back: %v, want the standby", got)
+		}
+		db.Close()
+		fp.Close()
 		// A read-only transaction's own 25006 is the application's error,
 		// not a wrong role: no purge, no re-route.
 		ev := &foEvents{}
-		db, _ := foOpen(t, "pgx", dsn+hosts+"&hasql.target=primary", hasql.WithEvents(ev.add))
+		db, _ = foOpen(t, "pgx", dsn+hosts+"&hasql.target=primary", hasql.WithEvents(ev.add))
 		tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
 			t.Fatal(err)
@@ -1716,6 +1726,16 @@ func TestHostsRolesAndFailover(t *testing.T) {
 				t.Fatalf("health event for %s, want %s (%s)", e.Host, fp.Addr(), ev.kinds())
 			}
 		}
+		db.Close()
+		// A host that swallows connections (a black hole) is down too once
+		// a check runs out of connect_timeout.
+		ev = &foEvents{}
+		db, _ = foOpen(t, "pgx", dsn+"&hasql.health_interval=100ms&hasql.connect_timeout=1s&hasql.hosts="+fp.Addr()+","+S, hasql.WithEvents(ev.add))
+		foHostsOf(t, db, 2)
+		fp.SetMode(fpBlackhole)
+		foWaitFor(t, 4*time.Second, "HostDown for a black-holed host", func() bool { return ev.has(hasql.HostDown) })
+		fp.SetMode(fpPass)
+		foWaitFor(t, 4*time.Second, "HostUp once it answers", func() bool { return ev.has(hasql.HostUp) })
 		db.Close()
 		fp.Close()
 
@@ -1871,7 +1891,54 @@ func TestHostsRolesAndFailover(t *testing.T) {
 	})
 }
 
-var (
-	_ = atomic.Int64{}
-	_ = goleak.IgnoreCurrent
-)
+// ---------------------------------------------------------------------------------------------
+// Mid-stream: the connection dies while the application reads rows that
+// QueryContext already returned. hasql hands database/sql the inner driver's
+// rows as they are (no wrapper, no allocation), so the error rows.Err
+// reports is the driver's own; what hasql guarantees is that the session is
+// not pooled again and the *sql.Conn goes on, on a new session.
+
+func TestMidStreamRowsError(t *testing.T) {
+	p := sharedPG(t)
+	dsn := p.FreshDB(t)
+	ctx := context.Background()
+	db, hc := foOpen(t, "pgx", dsn+"&hasql.retry=idempotent")
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pid, err := foPID(ctx, c, "pgx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := c.QueryContext(hasql.Idempotent(ctx), "select n, repeat('x', 200) from generate_series(1, 200000) n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rows.Next() {
+		t.Fatal(rows.Err())
+	}
+	foTerminate(t, p, pid)
+	n := 1
+	for rows.Next() {
+		n++
+	}
+	rerr := rows.Err()
+	rows.Close()
+	if rerr == nil {
+		t.Fatalf("read all %d rows from a terminated backend", n)
+	}
+	t.Logf("mid-stream error after %d rows: %T %v (typed hasql error: %v)", n, rerr, rerr, chaosTyped(rerr))
+	if foPGState(rerr) != "57P01" && !errors.Is(rerr, io.ErrUnexpectedEOF) {
+		t.Fatalf("mid-stream error %v does not carry the driver's cause", rerr)
+	}
+	terminated := hc.Stats().Terminated
+	next, err := foPID(ctx, c, "pgx")
+	if err != nil || next == pid {
+		t.Fatalf("next call on the *sql.Conn: pid %d, %v; want a new session", next, err)
+	}
+	if hc.Stats().Terminated <= terminated {
+		t.Fatalf("the dead session was not terminated: %+v", hc.Stats())
+	}
+}

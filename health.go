@@ -46,10 +46,21 @@ func (c *Connector) checkHosts(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		cctx, cancel := context.WithTimeout(ctx, max(c.cfg.backoff.ConnectTimeout, time.Second))
+		// openOn bounds the attempt by connect_timeout and counts running
+		// out of it as the host's failure (a black hole is down). Without a
+		// connect_timeout the check still has to end: its own bound then
+		// counts as the host's failure here.
+		cctx, cancel := ctx, context.CancelFunc(func() {})
+		if c.cfg.backoff.ConnectTimeout <= 0 {
+			cctx, cancel = context.WithTimeout(ctx, max(c.cfg.host.HealthInterval, 5*time.Second))
+		}
 		ph, err := c.openOn(cctx, h, poolKey{}, false)
+		timedOut := cctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err != nil {
+			if timedOut {
+				c.hostFailed(h, err)
+			}
 			continue // openOn blacklisted it and reported it down
 		}
 		c.hosts.closedOne(h)
