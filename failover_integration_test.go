@@ -1933,6 +1933,9 @@ func TestMidStreamRowsError(t *testing.T) {
 	if foPGState(rerr) != "57P01" && !errors.Is(rerr, io.ErrUnexpectedEOF) {
 		t.Fatalf("mid-stream error %v does not carry the driver's cause", rerr)
 	}
+	if !errors.Is(rerr, hasql.ErrConnectionLost) {
+		t.Fatalf("mid-stream error %v is not hasql.ErrConnectionLost", rerr)
+	}
 	terminated := hc.Stats().Terminated
 	next, err := foPID(ctx, c, "pgx")
 	if err != nil || next == pid {

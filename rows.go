@@ -2,37 +2,91 @@ package hasql
 
 import (
 	"database/sql/driver"
+	"io"
 	"reflect"
 )
 
 //go:generate go run ./internal/rowsgen
 
-// rows wraps inner rows only where hasql must act when they close: rows of
-// ad-hoc work that hasql ran on a cached statement, which goes back to the
-// cache on Close. wrapRows gives the wrapper exactly the optional interfaces
-// of the inner rows (see rows_gen.go).
+// rows wraps the inner driver's rows so that a connection lost while rows
+// stream reaches the caller as ErrConnectionLost (and its host is purged),
+// and so that the rows of ad-hoc work hasql ran on a cached statement hand
+// the statement back on Close. The wrapper types in rows_gen.go embed rows
+// plus exactly the optional interfaces the inner rows have; they are
+// recycled through pools, so wrapping allocates nothing.
 type rows struct {
 	inner driver.Rows
 	v     *conn
 	ph    *physical
-	cs    *cachedStmt
+	cs    *cachedStmt // nil unless the rows came from a cached statement
+	mask  uint8       // which wrapper type and pool this is
+	self  driver.Rows // the wrapper around this rows, set once by its pool
 }
 
-func (r *rows) Columns() []string              { return r.inner.Columns() }
-func (r *rows) Next(dest []driver.Value) error { return r.inner.Next(dest) }
+// rowsBase is implemented by every wrapper type (through the embedded rows).
+type rowsBase interface{ base() *rows }
 
-// Close closes the inner rows and hands the statement back to its session.
+func (r *rows) base() *rows { return r }
+
+// wrapRows wraps inner rows of the bound session; rows already wrapped are
+// returned as they are.
+func (v *conn) wrapRows(inner driver.Rows, cs *cachedStmt) driver.Rows {
+	if _, ok := inner.(rowsBase); ok {
+		return inner
+	}
+	m := rowsMask(inner)
+	r := rowsPools[m].Get().(rowsBase).base()
+	r.inner, r.v, r.ph, r.cs, r.mask = inner, v, v.ph, cs, m
+	return r.self
+}
+
+func (r *rows) Columns() []string { return r.inner.Columns() }
+
+// Next reads the next row; a lost connection becomes ErrConnectionLost (or
+// ErrTxResolutionUnknown inside a transaction), wrapping the driver's error.
+func (r *rows) Next(dest []driver.Value) error {
+	err := r.inner.Next(dest)
+	if err != nil && err != io.EOF {
+		return r.v.streamErr(r.ph, err)
+	}
+	return err
+}
+
+// Close closes the inner rows, hands a cached statement back to its session
+// and recycles the wrapper: database/sql never touches rows after closing
+// them.
 func (r *rows) Close() error {
 	err := r.inner.Close()
+	if err != nil {
+		err = r.v.streamErr(r.ph, err)
+	}
 	if cs := r.cs; cs != nil {
-		r.cs = nil
 		if r.v.ph == r.ph {
 			r.ph.releaseStmt(cs)
 		} else {
 			r.ph.deferRelease(cs)
 		}
 	}
+	self, m := r.self, r.mask
+	*r = rows{self: self}
+	rowsPools[m].Put(self)
 	return err
+}
+
+// streamErr handles an error from rows of session ph: a lost connection is
+// reported like a lost call (the work that produced the rows ran, so nothing
+// is re-run).
+func (v *conn) streamErr(ph *physical, err error) error {
+	if ph == nil || ph != v.ph || !v.c.dialect.connDead(err) {
+		return err
+	}
+	if !ph.bad.Swap(true) {
+		v.c.lost(ph, err, false)
+	}
+	if v.inTx {
+		return newError(ErrTxResolutionUnknown, "", hideBadConn(err))
+	}
+	return lostError(err, false)
 }
 
 // The pieces below each implement one optional interface for the wrapper
@@ -44,7 +98,11 @@ func (p rowsNextResultSet) HasNextResultSet() bool {
 	return p.r.inner.(driver.RowsNextResultSet).HasNextResultSet()
 }
 func (p rowsNextResultSet) NextResultSet() error {
-	return p.r.inner.(driver.RowsNextResultSet).NextResultSet()
+	err := p.r.inner.(driver.RowsNextResultSet).NextResultSet()
+	if err != nil && err != io.EOF {
+		return p.r.v.streamErr(p.r.ph, err)
+	}
+	return err
 }
 
 type rowsScanType struct{ r *rows }

@@ -2,7 +2,10 @@
 
 package hasql
 
-import "database/sql/driver"
+import (
+	"database/sql/driver"
+	"sync"
+)
 
 // rowsMask tells which optional interfaces inner implements.
 func rowsMask(inner driver.Rows) (m uint8) {
@@ -25,6 +28,10 @@ func rowsMask(inner driver.Rows) (m uint8) {
 		m |= 1 << 5
 	}
 	return m
+}
+
+type rows0 struct {
+	rows
 }
 
 type rows1 struct {
@@ -471,394 +478,518 @@ type rows63 struct {
 	rowsPrecisionScale
 }
 
-// wrapRows returns r in the wrapper type whose interfaces match r.inner's.
-func wrapRows(r rows) driver.Rows {
-	switch rowsMask(r.inner) {
-	case 0:
-		x := new(rows)
-		*x = r
+// rowsPools recycles the wrappers, one pool per combination.
+var rowsPools = [64]sync.Pool{
+	{New: func() any {
+		x := new(rows0)
+		x.self = x
 		return x
-	case 1:
-		x := &rows1{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows1)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		return x
-	case 2:
-		x := &rows2{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows2)
+		x.self = x
 		x.rowsScanType.r = &x.rows
 		return x
-	case 3:
-		x := &rows3{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows3)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsScanType.r = &x.rows
 		return x
-	case 4:
-		x := &rows4{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows4)
+		x.self = x
 		x.rowsDatabaseTypeName.r = &x.rows
 		return x
-	case 5:
-		x := &rows5{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows5)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		return x
-	case 6:
-		x := &rows6{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows6)
+		x.self = x
 		x.rowsScanType.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		return x
-	case 7:
-		x := &rows7{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsScanType.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		return x
-	case 8:
-		x := &rows8{rows: r}
-		x.rowsLength.r = &x.rows
-		return x
-	case 9:
-		x := &rows9{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsLength.r = &x.rows
-		return x
-	case 10:
-		x := &rows10{rows: r}
-		x.rowsScanType.r = &x.rows
-		x.rowsLength.r = &x.rows
-		return x
-	case 11:
-		x := &rows11{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsScanType.r = &x.rows
-		x.rowsLength.r = &x.rows
-		return x
-	case 12:
-		x := &rows12{rows: r}
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsLength.r = &x.rows
-		return x
-	case 13:
-		x := &rows13{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsLength.r = &x.rows
-		return x
-	case 14:
-		x := &rows14{rows: r}
-		x.rowsScanType.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsLength.r = &x.rows
-		return x
-	case 15:
-		x := &rows15{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows7)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsScanType.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows8)
+		x.self = x
 		x.rowsLength.r = &x.rows
 		return x
-	case 16:
-		x := &rows16{rows: r}
-		x.rowsNullable.r = &x.rows
-		return x
-	case 17:
-		x := &rows17{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsNullable.r = &x.rows
-		return x
-	case 18:
-		x := &rows18{rows: r}
-		x.rowsScanType.r = &x.rows
-		x.rowsNullable.r = &x.rows
-		return x
-	case 19:
-		x := &rows19{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsScanType.r = &x.rows
-		x.rowsNullable.r = &x.rows
-		return x
-	case 20:
-		x := &rows20{rows: r}
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsNullable.r = &x.rows
-		return x
-	case 21:
-		x := &rows21{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsNullable.r = &x.rows
-		return x
-	case 22:
-		x := &rows22{rows: r}
-		x.rowsScanType.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsNullable.r = &x.rows
-		return x
-	case 23:
-		x := &rows23{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsScanType.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsNullable.r = &x.rows
-		return x
-	case 24:
-		x := &rows24{rows: r}
-		x.rowsLength.r = &x.rows
-		x.rowsNullable.r = &x.rows
-		return x
-	case 25:
-		x := &rows25{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows9)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsLength.r = &x.rows
-		x.rowsNullable.r = &x.rows
 		return x
-	case 26:
-		x := &rows26{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows10)
+		x.self = x
 		x.rowsScanType.r = &x.rows
 		x.rowsLength.r = &x.rows
-		x.rowsNullable.r = &x.rows
 		return x
-	case 27:
-		x := &rows27{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows11)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsScanType.r = &x.rows
 		x.rowsLength.r = &x.rows
-		x.rowsNullable.r = &x.rows
 		return x
-	case 28:
-		x := &rows28{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows12)
+		x.self = x
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsLength.r = &x.rows
-		x.rowsNullable.r = &x.rows
 		return x
-	case 29:
-		x := &rows29{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows13)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsLength.r = &x.rows
-		x.rowsNullable.r = &x.rows
 		return x
-	case 30:
-		x := &rows30{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows14)
+		x.self = x
 		x.rowsScanType.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsLength.r = &x.rows
-		x.rowsNullable.r = &x.rows
 		return x
-	case 31:
-		x := &rows31{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows15)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsScanType.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsLength.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows16)
+		x.self = x
 		x.rowsNullable.r = &x.rows
 		return x
-	case 32:
-		x := &rows32{rows: r}
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 33:
-		x := &rows33{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 34:
-		x := &rows34{rows: r}
-		x.rowsScanType.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 35:
-		x := &rows35{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsScanType.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 36:
-		x := &rows36{rows: r}
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 37:
-		x := &rows37{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 38:
-		x := &rows38{rows: r}
-		x.rowsScanType.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 39:
-		x := &rows39{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsScanType.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 40:
-		x := &rows40{rows: r}
-		x.rowsLength.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 41:
-		x := &rows41{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsLength.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 42:
-		x := &rows42{rows: r}
-		x.rowsScanType.r = &x.rows
-		x.rowsLength.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 43:
-		x := &rows43{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsScanType.r = &x.rows
-		x.rowsLength.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 44:
-		x := &rows44{rows: r}
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsLength.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 45:
-		x := &rows45{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsLength.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 46:
-		x := &rows46{rows: r}
-		x.rowsScanType.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsLength.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 47:
-		x := &rows47{rows: r}
-		x.rowsNextResultSet.r = &x.rows
-		x.rowsScanType.r = &x.rows
-		x.rowsDatabaseTypeName.r = &x.rows
-		x.rowsLength.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 48:
-		x := &rows48{rows: r}
-		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
-		return x
-	case 49:
-		x := &rows49{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows17)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 50:
-		x := &rows50{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows18)
+		x.self = x
 		x.rowsScanType.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 51:
-		x := &rows51{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows19)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsScanType.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 52:
-		x := &rows52{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows20)
+		x.self = x
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 53:
-		x := &rows53{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows21)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 54:
-		x := &rows54{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows22)
+		x.self = x
 		x.rowsScanType.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 55:
-		x := &rows55{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows23)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsScanType.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 56:
-		x := &rows56{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows24)
+		x.self = x
 		x.rowsLength.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 57:
-		x := &rows57{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows25)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsLength.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 58:
-		x := &rows58{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows26)
+		x.self = x
 		x.rowsScanType.r = &x.rows
 		x.rowsLength.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 59:
-		x := &rows59{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows27)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsScanType.r = &x.rows
 		x.rowsLength.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 60:
-		x := &rows60{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows28)
+		x.self = x
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsLength.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 61:
-		x := &rows61{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows29)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsLength.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 62:
-		x := &rows62{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows30)
+		x.self = x
 		x.rowsScanType.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsLength.r = &x.rows
 		x.rowsNullable.r = &x.rows
-		x.rowsPrecisionScale.r = &x.rows
 		return x
-	case 63:
-		x := &rows63{rows: r}
+	}},
+	{New: func() any {
+		x := new(rows31)
+		x.self = x
 		x.rowsNextResultSet.r = &x.rows
 		x.rowsScanType.r = &x.rows
 		x.rowsDatabaseTypeName.r = &x.rows
 		x.rowsLength.r = &x.rows
 		x.rowsNullable.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows32)
+		x.self = x
 		x.rowsPrecisionScale.r = &x.rows
 		return x
-	}
-	panic("unreachable")
+	}},
+	{New: func() any {
+		x := new(rows33)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows34)
+		x.self = x
+		x.rowsScanType.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows35)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsScanType.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows36)
+		x.self = x
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows37)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows38)
+		x.self = x
+		x.rowsScanType.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows39)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsScanType.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows40)
+		x.self = x
+		x.rowsLength.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows41)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows42)
+		x.self = x
+		x.rowsScanType.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows43)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsScanType.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows44)
+		x.self = x
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows45)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows46)
+		x.self = x
+		x.rowsScanType.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows47)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsScanType.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows48)
+		x.self = x
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows49)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows50)
+		x.self = x
+		x.rowsScanType.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows51)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsScanType.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows52)
+		x.self = x
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows53)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows54)
+		x.self = x
+		x.rowsScanType.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows55)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsScanType.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows56)
+		x.self = x
+		x.rowsLength.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows57)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows58)
+		x.self = x
+		x.rowsScanType.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows59)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsScanType.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows60)
+		x.self = x
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows61)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows62)
+		x.self = x
+		x.rowsScanType.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
+	{New: func() any {
+		x := new(rows63)
+		x.self = x
+		x.rowsNextResultSet.r = &x.rows
+		x.rowsScanType.r = &x.rows
+		x.rowsDatabaseTypeName.r = &x.rows
+		x.rowsLength.r = &x.rows
+		x.rowsNullable.r = &x.rows
+		x.rowsPrecisionScale.r = &x.rows
+		return x
+	}},
 }
