@@ -345,7 +345,7 @@ func (v *conn) adhocStmt(ctx context.Context, query string, nargs int) (*cachedS
 // retryStaleAdhoc replaces *cs with a freshly prepared statement when err
 // says the cached one is stale (proof that nothing ran).
 func (v *conn) retryStaleAdhoc(ctx context.Context, cs **cachedStmt, err error) bool {
-	if !v.c.dialect.staleStmt(err) || (v.inTx && v.c.dialect == dialectPgx) {
+	if !v.c.canRetryStale(err, v.inTx) {
 		return false
 	}
 	v.ph.invalidateStmt(*cs)
@@ -866,7 +866,7 @@ func (s *stmt) release() error {
 // transaction, so there is nothing to retry.
 func (s *stmt) retryStale(ctx context.Context, err error) bool {
 	v := s.v
-	if !v.c.dialect.staleStmt(err) || (v.inTx && v.c.dialect == dialectPgx) {
+	if !v.c.canRetryStale(err, v.inTx) {
 		return false
 	}
 	v.ph.invalidateStmt(s.cs)
@@ -1015,4 +1015,12 @@ func (s *stmt) invoke(c *Call) error {
 		err = fmt.Errorf("hasql: %v is not a statement call", c.Fn)
 	}
 	return err
+}
+
+// canRetryStale reports whether work that failed on a stale prepared
+// statement may be prepared again and run once more: the error proves it did
+// not run, but hasql.retry=off asks for no re-runs at all, and inside a
+// PostgreSQL transaction the error has already aborted the transaction.
+func (c *Connector) canRetryStale(err error, inTx bool) bool {
+	return c.cfg.retry != RetryOff && c.dialect.staleStmt(err) && !(inTx && c.dialect == dialectPgx)
 }
