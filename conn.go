@@ -314,7 +314,7 @@ func (v *conn) queryAdhoc(ctx context.Context, query string, args []driver.Named
 		}
 		return nil, err
 	}
-	return v.wrapRows(r, cs), nil
+	return v.wrapRows(r, cs, ctx, query, args, nil), nil
 }
 
 // acquireExplicit is acquireStmt for an explicit prepare. Inside a
@@ -428,7 +428,7 @@ func (v *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 			r, err = v.queryAdhoc(ctx, query, args)
 		}
 		if err == nil {
-			return v.wrapRows(r, nil), nil
+			return v.wrapRows(r, nil, ctx, query, args, nil), nil
 		}
 		if retry, err := v.onError(ctx, err, attempt, false); !retry {
 			return nil, err
@@ -934,7 +934,7 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 			}
 		}
 		if err == nil {
-			return v.wrapRows(r, nil), nil
+			return v.wrapRows(r, nil, ctx, s.query, args, s), nil
 		}
 		if retry, err := v.onError(ctx, err, attempt, false); !retry {
 			return nil, err

@@ -1,6 +1,7 @@
 package hasql
 
 import (
+	"context"
 	"database/sql/driver"
 	"io"
 	"reflect"
@@ -21,6 +22,13 @@ type rows struct {
 	cs    *cachedStmt // nil unless the rows came from a cached statement
 	mask  uint8       // which wrapper type and pool this is
 	self  driver.Rows // the wrapper around this rows, set once by its pool
+
+	// The work that produced the rows, to run it again if the connection
+	// is lost at Close and the work is marked Idempotent.
+	ctx   context.Context
+	query string
+	args  []driver.NamedValue
+	s     *stmt // nil for ad-hoc work
 }
 
 // rowsBase is implemented by every wrapper type (through the embedded rows).
@@ -29,14 +37,17 @@ type rowsBase interface{ base() *rows }
 func (r *rows) base() *rows { return r }
 
 // wrapRows wraps inner rows of the bound session; rows already wrapped are
-// returned as they are.
-func (v *conn) wrapRows(inner driver.Rows, cs *cachedStmt) driver.Rows {
-	if _, ok := inner.(rowsBase); ok {
+// returned as they are. ctx, query, args and s say what produced them.
+func (v *conn) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context, query string, args []driver.NamedValue, s *stmt) driver.Rows {
+	if w, ok := inner.(rowsBase); ok {
+		r := w.base()
+		r.ctx, r.query, r.args, r.s = ctx, query, args, s
 		return inner
 	}
 	m := rowsMask(inner)
 	r := rowsPools[m].Get().(rowsBase).base()
 	r.inner, r.v, r.ph, r.cs, r.mask = inner, v, v.ph, cs, m
+	r.ctx, r.query, r.args, r.s = ctx, query, args, s
 	return r.self
 }
 
@@ -58,7 +69,7 @@ func (r *rows) Next(dest []driver.Value) error {
 func (r *rows) Close() error {
 	err := r.inner.Close()
 	if err != nil {
-		err = r.v.streamErr(r.ph, err)
+		err = r.closeErr(err)
 	}
 	if cs := r.cs; cs != nil {
 		if r.v.ph == r.ph {
@@ -68,9 +79,40 @@ func (r *rows) Close() error {
 		}
 	}
 	self, m := r.self, r.mask
-	*r = rows{self: self}
+	*r = rows{self: self} // drops the references to ctx, args and the rest
 	rowsPools[m].Put(self)
 	return err
+}
+
+// closeErr handles an error from closing the inner rows. A connection lost
+// there (the rows were read, but the end of the command never arrived —
+// database/sql's QueryRow reports it from Scan) leaves the outcome of the
+// work unknown. Work marked Idempotent, with hasql.retry=idempotent and
+// outside a transaction, is then run again on a new session, its rows
+// discarded, so that it has surely taken effect.
+func (r *rows) closeErr(err error) error {
+	v := r.v
+	lost := v.streamErr(r.ph, err)
+	if lost == err || v.inTx || v.c.cfg.retry != RetryIdempotent || r.ctx == nil ||
+		r.ctx.Err() != nil || !isIdempotent(r.ctx) || v.ph != r.ph {
+		return lost
+	}
+	v.release()
+	var again driver.Rows
+	var aerr error
+	if r.s != nil {
+		again, aerr = r.s.QueryContext(r.ctx, r.args)
+	} else {
+		again, aerr = v.QueryContext(r.ctx, r.query, r.args)
+	}
+	if aerr != nil {
+		return lost
+	}
+	if aerr = again.Close(); aerr != nil {
+		return aerr
+	}
+	v.c.retries.Add(1)
+	return nil
 }
 
 // streamErr handles an error from rows of session ph: a lost connection is
