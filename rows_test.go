@@ -24,7 +24,7 @@ type closeLossRows struct {
 	fail bool
 }
 
-func (d *closeLossDriver) Open(string) (driver.Conn, error) { return &closeLossConn{d}, nil }
+func (d *closeLossDriver) Open(string) (driver.Conn, error)  { return &closeLossConn{d}, nil }
 func (c *closeLossConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("no prepare") }
 func (c *closeLossConn) Close() error                        { return nil }
 func (c *closeLossConn) Begin() (driver.Tx, error)           { return nil, errors.New("no tx") }
