@@ -8,7 +8,7 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 60s
 # Nested modules: their dependencies (SQLite, peer wrappers) stay out of hasql's go.mod.
-MODULES := examples benchcmp otel
+MODULES := examples benchcmp otel compat
 
 .PHONY: test bench fuzz quickstart
 
