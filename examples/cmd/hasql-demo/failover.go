@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hasqlgo/hasql"
+	"github.com/hasqlgo/hasql/examples/internal/throwaway"
 )
 
 // failoverConfig is what the failover subcommand's flags set.
@@ -132,13 +133,13 @@ func runFailover(ctx context.Context, cfg failoverConfig) (res *failoverResult, 
 	out := &printer{w: cfg.Stdout, tty: cfg.TTY}
 
 	out.line("starting a throwaway PostgreSQL server ...")
-	srv, err := startPostgres(ctx)
+	srv, err := throwaway.StartPostgres(ctx, "demo", 100)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		srv.destroy()
-		out.line("stopped the server and removed %s", srv.dir)
+		srv.Destroy()
+		out.line("stopped the server and removed %s", srv.Dir)
 	}()
 	dsn := srv.DSN()
 	rawDB, err := sql.Open("pgx", dsn)
@@ -173,7 +174,7 @@ func runFailover(ctx context.Context, cfg failoverConfig) (res *failoverResult, 
 		return nil, fmt.Errorf("connecting through hasql: %w", err)
 	}
 	out.line("PostgreSQL %s on 127.0.0.1:%d; %d workers through raw pgx and %d through hasql (retry=idempotent) for %v, %d restarts",
-		version, srv.port, cfg.Workers, cfg.Workers, cfg.Duration, cfg.Restarts)
+		version, srv.Port, cfg.Workers, cfg.Workers, cfg.Duration, cfg.Restarts)
 
 	sides := []*side{
 		{name: "raw pgx", key: "raw", db: rawDB},
@@ -227,7 +228,7 @@ func runFailover(ctx context.Context, cfg failoverConfig) (res *failoverResult, 
 			current.Store(&label)
 			began := time.Since(start)
 			out.note("%5.1fs  pg_ctl restart -m %s", began.Seconds(), mode)
-			err := srv.restart(ctx, mode)
+			err := srv.Restart(ctx, mode)
 			m := restartMark{Mode: mode, At: began, Took: time.Since(start) - began}
 			current.Store(nil)
 			if err != nil {

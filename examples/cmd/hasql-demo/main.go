@@ -37,6 +37,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hasqlgo/hasql/examples/internal/throwaway"
 )
 
 func main() {
@@ -105,8 +107,8 @@ func failoverCmd(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	_, err := runFailover(ctx, cfg)
 	switch {
-	case errors.Is(err, errNoPostgres):
-		fmt.Fprintf(stderr, "hasql-demo: %v\n%s\n", err, installHint)
+	case errors.Is(err, throwaway.ErrNoPostgres):
+		fmt.Fprintf(stderr, "hasql-demo: %v\n%s\n", err, throwaway.InstallHint)
 		return 2
 	case err != nil && ctx.Err() != nil:
 		fmt.Fprintln(stderr, "hasql-demo: interrupted")

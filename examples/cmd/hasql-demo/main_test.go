@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hasqlgo/hasql/examples/internal/throwaway"
 )
 
 // TestFailover runs the demo for 6 s with two restarts and checks the chart
@@ -30,8 +32,8 @@ func TestFailover(t *testing.T) {
 		Stdout:   &log,
 	})
 	t.Logf("demo output:\n%s", log.String())
-	if errors.Is(err, errNoPostgres) {
-		t.Fatalf("%v\n%s", err, installHint)
+	if errors.Is(err, throwaway.ErrNoPostgres) {
+		t.Fatalf("%v\n%s", err, throwaway.InstallHint)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -126,9 +128,9 @@ func TestRenderSVGEmpty(t *testing.T) {
 // TestNoPostgres: without the server binaries the command says how to get
 // them and exits with status 2.
 func TestNoPostgres(t *testing.T) {
-	old := pgBinGlob
-	pgBinGlob = filepath.Join(t.TempDir(), "nothing", "*", "bin")
-	defer func() { pgBinGlob = old }()
+	old := throwaway.PGBinGlob
+	throwaway.PGBinGlob = filepath.Join(t.TempDir(), "nothing", "*", "bin")
+	defer func() { throwaway.PGBinGlob = old }()
 	t.Setenv("PATH", t.TempDir())
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"failover", "-out", ""}, &stdout, &stderr)

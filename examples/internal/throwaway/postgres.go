@@ -1,4 +1,9 @@
-package main
+// Package throwaway starts database servers that live only as long as the
+// program that started them: their own data directory in a temporary
+// directory, a free loopback port, initdb/pg_ctl run as the postgres user
+// when running as root. The failover demo and the recovery measurement tool
+// share it.
+package throwaway
 
 import (
 	"bytes"
@@ -16,50 +21,51 @@ import (
 	"time"
 )
 
-// errNoPostgres says the PostgreSQL server binaries are missing; main turns
+// ErrNoPostgres says the PostgreSQL server binaries are missing; main turns
 // it into exit status 2.
-var errNoPostgres = errors.New("PostgreSQL server binaries (initdb, pg_ctl) not found in /usr/lib/postgresql/*/bin or on PATH")
+var ErrNoPostgres = errors.New("PostgreSQL server binaries (initdb, pg_ctl) not found in /usr/lib/postgresql/*/bin or on PATH")
 
-// installHint tells how to get what errNoPostgres says is missing.
-const installHint = "install them with: sudo apt-get update && sudo apt-get install -y postgresql (Debian/Ubuntu; the package's own service is not used), or put a directory holding initdb and pg_ctl on PATH"
+// InstallHint tells how to get what ErrNoPostgres says is missing.
+const InstallHint = "install them with: sudo apt-get update && sudo apt-get install -y postgresql (Debian/Ubuntu; the package's own service is not used), or put a directory holding initdb and pg_ctl on PATH"
 
-// pgServer is a throwaway PostgreSQL instance: its own data directory, log
+// Postgres is a throwaway PostgreSQL instance: its own data directory, log
 // and unix socket in a temporary directory, listening on a free loopback port.
-type pgServer struct {
-	bin  string // directory with initdb and pg_ctl
-	dir  string // instance directory (owned by postgres when we run as root)
-	port int
+type Postgres struct {
+	bin      string // directory with initdb and pg_ctl
+	Dir      string // instance directory (owned by postgres when we run as root)
+	Port     int
+	maxConns int
 }
 
-func (p *pgServer) dataDir() string { return filepath.Join(p.dir, "data") }
-func (p *pgServer) logFile() string { return filepath.Join(p.dir, "log") }
+func (p *Postgres) dataDir() string { return filepath.Join(p.Dir, "data") }
+func (p *Postgres) logFile() string { return filepath.Join(p.Dir, "log") }
 
 // DSN is a pgx URL for the postgres database, with a query part so that
 // hasql.* keys can be appended with '&'.
-func (p *pgServer) DSN() string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=5", p.port)
+func (p *Postgres) DSN() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=5", p.Port)
 }
 
-// pgBinGlob is where Debian puts the server binaries (a variable for tests).
-var pgBinGlob = "/usr/lib/postgresql/*/bin"
+// PGBinGlob is where Debian puts the server binaries (a variable for tests).
+var PGBinGlob = "/usr/lib/postgresql/*/bin"
 
 // findPGBin finds initdb and pg_ctl: the highest /usr/lib/postgresql/<v>/bin
 // (Debian's layout), else PATH.
 func findPGBin() (string, error) {
-	dirs, _ := filepath.Glob(pgBinGlob)
+	dirs, _ := filepath.Glob(PGBinGlob)
 	sort.Slice(dirs, func(i, j int) bool { return pgVersion(dirs[i]) > pgVersion(dirs[j]) })
 	for _, d := range dirs {
-		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "pg_ctl")) {
+		if IsExec(filepath.Join(d, "initdb")) && IsExec(filepath.Join(d, "pg_ctl")) {
 			return d, nil
 		}
 	}
 	if initdb, err := exec.LookPath("initdb"); err == nil {
 		d := filepath.Dir(initdb)
-		if isExec(filepath.Join(d, "pg_ctl")) {
+		if IsExec(filepath.Join(d, "pg_ctl")) {
 			return d, nil
 		}
 	}
-	return "", errNoPostgres
+	return "", ErrNoPostgres
 }
 
 func pgVersion(binDir string) float64 {
@@ -67,14 +73,14 @@ func pgVersion(binDir string) float64 {
 	return v
 }
 
-func isExec(path string) bool {
+func IsExec(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-// startPostgres creates and starts a throwaway server. As root the server
+// StartPostgres creates and starts a throwaway server. As root the server
 // tools run as the postgres user (initdb refuses root) through runuser.
-func startPostgres(ctx context.Context) (*pgServer, error) {
+func StartPostgres(ctx context.Context, prefix string, maxConns int) (*Postgres, error) {
 	bin, err := findPGBin()
 	if err != nil {
 		return nil, err
@@ -84,56 +90,56 @@ func startPostgres(ctx context.Context) (*pgServer, error) {
 			return nil, err
 		}
 	}
-	dir, err := os.MkdirTemp("", "hasql-demo-pg-")
+	dir, err := os.MkdirTemp("", "hasql-"+prefix+"-pg-")
 	if err != nil {
 		return nil, err
 	}
-	p := &pgServer{bin: bin, dir: dir}
+	p := &Postgres{bin: bin, Dir: dir, maxConns: max(100, maxConns)}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			p.remove()
+			p.Remove()
 			return nil, fmt.Errorf("running as root, the server must run as the system user postgres, which does not exist (the postgresql package creates it): %v", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
-			p.remove()
+			p.Remove()
 			return nil, err
 		}
 	}
 	if _, err := p.tool(ctx, time.Minute, "initdb", "-D", p.dataDir(), "-U", "postgres",
 		"--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
-		p.remove()
+		p.Remove()
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		if p.port, err = freePort(); err != nil {
-			p.remove()
+		if p.Port, err = FreePort(); err != nil {
+			p.Remove()
 			return nil, err
 		}
-		logOff := fileSize(p.logFile())
+		logOff := FileSize(p.logFile())
 		_, err = p.tool(ctx, time.Minute, "pg_ctl", "-D", p.dataDir(), "-o", p.serverOpts(),
 			"-l", p.logFile(), "-w", "-t", "30", "start")
 		if err == nil {
 			return p, nil
 		}
-		newLog := readFrom(p.logFile(), logOff)
+		newLog := ReadFrom(p.logFile(), logOff)
 		if attempt < 4 && strings.Contains(newLog, "could not bind") {
 			continue // someone took the port meanwhile
 		}
-		p.destroy()
-		return nil, fmt.Errorf("%v\nserver log:\n%s", err, tail(newLog, 15))
+		p.Destroy()
+		return nil, fmt.Errorf("%v\nserver log:\n%s", err, Tail(newLog, 15))
 	}
 }
 
-func (p *pgServer) serverOpts() string {
-	return fmt.Sprintf("-p %d -k '%s' -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off", p.port, p.dir)
+func (p *Postgres) serverOpts() string {
+	return fmt.Sprintf("-p %d -k '%s' -c listen_addresses=127.0.0.1 -c max_connections=%d -c fsync=off", p.Port, p.Dir, p.maxConns)
 }
 
 // restart runs pg_ctl restart -m mode (fast or immediate) and waits until the
-// server accepts connections again.
-func (p *pgServer) restart(ctx context.Context, mode string) error {
+// server accepts connections again (pg_ctl -w).
+func (p *Postgres) Restart(ctx context.Context, mode string) error {
 	_, err := p.tool(ctx, time.Minute, "pg_ctl", "-D", p.dataDir(), "-m", mode, "-o", p.serverOpts(),
 		"-l", p.logFile(), "-w", "-t", "30", "restart")
 	return err
@@ -141,18 +147,18 @@ func (p *pgServer) restart(ctx context.Context, mode string) error {
 
 // destroy stops the server (immediate: nothing in it is worth keeping) and
 // removes its directory.
-func (p *pgServer) destroy() {
+func (p *Postgres) Destroy() {
 	if _, err := os.Stat(filepath.Join(p.dataDir(), "postmaster.pid")); err == nil {
 		p.tool(context.Background(), 30*time.Second, "pg_ctl", "-D", p.dataDir(), "-m", "immediate", "-w", "stop")
 	}
-	p.remove()
+	p.Remove()
 }
 
-func (p *pgServer) remove() { os.RemoveAll(p.dir) }
+func (p *Postgres) Remove() { os.RemoveAll(p.Dir) }
 
 // tool runs a server tool from p.bin, as postgres when we are root, with a
 // clean environment (no PG* variables that could redirect it; C locale).
-func (p *pgServer) tool(ctx context.Context, timeout time.Duration, name string, args ...string) (string, error) {
+func (p *Postgres) tool(ctx context.Context, timeout time.Duration, name string, args ...string) (string, error) {
 	argv := append([]string{filepath.Join(p.bin, name)}, args...)
 	if os.Geteuid() == 0 {
 		ru, err := findRunuser()
@@ -164,8 +170,8 @@ func (p *pgServer) tool(ctx context.Context, timeout time.Duration, name string,
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = p.dir
-	cmd.Env = cleanEnv()
+	cmd.Dir = p.Dir
+	cmd.Env = CleanEnv()
 	cmd.WaitDelay = 5 * time.Second // pg_ctl start leaves the server holding no pipe of ours (-l), but be safe
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -173,7 +179,7 @@ func (p *pgServer) tool(ctx context.Context, timeout time.Duration, name string,
 		if ctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("timed out after %v", timeout)
 		}
-		return out.String(), fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, tail(out.String(), 15))
+		return out.String(), fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, Tail(out.String(), 15))
 	}
 	return out.String(), nil
 }
@@ -183,14 +189,14 @@ func findRunuser() (string, error) {
 		return p, nil
 	}
 	for _, p := range []string{"/usr/sbin/runuser", "/sbin/runuser"} {
-		if isExec(p) {
+		if IsExec(p) {
 			return p, nil
 		}
 	}
 	return "", errors.New("running as root, the server tools must run as the postgres user, but runuser (util-linux) was not found")
 }
 
-func cleanEnv() []string {
+func CleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "PG") || strings.HasPrefix(kv, "LC_") || strings.HasPrefix(kv, "LANG") {
@@ -201,8 +207,8 @@ func cleanEnv() []string {
 	return append(env, "LC_ALL=C")
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -211,7 +217,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func fileSize(path string) int64 {
+func FileSize(path string) int64 {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return 0
@@ -219,7 +225,7 @@ func fileSize(path string) int64 {
 	return fi.Size()
 }
 
-func readFrom(path string, off int64) string {
+func ReadFrom(path string, off int64) string {
 	b, err := os.ReadFile(path)
 	if err != nil || off > int64(len(b)) {
 		return ""
@@ -227,7 +233,7 @@ func readFrom(path string, off int64) string {
 	return string(b[off:])
 }
 
-func tail(s string, n int) string {
+func Tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
