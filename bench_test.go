@@ -5,6 +5,7 @@ package hasql_test
 //   BenchmarkNoop/<op>/{raw,hasql,hasql-cb}   a no-op in-process driver: hasql's own cost, nothing else
 //   BenchmarkPG/<op>/...                      pgx on the shared PostgreSQL server (fresh database)
 //   BenchmarkMaria/<op>/...                   go-sql-driver/mysql on the shared MariaDB server
+//   BenchmarkMariaInterpolated/<op>/...       the same with interpolateParams=true (see there)
 //
 // <op> is Exec, Query (iterate and close), QueryRow, PrepareExec (prepare, exec, close) and Tx
 // (begin, exec, commit). "hasql-cb" has one no-op entry and one no-op exit callback on FnExec and
@@ -18,6 +19,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"io"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"syscall"
@@ -253,10 +255,13 @@ func benchRun(b *testing.B, innerDriver, dsn string, q *benchSQL) {
 			b.Fatalf("%s: ping: %v", v.name, err)
 		}
 	}
+	// The variants run in a random order, drawn once per process: run after run (ratios.sh runs
+	// the test binary several times), no variant always goes first, right after another op.
+	order := rand.Perm(len(benchVariants))
 	for _, op := range benchOps {
 		b.Run(op.name, func(b *testing.B) {
-			for i, v := range benchVariants {
-				db := dbs[i]
+			for _, i := range order {
+				v, db := benchVariants[i], dbs[i]
 				b.Run(v.name, func(b *testing.B) {
 					if err := op.run(ctx, db, q); err != nil { // warm: connection, server caches
 						b.Fatalf("%s %s: %v", op.name, v.name, err)
@@ -300,6 +305,22 @@ func BenchmarkPG(b *testing.B) {
 
 func BenchmarkMaria(b *testing.B) {
 	dsn := sharedMaria(b).FreshDB(b)
+	benchCreateTable(b, "mysql", dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL) ENGINE=InnoDB")
+	benchRun(b, "mysql", dsn, &benchMariaSQL)
+}
+
+// BenchmarkMariaInterpolated is BenchmarkMaria with interpolateParams=true. By default the mysql
+// driver answers an ad-hoc call with arguments with driver.ErrSkip, and database/sql then
+// prepares, executes and closes a statement: three round trips, where hasql runs the call on a
+// statement from its cache, in one. With client-side interpolation raw and hasql both make one
+// round trip, so this measures what hasql itself costs.
+func BenchmarkMariaInterpolated(b *testing.B) {
+	dsn := sharedMaria(b).FreshDB(b)
+	if strings.Contains(dsn, "?") {
+		dsn += "&interpolateParams=true"
+	} else {
+		dsn += "?interpolateParams=true"
+	}
 	benchCreateTable(b, "mysql", dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL) ENGINE=InnoDB")
 	benchRun(b, "mysql", dsn, &benchMariaSQL)
 }

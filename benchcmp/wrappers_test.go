@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
@@ -132,10 +133,14 @@ func BenchmarkWrappers(b *testing.B) {
 	for i, v := range variants {
 		dbs[i] = open(b, v)
 	}
+	// The variants run in a random order, drawn once per process: run after
+	// run (ratios.sh runs the test binary several times), no variant always
+	// goes first.
+	order := rand.Perm(len(variants))
 	for _, o := range ops {
 		b.Run(o.name, func(b *testing.B) {
-			for i, v := range variants {
-				db := dbs[i]
+			for _, i := range order {
+				v, db := variants[i], dbs[i]
 				b.Run(v.name, func(b *testing.B) {
 					if err := o.run(ctx, db); err != nil {
 						b.Fatalf("%s %s: %v", o.name, v.name, err)

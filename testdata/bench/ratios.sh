@@ -5,7 +5,7 @@
 #   ns/op ratio   median ns/op of the variant / median ns/op of raw, same op, same run
 #   allocs        allocs/op of the variant minus raw's (+0: hasql added no allocation)
 #
-# Usage: testdata/bench/ratios.sh [suite...]      suites: noop pg maria wrappers (default: all four)
+# Usage: testdata/bench/ratios.sh [suite...]      suites: noop wrappers pg maria maria-interp (default: all)
 #        testdata/bench/ratios.sh -f FILE...       summarise saved `go test -bench` output instead
 #
 # Each suite's test binary is built once and run COUNT times with -test.count 1, so that raw and
@@ -28,15 +28,22 @@ BENCHTIME=${BENCHTIME:-1s}
 BENCHSTAT=${BENCHSTAT-go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da}
 
 # table FILE: the markdown table of one suite's `go test -bench` output. A cell is the variant's
-# median ns/op ÷ raw's, its median cpu-ns/op ÷ raw's (when the benchmarks report cpu-ns/op: the
-# process's CPU time per op, which other load on the machine barely moves), and its allocs/op
-# minus raw's.
+# ns/op ÷ raw's, its cpu-ns/op ÷ raw's (when the benchmarks report cpu-ns/op: the process's CPU
+# time per op, which other load on the machine moves much less), each the median over the runs of
+# the ratio within one run, and its allocs/op minus raw's.
 table() {
 	awk '
 	function median(list,    n, a, i, j, t) {
 		n = split(list, a, " ")
 		for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
 		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	# paired: the median over runs of (variant ÷ raw in the same run), so that load that comes
+	# and goes between runs cancels out.
+	function paired(vl, rl,    n, m, a, b, i, r) {
+		n = split(vl, a, " "); m = split(rl, b, " "); r = ""
+		for (i = 1; i <= n && i <= m; i++) if (b[i] > 0) r = r " " a[i] / b[i]
+		return median(r)
 	}
 	function fmtns(x) { return x >= 10000 ? sprintf("%.1f µs", x / 1000) : (x >= 100 ? sprintf("%.0f ns", x) : sprintf("%.1f ns", x)) }
 	/^Benchmark.*ns\/op/ {
@@ -56,6 +63,11 @@ table() {
 	}
 	END {
 		if (nops == 0) { print "(no benchmark results)"; exit 1 }
+		# Columns in a fixed order (the benchmarks run the variants in a random one).
+		np = split("raw hasql hasql-cb sqlhooks sqlmw otelsql", pref, " "); n = 0
+		for (j = 1; j <= np; j++) if (pref[j] in seenv) { col[++n] = pref[j]; placed[pref[j]] = 1 }
+		for (j = 1; j <= nvs; j++) if (!(vs[j] in placed)) col[++n] = vs[j]
+		for (j = 1; j <= n; j++) vs[j] = col[j]
 		hdr = "| " suite " | raw ns/op" (hascpu ? " | raw cpu-ns/op" : "") " | raw allocs/op"
 		sep = "|---|---:" (hascpu ? "|---:" : "") "|---:"
 		for (j = 1; j <= nvs; j++) if (vs[j] != "raw") { hdr = hdr " | " vs[j]; sep = sep "|---:" }
@@ -71,14 +83,14 @@ table() {
 				v = vs[j]; if (v == "raw") continue
 				if (!((op, v) in cnt)) { line = line " | –"; continue }
 				d = median(all[op, v]) - ral
-				cell = sprintf("%.2f×", median(nsl[op, v]) / rns)
-				if (hascpu) cell = cell sprintf(" · %.2f×", median(cpul[op, v]) / rcpu)
+				cell = sprintf("%.2f×", paired(nsl[op, v], nsl[op, "raw"]))
+				if (hascpu) cell = cell sprintf(" · %.2f×", paired(cpul[op, v], cpul[op, "raw"]))
 				line = line " | " cell " · " (d >= 0 ? "+" : "") d
 			}
 			print line " |"
 		}
 		print ""
-		print "Cell: ns/op ÷ raw" (hascpu ? " · cpu-ns/op ÷ raw" : "") " · allocs/op − raw (medians of " cnt[ops[1], "raw"] " runs)."
+		print "Cell: ns/op ÷ raw" (hascpu ? " · cpu-ns/op ÷ raw" : "") " · allocs/op − raw. Ratios are the median over " cnt[ops[1], "raw"] " runs of the ratio within each run; raw columns are medians."
 	}' "$1"
 }
 
@@ -107,7 +119,7 @@ if [[ ${1:-} == -f ]]; then
 fi
 
 suites=("$@")
-[[ ${#suites[@]} -gt 0 ]] || suites=(noop pg maria wrappers)
+[[ ${#suites[@]} -gt 0 ]] || suites=(noop wrappers pg maria maria-interp)
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/hasql-bench.XXXXXX")}
 mkdir -p "$OUT"
 echo "go $(go env GOVERSION), $(nproc) CPUs, COUNT=$COUNT BENCHTIME=$BENCHTIME; raw output in $OUT"
@@ -118,8 +130,9 @@ for s in "${suites[@]}"; do
 	noop) dir=.; pat='^BenchmarkNoop$' ;;
 	pg) dir=.; pat='^BenchmarkPG$' ;;
 	maria) dir=.; pat='^BenchmarkMaria$' ;;
+	maria-interp) dir=.; pat='^BenchmarkMariaInterpolated$' ;;
 	wrappers) dir=benchcmp; pat='^BenchmarkWrappers$' ;;
-	*) echo "ratios.sh: unknown suite $s (noop, pg, maria, wrappers)" >&2; exit 2 ;;
+	*) echo "ratios.sh: unknown suite $s (noop, wrappers, pg, maria, maria-interp)" >&2; exit 2 ;;
 	esac
 	bin="$OUT/$s.test"
 	(cd "$dir" && go test -c -o "$bin" .)
