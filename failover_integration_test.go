@@ -1912,6 +1912,7 @@ func TestMidStreamRowsError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	terminated := hc.Stats().Terminated
 	rows, err := c.QueryContext(hasql.Idempotent(ctx), "select n, repeat('x', 200) from generate_series(1, 200000) n")
 	if err != nil {
 		t.Fatal(err)
@@ -1936,7 +1937,6 @@ func TestMidStreamRowsError(t *testing.T) {
 	if !errors.Is(rerr, hasql.ErrConnectionLost) {
 		t.Fatalf("mid-stream error %v is not hasql.ErrConnectionLost", rerr)
 	}
-	terminated := hc.Stats().Terminated
 	next, err := foPID(ctx, c, "pgx")
 	if err != nil || next == pid {
 		t.Fatalf("next call on the *sql.Conn: pid %d, %v; want a new session", next, err)
