@@ -147,7 +147,7 @@ func TestTagCallbackStatePG(t *testing.T) {
 	defZone := ptString(t, ctx, setup, "SHOW TimeZone")
 	defPath := ptString(t, ctx, setup, "SHOW search_path")
 	if defZone == ptZone {
-		t.Skipf("server's default time zone is %s", ptZone)
+		t.Fatalf("the server's default time zone is already %s, so the tag's effect cannot be seen; use a server with another default", ptZone)
 	}
 
 	var calls atomic.Int64
@@ -280,7 +280,7 @@ func TestTagCallbackStateMaria(t *testing.T) {
 	zone := "SELECT @@SESSION.time_zone"
 	defMode := ptString(t, ctx, db, mode)
 	if strings.Contains(defMode, "ANSI_QUOTES") {
-		t.Skipf("server's default sql_mode has ANSI_QUOTES: %s", defMode)
+		t.Fatalf("the server's default sql_mode already has ANSI_QUOTES (%s), so the tag's effect cannot be seen; use a server with another default", defMode)
 	}
 
 	cn, s := ptAcquire(t, tagged, db)
@@ -398,7 +398,7 @@ func ptPGUsers(t *testing.T, srv *pgServer) ptUsers {
 	for i := 0; i < 2; i++ {
 		name := fmt.Sprintf("hq_u%d_%s", i+1, harnessRandHex(4))
 		if err := srv.Exec("CREATE ROLE " + name + " LOGIN PASSWORD 'pw'"); err != nil {
-			t.Skipf("cannot create a role on this server: %v", err)
+			t.Fatalf("cannot create a role on this server: %v", err)
 		}
 		t.Cleanup(func() { _ = srv.Exec("DROP ROLE IF EXISTS " + name) })
 		us = append(us, name)
@@ -417,7 +417,7 @@ func ptMariaUsers(t *testing.T, srv *mariaServer, dsn string) ptUsers {
 		for _, host := range []string{"%", "localhost", "127.0.0.1"} {
 			q := fmt.Sprintf("CREATE USER '%s'@'%s' IDENTIFIED BY 'pw'; GRANT ALL ON `%s`.* TO '%s'@'%s'", name, host, db, name, host)
 			if err := srv.Exec(q); err != nil {
-				t.Skipf("cannot create a user on this server: %v", err)
+				t.Fatalf("cannot create a user on this server: %v", err)
 			}
 			t.Cleanup(func() { _ = srv.Exec(fmt.Sprintf("DROP USER IF EXISTS '%s'@'%s'", name, host)) })
 		}
