@@ -267,9 +267,7 @@ func (v *conn) invoke(c *Call) error {
 // cache instead, so repeats cost one round trip. With the cache off, ErrSkip
 // goes to database/sql as it came.
 func (v *conn) execAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if len(v.ph.cache.m) != 0 {
-		v.ph.unshadow(query)
-	}
+	v.ph.unshadow(query)
 	r, err := v.ph.exec(ctx, query, args)
 	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 || v.rawArgs {
 		return r, err
@@ -293,9 +291,7 @@ func (v *conn) execAdhoc(ctx context.Context, query string, args []driver.NamedV
 // queryAdhoc is execAdhoc for queries; the statement goes back to the cache
 // when the rows close.
 func (v *conn) queryAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if len(v.ph.cache.m) != 0 {
-		v.ph.unshadow(query)
-	}
+	v.ph.unshadow(query)
 	r, err := v.ph.query(ctx, query, args)
 	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 || v.rawArgs {
 		return r, err

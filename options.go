@@ -155,22 +155,21 @@ type Option func(*config)
 // config is every setting of a connector. DSN keys, environment variables and
 // Options all land here; validate checks the result in one place.
 type config struct {
-	stmtCacheSize  int
-	pool           PoolConfig
-	defaultClass   string
-	defaultPurity  Purity
-	callbacks      []string
-	hosts          []string
-	picker         Picker
-	target         Target
-	host           HostConfig
-	backoff        Backoff
-	retry          RetryMode
-	sessionCB      SessionCallback
-	events         func(Event)
-	recovery       Recovery
-	failoverCB     FailoverCallback
-	connectorOwned bool // Driver.Open: the connection owns its connector
+	stmtCacheSize int
+	pool          PoolConfig
+	defaultClass  string
+	defaultPurity Purity
+	callbacks     []string
+	hosts         []string
+	picker        Picker
+	target        Target
+	host          HostConfig
+	backoff       Backoff
+	retry         RetryMode
+	sessionCB     SessionCallback
+	events        func(Event)
+	recovery      Recovery
+	failoverCB    FailoverCallback
 }
 
 func defaultConfig() config {

@@ -29,6 +29,7 @@ type cachedStmt struct {
 // stmtCache is an LRU list (head = most recently used) plus an index.
 type stmtCache struct {
 	m          map[stmtKey]*cachedStmt
+	texts      map[string]int // cached entries per SQL text (tagged or not)
 	head, tail *cachedStmt
 
 	hits, misses, evictions int64 // this session's figures
@@ -83,6 +84,10 @@ func (ph *physical) acquireStmt(ctx context.Context, query, tag string) (*cached
 	if ph.stmtCacheSize > 0 {
 		cs.cached = true
 		ph.cache.m[cs.key] = cs
+		if ph.cache.texts == nil {
+			ph.cache.texts = make(map[string]int)
+		}
+		ph.cache.texts[query]++
 		ph.cache.pushFront(cs)
 		ph.trimStmts(ph.stmtCacheSize)
 	}
@@ -106,26 +111,30 @@ func (ph *physical) releaseStmt(cs *cachedStmt) error {
 // invalidateStmt drops a statement the server says is stale, so that the
 // next acquire prepares it afresh; it is closed when its users let go.
 func (ph *physical) invalidateStmt(cs *cachedStmt) {
-	if !cs.cached {
-		return
+	if cs.cached {
+		ph.evict(cs, false)
 	}
+}
+
+// evict takes cs out of the cache, counting the eviction, and closes it
+// when asked (nobody holds it); the caller owns ph.
+func (ph *physical) evict(cs *cachedStmt, close bool) {
 	ph.cache.unlink(cs)
 	ph.cache.evictions++
 	ph.pool.c.stmtEvictions.Add(1)
+	if !close {
+		return
+	}
+	if err := cs.si.Close(); ph.pool.c.dialect.connDead(err) {
+		ph.bad.Store(true)
+	}
 }
 
 // dropIdle evicts and closes the cached statement for key if nobody holds
 // it, so that the next acquire prepares it afresh; the caller owns ph.
 func (ph *physical) dropIdle(key stmtKey) {
-	cs := ph.cache.m[key]
-	if cs == nil || cs.refs > 0 {
-		return
-	}
-	ph.cache.unlink(cs)
-	ph.cache.evictions++
-	ph.pool.c.stmtEvictions.Add(1)
-	if err := cs.si.Close(); ph.pool.c.dialect.connDead(err) {
-		ph.bad.Store(true)
+	if cs := ph.cache.m[key]; cs != nil && cs.refs == 0 {
+		ph.evict(cs, true)
 	}
 }
 
@@ -136,8 +145,10 @@ func (ph *physical) dropIdle(key stmtKey) {
 // such a statement exists only while a *sql.Stmt holds it; a statement the
 // cache keeps after its *sql.Stmt closed must not stand in for it, or a
 // schema change would fail the ad-hoc query (SQLSTATE 0A000) every time.
+//
+// It costs a bool test for other drivers and one map lookup for pgx.
 func (ph *physical) unshadow(query string) {
-	if !namesStmtsBySQL(ph.inner) {
+	if !ph.namesBySQL || ph.cache.texts[query] == 0 {
 		return
 	}
 	for cs := ph.cache.head; cs != nil; {
@@ -155,12 +166,7 @@ func (ph *physical) trimStmts(n int) {
 	for cs := ph.cache.tail; cs != nil && len(ph.cache.m) > n; {
 		prev := cs.prev
 		if cs.refs == 0 {
-			ph.cache.unlink(cs)
-			ph.cache.evictions++
-			ph.pool.c.stmtEvictions.Add(1)
-			if err := cs.si.Close(); ph.pool.c.dialect.connDead(err) {
-				ph.bad.Store(true)
-			}
+			ph.evict(cs, true)
 		}
 		cs = prev
 	}
@@ -210,6 +216,9 @@ func (c *stmtCache) remove(cs *cachedStmt) {
 func (c *stmtCache) unlink(cs *cachedStmt) {
 	c.remove(cs)
 	delete(c.m, cs.key)
+	if c.texts[cs.key.query]--; c.texts[cs.key.query] == 0 {
+		delete(c.texts, cs.key.query)
+	}
 	cs.cached = false
 }
 

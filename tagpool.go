@@ -42,7 +42,8 @@ type physical struct {
 
 	bad atomic.Bool // never pool again: terminate on release
 
-	cache stmtCache // owned like the fields above
+	cache      stmtCache // owned like the fields above
+	namesBySQL bool      // the inner connection names prepared statements by SQL text (pgx)
 
 	mu      sync.Mutex
 	pending []*cachedStmt // statement releases deferred until the session is next owned
@@ -72,6 +73,7 @@ func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
 	ph.pinger, _ = inner.(driver.Pinger)
 	ph.resetter, _ = inner.(driver.SessionResetter)
 	ph.checker, _ = inner.(driver.NamedValueChecker)
+	ph.namesBySQL = namesStmtsBySQL(inner)
 	ph.view.p = ph
 	return ph
 }
