@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 )
@@ -57,6 +58,22 @@ type conn struct {
 	// back to database/sql (IsValid), like recovery and the back-off.
 	rebind *selector
 	noGate bool // bind makes one attempt, not held by the outage gate (Reconnect)
+
+	// parked is the session of the handle's last checkout, which release
+	// left in the pool: the next checkout asking for the same (sel, whose
+	// normalised tag is parkedTag) takes it back with one atomic swap
+	// instead of the pool's lock, unless another checkout took it meanwhile
+	// (pool.reclaim). A purity NEW checkout leaves nothing to take back.
+	parked    *physical
+	parkedTag string
+	canPark   bool // the current binding may be taken back so
+	selZero   bool // sel is the zero selector: a context without one matches it
+
+	// For wrapRows: the inner rows type last seen and its interface mask,
+	// and a closed wrapper kept for the next query.
+	rowsType  reflect.Type
+	rowsMask  uint8
+	spareRows *rows
 }
 
 var (
@@ -109,14 +126,47 @@ func (v *conn) ensureSlow(ctx context.Context) error {
 	return nil
 }
 
-// bind checks a session out for the selector in ctx. A pooled session the
-// inner driver finds dead at reset is terminated and another one taken, so
-// the caller never sees a stale connection's error.
+// bind checks a session out for the selector in ctx: the session parked on
+// the handle if it can be taken back (pool.reclaim), else one from the pool.
+// A pooled session the inner driver finds dead at reset is terminated and
+// another one taken, so the caller never sees a stale connection's error.
 func (v *conn) bind(ctx context.Context, verified bool) error {
-	v.resetErr = nil // any new attempt supersedes an earlier failure
-	sel := selectorFrom(ctx)
+	if v.resetErr != nil {
+		v.resetErr = nil // any new attempt supersedes an earlier failure
+	}
+	sp := selectorIn(ctx)
+	if ph := v.parked; ph != nil && v.rebind == nil {
+		v.parked = nil
+		// v.sel is still the selector the parked session was bound for.
+		if (sp == nil && v.selZero || sp != nil && *sp == v.sel) && ph.pool == v.c.pool && ph.pool.reclaim(ph, v.parkedTag) {
+			// v.checker is already ph's: ph was the handle's last session.
+			v.ph, v.verified, v.tagFound = ph, verified, v.parkedTag != ""
+			err := v.prepare(ctx, checkout{ph: ph, tagFound: v.tagFound}, v.parkedTag)
+			if err == nil {
+				return nil
+			}
+			return v.bindPool(ctx, v.sel, verified, ph, err)
+		}
+	}
+	var sel selector
 	if v.rebind != nil {
 		sel = *v.rebind
+	} else if sp != nil {
+		sel = *sp
+	}
+	return v.bindPool(ctx, sel, verified, nil, nil)
+}
+
+// bindPool is bind's way through the pool. failed, if not nil, is a session
+// just taken back whose reset failed with err.
+func (v *conn) bindPool(ctx context.Context, sel selector, verified bool, failed *physical, err error) error {
+	if failed != nil {
+		v.ph = nil
+		v.c.pool.terminate(failed)
+		if ctx.Err() != nil || !v.c.dialect.connDead(err) {
+			return err
+		}
+		v.c.reconnects.Add(1)
 	}
 	key, tag, fresh, err := v.c.resolve(sel)
 	if err != nil {
@@ -135,36 +185,44 @@ func (v *conn) bind(ctx context.Context, verified bool) error {
 			}
 			return err
 		}
-		ph := co.ph
-		v.ph, v.sel, v.verified, v.tagFound, v.checker = ph, sel, verified, co.tagFound, ph.checker
-		if !co.fresh {
-			ph.drainPending()
-		}
-		if ph.tag == "" && ph.stmtCacheSize != v.c.cfg.stmtCacheSize {
-			// The pool default applies at each checkout; a tagged session
-			// keeps its own size, as in OCI.
-			ph.setStmtCacheSize(v.c.cfg.stmtCacheSize)
-		}
-		err = v.reset(ctx, ph.used)
-		// New to its user: opened for this checkout, or in the background
-		// (min, incr) and never handed out before.
-		if err == nil && v.c.cfg.sessionCB != nil && (co.fresh || !ph.used || ph.tag != tag) {
-			err = v.runSessionCallback(ctx, tag)
-		}
-		if err == nil {
+		v.ph, v.sel, v.verified, v.tagFound, v.checker = co.ph, sel, verified, co.tagFound, co.ph.checker
+		if err = v.prepare(ctx, co, tag); err == nil {
 			v.rebind = nil
+			v.selZero, v.parkedTag, v.canPark = sel == selector{}, tag, !fresh
 			return nil
 		}
 		v.ph = nil
-		if ctxErr := ctx.Err(); ctxErr != nil || co.fresh || attempt >= 16 || !v.c.dialect.connDead(err) {
-			// The session's state is unknown after a failed reset or
-			// session callback: it is not pooled again.
-			v.c.pool.terminate(ph)
+		// The session's state is unknown after a failed reset or session
+		// callback: it is not pooled again.
+		v.c.pool.terminate(co.ph)
+		if ctx.Err() != nil || co.fresh || attempt >= 16 || !v.c.dialect.connDead(err) {
 			return err
 		}
-		v.c.pool.terminate(ph)
 		v.c.reconnects.Add(1) // a dead pooled session replaced unseen
 	}
+}
+
+// prepare readies the session just bound (v.ph) for the checkout asking for
+// tag: deferred statement releases run, the pool's cache size applies, the
+// inner session is reset if reused, and the session callback runs for a
+// session new to its user or carrying another tag.
+func (v *conn) prepare(ctx context.Context, co checkout, tag string) error {
+	ph := co.ph
+	if !co.fresh {
+		ph.drainPending()
+	}
+	if ph.tag == "" && ph.stmtCacheSize != v.c.cfg.stmtCacheSize {
+		// The pool default applies at each checkout; a tagged session
+		// keeps its own size, as in OCI.
+		ph.setStmtCacheSize(v.c.cfg.stmtCacheSize)
+	}
+	err := v.reset(ctx, ph.used)
+	// New to its user: opened for this checkout, or in the background
+	// (min, incr) and never handed out before.
+	if err == nil && v.c.cfg.sessionCB != nil && (co.fresh || !ph.used || ph.tag != tag) {
+		err = v.runSessionCallback(ctx, tag)
+	}
+	return err
 }
 
 // reset runs FnReset for a checkout; for a session handed out before it also
@@ -200,8 +258,11 @@ func (v *conn) release() {
 		return
 	}
 	v.ph, v.verified, v.inTx = nil, false, false
-	if !ph.bad.Load() && !v.c.dialect.alive(ph.inner) {
+	if !ph.bad.Load() && !ph.alive() {
 		ph.bad.Store(true)
+	}
+	if v.canPark && !ph.bad.Load() {
+		v.parked = ph
 	}
 	v.c.pool.put(ph)
 }
@@ -559,10 +620,13 @@ func (v *conn) ResetSession(ctx context.Context) error {
 	if v.ph != nil {
 		return nil
 	}
-	if err := v.bind(ctx, true); errors.Is(err, driver.ErrBadConn) {
-		return err
-	} else if err != nil && ctx.Err() == nil {
-		v.resetErr = err // a call with another context gets a fresh try
+	if err := v.bind(ctx, true); err != nil {
+		if errors.Is(err, driver.ErrBadConn) {
+			return err
+		}
+		if ctx.Err() == nil {
+			v.resetErr = err // a call with another context gets a fresh try
+		}
 	}
 	return nil
 }
@@ -573,10 +637,11 @@ func (v *conn) ResetSession(ctx context.Context) error {
 // database/sql would keep the inner connection, subject to its IsValid,
 // which release consults; see tx.Rollback for the one case it would not.)
 func (v *conn) IsValid() bool {
-	v.resetErr = nil
 	// What was attached to this checkout ends with it: the next user of
-	// the handle starts clean.
-	v.rebind, v.recovery, v.nextReconnect, v.reconnectFails = nil, nil, time.Time{}, 0
+	// the handle starts clean. (Tested first: most checkouts attach nothing.)
+	if v.resetErr != nil || v.rebind != nil || v.recovery != nil || v.reconnectFails != 0 || !v.nextReconnect.IsZero() {
+		v.resetErr, v.rebind, v.recovery, v.nextReconnect, v.reconnectFails = nil, nil, nil, time.Time{}, 0
+	}
 	v.release()
 	return !v.c.closed.Load()
 }
@@ -624,6 +689,7 @@ func (v *conn) Close() error {
 	if v.ph != nil {
 		v.release()
 	}
+	v.parked = nil
 	if v.owns {
 		return v.c.Close()
 	}

@@ -22,10 +22,17 @@ type idempotentKey struct{}
 
 // selectorFrom returns the selector in ctx, or the zero selector.
 func selectorFrom(ctx context.Context) selector {
-	if s, ok := ctx.Value(selectorKey{}).(*selector); ok {
+	if s := selectorIn(ctx); s != nil {
 		return *s
 	}
 	return selector{}
+}
+
+// selectorIn returns the selector in ctx, or nil: a checkout compares it
+// with its last one without copying it.
+func selectorIn(ctx context.Context) *selector {
+	s, _ := ctx.Value(selectorKey{}).(*selector)
+	return s
 }
 
 // withSelector returns ctx carrying a copy of its selector changed by edit.

@@ -66,7 +66,7 @@ func (ph *physical) resetSession(ctx context.Context) error {
 	if ph.resetter == nil {
 		return nil
 	}
-	if err := ph.resetter.ResetSession(ctx); errors.Is(err, driver.ErrBadConn) {
+	if err := ph.resetter.ResetSession(ctx); err != nil && errors.Is(err, driver.ErrBadConn) {
 		return err
 	}
 	return nil

@@ -102,12 +102,12 @@ func (d dialect) connDead(err error) bool {
 // alive asks the inner connection, where its driver can tell without a round
 // trip, whether it is still usable. It is consulted when a session is
 // released, so that a connection the driver closed itself is never pooled.
-func (d dialect) alive(inner driver.Conn) bool {
-	switch c := inner.(type) {
-	case *stdlib.Conn:
-		return !c.Conn().IsClosed()
-	case driver.Validator:
-		return c.IsValid()
+func (ph *physical) alive() bool {
+	if ph.pgxConn != nil {
+		return !ph.pgxConn.Conn().IsClosed()
+	}
+	if ph.validator != nil {
+		return ph.validator.IsValid()
 	}
 	return true
 }

@@ -47,7 +47,7 @@ func (p *pool) maintain() {
 	defer p.wg.Done()
 	p.mu.Lock()
 	interval := maintainInterval(p.cfg)
-	p.mu.Unlock()
+	p.unlock()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -55,8 +55,11 @@ func (p *pool) maintain() {
 		case <-p.bgCtx.Done():
 			return
 		case <-t.C:
-			p.reap(p.now())
+			now := p.now()
+			p.clock.Store(now.UnixNano())
+			p.reap(now)
 		case <-p.kickCh:
+			p.clock.Store(p.now().UnixNano())
 		}
 		p.fillMin()
 		p.mu.Lock()
@@ -64,7 +67,7 @@ func (p *pool) maintain() {
 			interval = d
 			t.Reset(d)
 		}
-		p.mu.Unlock()
+		p.unlock()
 	}
 }
 
@@ -76,11 +79,11 @@ func (p *pool) fillMin() {
 	p.mu.Lock()
 	n := p.cfg.Min - p.open
 	if p.closed || n <= 0 {
-		p.mu.Unlock()
+		p.unlock()
 		return
 	}
 	p.open += n
-	p.mu.Unlock()
+	p.unlock()
 	for i := 0; i < n; i++ {
 		p.openInBackground(p.defaultKey())
 	}
@@ -114,13 +117,13 @@ func (p *pool) openInBackground(key poolKey) {
 		if err != nil {
 			p.open--
 			p.grantSlotLocked()
-			p.mu.Unlock()
+			p.unlock()
 			return
 		}
 		p.created.Add(1)
 		p.setLifetime(ph)
 		p.all[ph] = struct{}{}
-		p.offerLocked(ph, p.now())
+		p.offerLocked(ph, p.stamp())
 	}()
 }
 
@@ -130,7 +133,7 @@ func (p *pool) openInBackground(key poolKey) {
 func (p *pool) setLifetime(ph *physical) {
 	if lt := p.cfg.MaxLifetime; lt > 0 {
 		jitter := time.Duration(rand.Int64N(int64(lt)/10 + 1))
-		ph.retireAt = ph.created.Add(lt - jitter)
+		ph.retireAt = ph.created.Add(lt - jitter).UnixNano()
 	}
 }
 
@@ -138,32 +141,24 @@ func (p *pool) setLifetime(ph *physical) {
 // for longer than IdleTimeout while more than Min are open. It takes the
 // time as an argument so tests can drive it with a fake clock.
 func (p *pool) reap(now time.Time) {
-	var doomed []*physical
 	p.mu.Lock()
-	for key, list := range p.idle {
-		kept := list[:0]
-		for _, ph := range list {
-			expired := !ph.retireAt.IsZero() && !now.Before(ph.retireAt)
-			idleTooLong := p.cfg.IdleTimeout > 0 && now.Sub(ph.idleSince) >= p.cfg.IdleTimeout &&
-				p.open-len(doomed) > p.cfg.Min
-			if expired || idleTooLong {
-				doomed = append(doomed, ph)
-				continue
-			}
-			kept = append(kept, ph)
+	min, idleTimeout, open := p.cfg.Min, p.cfg.IdleTimeout, p.open
+	doomed := p.takeIdleWhereLocked(func(ph *physical) bool {
+		if ph.expired(now.UnixNano()) {
+			open--
+			return true
 		}
-		clear(list[len(kept):])
-		if len(kept) == 0 {
-			delete(p.idle, key)
-		} else {
-			p.idle[key] = kept
+		if idleTimeout > 0 && now.UnixNano()-ph.idleAt.Load() >= int64(idleTimeout) && open > min {
+			open--
+			return true
 		}
-	}
+		return false
+	})
 	p.open -= len(doomed)
 	for range doomed {
 		p.grantSlotLocked()
 	}
-	p.mu.Unlock()
+	p.unlock()
 	for _, ph := range doomed {
 		ph.close(false)
 	}
@@ -199,7 +194,7 @@ func (c *Connector) Reconfigure(pc PoolConfig) error {
 		}
 		p.grantSlotLocked()
 	}
-	p.mu.Unlock()
+	p.unlock()
 	for _, ph := range doomed {
 		ph.close(false)
 	}

@@ -268,18 +268,7 @@ func (p *pool) purgeHost(host string) int {
 	var doomed []*physical
 	marked := 0
 	p.mu.Lock()
-	for key, list := range p.idle {
-		kept := list[:0]
-		for _, ph := range list {
-			if ph.host == host {
-				doomed = append(doomed, ph)
-			} else {
-				kept = append(kept, ph)
-			}
-		}
-		clear(list[len(kept):])
-		p.idle[key] = kept
-	}
+	doomed = p.takeIdleWhereLocked(func(ph *physical) bool { return ph.host == host })
 	for ph := range p.all {
 		if ph.host == host && !ph.bad.Load() {
 			ph.bad.Store(true)
@@ -290,7 +279,7 @@ func (p *pool) purgeHost(host string) int {
 	for range doomed {
 		p.grantSlotLocked()
 	}
-	p.mu.Unlock()
+	p.unlock()
 	for _, ph := range doomed {
 		ph.close(true)
 	}
@@ -302,15 +291,12 @@ func (p *pool) purgeHost(host string) int {
 func (p *pool) purgeAll() {
 	var doomed []*physical
 	p.mu.Lock()
-	for k, list := range p.idle {
-		doomed = append(doomed, list...)
-		delete(p.idle, k)
-	}
+	doomed = p.takeIdleWhereLocked(func(*physical) bool { return true })
 	for ph := range p.all {
 		ph.bad.Store(true)
 	}
 	p.open -= len(doomed)
-	p.mu.Unlock()
+	p.unlock()
 	for _, ph := range doomed {
 		ph.close(true)
 	}
@@ -376,7 +362,7 @@ func (o *outage) enter(err error) {
 	if !closed {
 		p.wg.Add(1)
 	}
-	p.mu.Unlock()
+	p.unlock()
 	if closed {
 		o.mu.Unlock()
 		return
@@ -408,12 +394,12 @@ func (o *outage) probe() {
 		}
 		p.mu.Lock()
 		p.open++
-		p.mu.Unlock()
+		p.unlock()
 		ph, err := o.c.openPhysical(p.bgCtx, selector{}, p.defaultKey())
 		if err != nil {
 			p.mu.Lock()
 			p.open--
-			p.mu.Unlock()
+			p.unlock()
 			o.mu.Lock()
 			o.lastErr = err
 			o.mu.Unlock()
@@ -423,7 +409,7 @@ func (o *outage) probe() {
 		p.mu.Lock()
 		p.setLifetime(ph)
 		p.all[ph] = struct{}{}
-		p.offerLocked(ph, p.now())
+		p.offerLocked(ph, p.stamp())
 		o.end(ph)
 		return
 	}

@@ -39,13 +39,24 @@ func (r *rows) base() *rows { return r }
 // wrapRows wraps inner rows of the bound session; rows already wrapped are
 // returned as they are. ctx, query, args and s say what produced them.
 func (v *conn) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context, query string, args []driver.NamedValue, s *stmt) driver.Rows {
-	if w, ok := inner.(rowsBase); ok {
-		r := w.base()
-		r.ctx, r.query, r.args, r.s = ctx, query, args, s
-		return inner
+	// A driver's rows are of one type or few: the mask of the last type
+	// seen saves six interface assertions. (Rows of hasql's own never get
+	// cached, so a type that matches is the inner driver's.)
+	if t := reflect.TypeOf(inner); t != v.rowsType {
+		if w, ok := inner.(rowsBase); ok {
+			r := w.base()
+			r.ctx, r.query, r.args, r.s = ctx, query, args, s
+			return inner
+		}
+		v.rowsType, v.rowsMask = t, rowsMask(inner)
 	}
-	m := rowsMask(inner)
-	r := rowsPools[m].Get().(rowsBase).base()
+	m := v.rowsMask
+	var r *rows
+	if sp := v.spareRows; sp != nil && sp.mask == m {
+		v.spareRows, r = nil, sp
+	} else {
+		r = rowsPools[m].Get().(rowsBase).base()
+	}
 	r.inner, r.v, r.ph, r.cs, r.mask = inner, v, v.ph, cs, m
 	r.ctx, r.query, r.args, r.s = ctx, query, args, s
 	return r.self
@@ -78,9 +89,16 @@ func (r *rows) Close() error {
 			r.ph.deferRelease(cs)
 		}
 	}
-	self, m := r.self, r.mask
-	*r = rows{self: self} // drops the references to ctx, args and the rest
-	rowsPools[m].Put(self)
+	v, self, m := r.v, r.self, r.mask
+	*r = rows{self: self, mask: m} // drops the references to ctx, args and the rest
+	// database/sql closes rows holding the handle's lock, as it does when
+	// it asks for them: the handle keeps one wrapper for its next query,
+	// which saves the pool's cost.
+	if v.spareRows == nil {
+		v.spareRows = r
+	} else {
+		rowsPools[m].Put(self)
+	}
 	return err
 }
 

@@ -57,7 +57,14 @@ func (s *Session) SetTag(tag string) error {
 	if ph == nil {
 		return errNotBound
 	}
-	ph.tag = t
+	if ph.listed {
+		// The pool's lists are read under its lock, entries held or not.
+		ph.pool.mu.Lock()
+		ph.tag = t
+		ph.pool.unlock()
+	} else {
+		ph.tag = t
+	}
 	return nil
 }
 

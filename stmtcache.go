@@ -235,11 +235,13 @@ func (ph *physical) closeStmts() {
 // that cannot wait for the session's next checkout).
 func (p *pool) borrowIdle(ph *physical) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	list := p.idle[ph.key]
 	for i := len(list) - 1; i >= 0; i-- {
 		if list[i] == ph {
-			p.idle[ph.key] = append(list[:i], list[i+1:]...)
+			if !p.unlistIdleLocked(ph.key, i) {
+				return false
+			}
 			p.busy++
 			return true
 		}

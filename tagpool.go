@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // physical is one real connection of the inner driver: a physical session.
@@ -29,10 +31,25 @@ type physical struct {
 	pinger     driver.Pinger
 	resetter   driver.SessionResetter
 	checker    driver.NamedValueChecker
+	validator  driver.Validator
+	pgxConn    *stdlib.Conn // pgx's connection, which says itself whether it closed
 
-	created   time.Time
-	retireAt  time.Time // created + jittered MaxLifetime; zero: never
-	idleSince time.Time // guarded by pool.mu while idle
+	created  time.Time
+	retireAt int64 // created + jittered MaxLifetime, in Unix nanoseconds; 0: never
+
+	// idle is set while the session is in the pool's idle list and nobody
+	// holds it: whoever swaps it from true to false owns the session. Only
+	// that swap hands a listed session over, so the handle that parked it
+	// (see pool.put) can take it back without the pool's lock.
+	idle   atomic.Bool
+	idleAt atomic.Int64 // the pool's stamp when last parked or listed
+
+	// listed: the session has an entry in the pool's idle list. Changed
+	// under pool.mu, by its holder or by whoever won it with idle; so the
+	// holder may read it without the lock. A held session can stay listed
+	// (its handle took it back without the lock); the list's readers skip
+	// entries that are not idle.
+	listed bool
 
 	// Owned by whoever holds the session (the pool's lock hands it over).
 	tag           string // normalised; "" = untagged
@@ -73,6 +90,8 @@ func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
 	ph.pinger, _ = inner.(driver.Pinger)
 	ph.resetter, _ = inner.(driver.SessionResetter)
 	ph.checker, _ = inner.(driver.NamedValueChecker)
+	ph.validator, _ = inner.(driver.Validator)
+	ph.pgxConn, _ = inner.(*stdlib.Conn)
 	ph.namesBySQL = namesStmtsBySQL(inner)
 	ph.view.p = ph
 	return ph
@@ -116,12 +135,25 @@ type pool struct {
 
 	mu      sync.Mutex
 	cfg     PoolConfig
-	idle    map[poolKey][]*physical // most recently released last
+	idle    map[poolKey][]*physical // most recently listed last; entries not idle are skipped
 	all     map[*physical]struct{}  // every open session, for purges
 	open    int                     // open or being opened; counts toward Max
-	busy    int
+	busy    int                     // held and not listed, or a slot being opened by a caller (listed and held: see stats)
 	waiters []*waiter
 	closed  bool
+
+	// contended is set while the pool has waiters, is closed or is above
+	// Max: a release then goes through the lock (offerLocked) rather than
+	// park its session. unlock keeps it up to date.
+	contended atomic.Bool
+
+	// clock is the time parking and listing stamp on sessions, in Unix
+	// nanoseconds: set by the maintainer at each of its wake-ups, so that a
+	// release does not read the system clock. It lags by at most the
+	// maintainer's interval, a quarter of IdleTimeout and MaxLifetime.
+	// fakeClock (tests) makes stamp read now instead.
+	clock     atomic.Int64
+	fakeClock bool
 
 	// Background work (poolsize.go).
 	bgCtx    context.Context
@@ -154,7 +186,29 @@ type grant struct {
 }
 
 func newPool(c *Connector, cfg PoolConfig) *pool {
-	return &pool{c: c, now: time.Now, cfg: cfg, idle: make(map[poolKey][]*physical), all: make(map[*physical]struct{})}
+	p := &pool{c: c, now: time.Now, cfg: cfg, idle: make(map[poolKey][]*physical), all: make(map[*physical]struct{})}
+	p.clock.Store(time.Now().UnixNano())
+	return p
+}
+
+// stamp is the time idle and lifetime decisions take at a release.
+func (p *pool) stamp() int64 {
+	if p.fakeClock {
+		return p.now().UnixNano()
+	}
+	return p.clock.Load()
+}
+
+// unlock unlocks p.mu, first recording in contended whether a release must
+// take the lock.
+func (p *pool) unlock() {
+	p.contended.Store(p.closed || len(p.waiters) > 0 || p.cfg.Max > 0 && p.open > p.cfg.Max)
+	p.mu.Unlock()
+}
+
+// expired reports whether ph is past its lifetime at stamp now.
+func (ph *physical) expired(now int64) bool {
+	return ph.retireAt != 0 && now >= ph.retireAt
 }
 
 // checkout is the result of a get: the session and how it was found.
@@ -167,16 +221,17 @@ type checkout struct {
 // get returns a session for the selector: a pooled one that fits, else a new
 // one, waiting or failing as the get mode says when the pool is full.
 func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, fresh bool) (checkout, error) {
+	announced := false
 	p.mu.Lock()
 	for {
 		if p.closed {
-			p.mu.Unlock()
+			p.unlock()
 			return checkout{}, ErrClosed
 		}
 		if !fresh {
 			if ph, exact := p.takeIdleLocked(key, tag, sel.matchAny); ph != nil {
 				p.busy++
-				p.mu.Unlock()
+				p.unlock()
 				p.countTag(tag, exact)
 				return checkout{ph: ph, tagFound: exact}, nil
 			}
@@ -185,29 +240,38 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 			p.open++
 			p.busy++
 			p.growLocked(key)
-			p.mu.Unlock()
+			p.unlock()
 			return p.openInSlot(ctx, key, tag, sel, false)
 		}
 		// Full. An idle session nobody here can use gives up its slot.
 		if victim := p.takeAnyIdleLocked(); victim != nil {
 			p.busy++
-			p.mu.Unlock()
+			p.unlock()
 			victim.close(false)
 			return p.openInSlot(ctx, key, tag, sel, false)
 		}
 		switch p.cfg.GetMode {
 		case GetNoWait:
-			p.mu.Unlock()
+			p.unlock()
 			return checkout{}, newError(ErrPoolExhausted, "every session is busy and the pool is at its maximum (getmode nowait)", nil)
 		case GetForce:
 			p.open++
 			p.busy++
-			p.mu.Unlock()
+			p.unlock()
 			return p.openInSlot(ctx, key, tag, sel, true)
 		}
 		if err := ctx.Err(); err != nil {
-			p.mu.Unlock() // an ended context does not wait (nor count a wait)
+			p.unlock() // an ended context does not wait (nor count a wait)
 			return checkout{}, err
+		}
+		if !announced {
+			// Mark the pool contended, then look at the idle lists once
+			// more, all under the lock: a session its handle parks (put)
+			// after this comes through the lock to the waiter queue, and
+			// one parked before it is found here.
+			announced = true
+			p.contended.Store(true)
+			continue
 		}
 		g, err := p.waitLocked(ctx, key, tag, sel.matchAny, fresh)
 		if err != nil {
@@ -244,7 +308,7 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 		p.open--
 		p.busy--
 		p.grantSlotLocked()
-		p.mu.Unlock()
+		p.unlock()
 		if tag != "" {
 			p.tagMisses.Add(1)
 		}
@@ -255,7 +319,7 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 	p.mu.Lock()
 	p.setLifetime(ph)
 	p.all[ph] = struct{}{}
-	p.mu.Unlock()
+	p.unlock()
 	if tag != "" {
 		p.tagMisses.Add(1)
 	}
@@ -268,7 +332,7 @@ func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny
 	w := &waiter{key: key, tag: tag, matchAny: matchAny, freshy: fresh, ch: make(chan grant, 1), enqueued: p.now()}
 	p.waiters = append(p.waiters, w)
 	mode, wait := p.cfg.GetMode, p.cfg.WaitTimeout // read under p.mu: Reconfigure may change them
-	p.mu.Unlock()
+	p.unlock()
 	p.waits.Add(1)
 
 	var timeout <-chan time.Time
@@ -293,11 +357,11 @@ func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny
 	for i, x := range p.waiters {
 		if x == w {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			p.mu.Unlock()
+			p.unlock()
 			return grant{}, err
 		}
 	}
-	p.mu.Unlock()
+	p.unlock()
 	// Granted while giving up: hand the grant back.
 	if g := <-w.ch; g.ph != nil {
 		p.put(g.ph)
@@ -306,63 +370,137 @@ func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny
 		p.open--
 		p.busy--
 		p.grantSlotLocked()
-		p.mu.Unlock()
+		p.unlock()
 	}
 	return grant{}, err
 }
 
 // takeIdleLocked pops the idle session that best fits the request: the most
-// recently released with exactly the tag; else an untagged one; else, with
+// recently listed with exactly the tag; else an untagged one; else, with
 // matchAny, the one sharing most tag properties, else any. exact reports an
 // exact tag match (always false for an untagged request).
 func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *physical, exact bool) {
-	list := p.idle[key]
-	pick := -1
-	if tag != "" {
-		for i := len(list) - 1; i >= 0; i-- {
-			if list[i].tag == tag {
-				pick, exact = i, true
-				break
+	for {
+		list := p.idle[key]
+		pick := -1
+		exact = false
+		if tag != "" {
+			for i := len(list) - 1; i >= 0; i-- {
+				if list[i].tag == tag && list[i].idle.Load() {
+					pick, exact = i, true
+					break
+				}
 			}
 		}
-	}
-	if pick < 0 {
-		for i := len(list) - 1; i >= 0; i-- {
-			if list[i].tag == "" {
-				pick = i
-				break
+		if pick < 0 {
+			for i := len(list) - 1; i >= 0; i-- {
+				if list[i].tag == "" && list[i].idle.Load() {
+					pick = i
+					break
+				}
 			}
 		}
-	}
-	if pick < 0 && matchAny && len(list) > 0 {
-		best := -1
-		for i := len(list) - 1; i >= 0; i-- {
-			if n := sharedProperties(list[i].tag, tag); n > best {
-				pick, best = i, n
+		if pick < 0 && matchAny {
+			best := -1
+			for i := len(list) - 1; i >= 0; i-- {
+				if n := sharedProperties(list[i].tag, tag); n > best && list[i].idle.Load() {
+					pick, best = i, n
+				}
 			}
 		}
+		if pick < 0 {
+			return nil, false
+		}
+		if ph = list[pick]; p.unlistIdleLocked(key, pick) {
+			return ph, exact
+		}
+		// Its handle took it back as we looked: look again.
 	}
-	if pick < 0 {
-		return nil, false
-	}
-	ph = list[pick]
-	p.idle[key] = append(list[:pick], list[pick+1:]...)
-	return ph, exact
 }
 
-// takeAnyIdleLocked pops the least recently used idle session of any key.
-func (p *pool) takeAnyIdleLocked() *physical {
-	var oldest *physical
-	var okey poolKey
-	for k, list := range p.idle {
-		if len(list) > 0 && (oldest == nil || list[0].created.Before(oldest.created)) {
-			oldest, okey = list[0], k
+// unlistIdleLocked takes the session at index i of key's idle list if it is
+// idle, removing its entry, and reports whether it did.
+func (p *pool) unlistIdleLocked(key poolKey, i int) bool {
+	list := p.idle[key]
+	ph := list[i]
+	if !ph.idle.CompareAndSwap(true, false) {
+		return false
+	}
+	ph.listed = false
+	copy(list[i:], list[i+1:])
+	list[len(list)-1] = nil
+	p.idle[key] = list[:len(list)-1]
+	return true
+}
+
+// unlistLocked removes the entry of ph, which the caller holds, from its
+// idle list.
+func (p *pool) unlistLocked(ph *physical) {
+	list := p.idle[ph.key]
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i] == ph {
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = nil
+			p.idle[ph.key] = list[:len(list)-1]
+			break
 		}
 	}
-	if oldest != nil {
-		p.idle[okey] = p.idle[okey][1:]
+	ph.listed = false
+}
+
+// takeIdleWhereLocked takes every idle session for which doom reports true,
+// removing their entries. doom is called once per idle session, in list
+// order.
+func (p *pool) takeIdleWhereLocked(doom func(*physical) bool) []*physical {
+	var taken []*physical
+	for key, list := range p.idle {
+		kept := list[:0]
+		for _, ph := range list {
+			// Held while doom looks, so that its handle cannot take it
+			// back meanwhile; given back if spared.
+			if ph.idle.CompareAndSwap(true, false) {
+				if doom(ph) {
+					ph.listed = false
+					taken = append(taken, ph)
+					continue
+				}
+				ph.idle.Store(true)
+			}
+			kept = append(kept, ph)
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = kept
+		}
 	}
-	return oldest
+	return taken
+}
+
+// takeAnyIdleLocked pops the oldest idle session of any key.
+func (p *pool) takeAnyIdleLocked() *physical {
+	for {
+		var oldest *physical
+		var okey poolKey
+		oi := -1
+		for k, list := range p.idle {
+			for i, ph := range list {
+				if ph.idle.Load() {
+					if oldest == nil || ph.created.Before(oldest.created) {
+						oldest, okey, oi = ph, k, i
+					}
+					break
+				}
+			}
+		}
+		if oldest == nil {
+			return nil
+		}
+		if p.unlistIdleLocked(okey, oi) {
+			return oldest
+		}
+	}
 }
 
 // sharedProperties counts the k=v properties two normalised tags share.
@@ -381,30 +519,72 @@ func sharedProperties(a, b string) int {
 	return n
 }
 
-// put returns a session from its owner.
+// put returns a session from its holder. A session that is still listed
+// (its handle took it back with reclaim) and that nothing else wants is
+// parked: marked idle where it stands, without the lock, so that the same
+// handle's next checkout can reclaim it just as cheaply. Otherwise the
+// session goes through offerLocked.
 func (p *pool) put(ph *physical) {
-	now := p.now()
-	p.mu.Lock()
-	p.busy--
 	ph.used = true
+	now := p.stamp()
+	if ph.listed {
+		if !ph.bad.Load() && !p.contended.Load() && !ph.expired(now) {
+			if ph.idleAt.Load() != now { // the stamp moves a few times a minute
+				ph.idleAt.Store(now)
+			}
+			ph.idle.Store(true)
+			if !p.contended.Load() {
+				return
+			}
+			// A checkout began to wait, or the pool closed or shrank, as
+			// the session was parked: unless a checkout took it already,
+			// it goes where offerLocked says.
+			p.mu.Lock()
+			if !ph.idle.CompareAndSwap(true, false) {
+				p.unlock()
+				return
+			}
+		} else {
+			p.mu.Lock()
+		}
+		p.unlistLocked(ph)
+	} else {
+		p.mu.Lock()
+		p.busy--
+	}
 	p.offerLocked(ph, now)
 }
 
-// offerLocked places a session nobody holds: with a waiter of its key, in the
-// idle list, or — if it is bad, past its lifetime, above the pool's maximum,
-// or the pool is closed — to its end, its slot going to the first waiter.
-// It unlocks p.mu.
-func (p *pool) offerLocked(ph *physical, now time.Time) {
+// reclaim takes back, without the pool's lock, the session a handle held at
+// its last checkout, if it is idle and still carries tag (a session another
+// handle took meanwhile may have been retagged). It counts a tag hit as get
+// would for the exact match. It costs one atomic compare-and-swap.
+func (p *pool) reclaim(ph *physical, tag string) bool {
+	if !ph.idle.CompareAndSwap(true, false) {
+		return false
+	}
+	if ph.tag != tag {
+		p.put(ph) // as it was: listed, so it is parked again
+		return false
+	}
+	p.countTag(tag, true)
+	return true
+}
+
+// offerLocked places a session nobody holds and that is not listed: with a
+// waiter of its key, in the idle list, or — if it is bad, past its lifetime,
+// above the pool's maximum, or the pool is closed — to its end, its slot
+// going to the first waiter. It unlocks p.mu.
+func (p *pool) offerLocked(ph *physical, now int64) {
 	retire := p.closed || ph.bad.Load() ||
-		(p.cfg.Max > 0 && p.open > p.cfg.Max) ||
-		(!ph.retireAt.IsZero() && !now.Before(ph.retireAt))
+		(p.cfg.Max > 0 && p.open > p.cfg.Max) || ph.expired(now)
 	if !retire {
 		for i, w := range p.waiters {
 			if w.fits(ph) {
 				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 				p.busy++
 				w.ch <- grant{ph: ph}
-				p.mu.Unlock()
+				p.unlock()
 				return
 			}
 		}
@@ -414,14 +594,16 @@ func (p *pool) offerLocked(ph *physical, now time.Time) {
 	if retire {
 		p.open--
 		p.grantSlotLocked()
-		p.mu.Unlock()
+		p.unlock()
 		ph.close(ph.bad.Load())
 		p.kick()
 		return
 	}
-	ph.idleSince = now
+	ph.idleAt.Store(now)
 	p.idle[ph.key] = append(p.idle[ph.key], ph)
-	p.mu.Unlock()
+	ph.listed = true
+	ph.idle.Store(true)
+	p.unlock()
 }
 
 // fits reports whether a released session may be handed to the waiter: by
@@ -457,7 +639,7 @@ func (p *pool) close() {
 	p.closed = true
 	waiters := p.waiters
 	p.waiters = nil
-	p.mu.Unlock()
+	p.unlock()
 	for _, w := range waiters {
 		w.ch <- grant{closed: true}
 	}
@@ -466,13 +648,9 @@ func (p *pool) close() {
 		p.wg.Wait()
 	}
 	p.mu.Lock()
-	var idle []*physical
-	for k, list := range p.idle {
-		idle = append(idle, list...)
-		delete(p.idle, k)
-	}
+	idle := p.takeIdleWhereLocked(func(*physical) bool { return true })
 	p.open -= len(idle)
-	p.mu.Unlock()
+	p.unlock()
 	for _, ph := range idle {
 		ph.close(false)
 	}
@@ -488,7 +666,7 @@ func (ph *physical) close(terminated bool) {
 	p.closedN.Add(1)
 	p.mu.Lock()
 	delete(p.all, ph)
-	p.mu.Unlock()
+	p.unlock()
 	if !terminated && p.c.dialect != dialectPgx {
 		// As database/sql closes a connection's statements before the
 		// connection (a driver may hold resources per statement; sqlmock
@@ -503,11 +681,20 @@ func (ph *physical) close(terminated bool) {
 // stats fills the pool's part of Stats.
 func (p *pool) stats(s *Stats) {
 	p.mu.Lock()
+	// A listed session is idle or held by the handle that took it back;
+	// each is counted once, as one or the other, so Busy+Idle is exact even
+	// while handles park and take back without the lock.
 	s.Open, s.Busy = p.open, p.busy
 	for _, list := range p.idle {
-		s.Idle += len(list)
+		for _, ph := range list {
+			if ph.idle.Load() {
+				s.Idle++
+			} else {
+				s.Busy++
+			}
+		}
 	}
-	p.mu.Unlock()
+	p.unlock()
 	s.Created = p.created.Load()
 	s.Closed = p.closedN.Load()
 	s.Terminated = p.terminated.Load()

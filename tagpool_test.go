@@ -255,7 +255,7 @@ func installPool(c *Connector, pc PoolConfig, now func() time.Time) error {
 	c.cfg.pool = pc
 	p := newPool(c, pc)
 	if now != nil {
-		p.now = now
+		p.now, p.fakeClock = now, true
 	}
 	c.pool = p
 	p.start()
@@ -511,6 +511,7 @@ func TestPoolGrowByIncrCallerWaitsOnlyForFirst(t *testing.T) {
 func TestPoolReuseIsLIFO(t *testing.T) {
 	d := newTPDriver()
 	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	db.SetMaxIdleConns(0) // every checkout a new handle: the pool alone chooses
 	ctx := context.Background()
 	a, ida := tpAcquire(t, ctx, db)
 	b, idb := tpAcquire(t, ctx, db)
@@ -526,6 +527,96 @@ func TestPoolReuseIsLIFO(t *testing.T) {
 		}
 	}
 	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 3})
+}
+
+func TestPoolHandleTakesBackItsOwnSessionFirst(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	db.SetMaxIdleConns(2) // database/sql keeps the handles of a and b, and closes e's
+	ctx := context.Background()
+	a, ida := tpAcquire(t, ctx, db)
+	b, idb := tpAcquire(t, ctx, db)
+	e, ide := tpAcquire(t, ctx, db)
+	b.Close()
+	a.Close()
+	e.Close()
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
+	// database/sql hands out a's handle, then b's (its own LIFO), and each
+	// takes back the session it had although e's was released last; then a
+	// new handle gets the one left.
+	for i, want := range []int64{ida, idb, ide} {
+		cn, id := tpAcquire(t, ctx, db)
+		defer cn.Close()
+		if id != want {
+			t.Errorf("checkout %d got session %d, want %d (a handle's own session first)", i, id, want)
+		}
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 3})
+}
+
+// A session parked on a handle stays the pool's like any idle one: another
+// handle's checkout takes it, the first handle then gets another session,
+// a session retagged meanwhile is not taken back for the old tag, and the
+// stats are exact throughout. The handles are driven directly, as
+// database/sql would at checkout (bind) and release (IsValid).
+func TestPoolParkedSessionStaysThePools(t *testing.T) {
+	d := newTPDriver()
+	_, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	ctx := context.Background()
+	bind := func(v *conn, ctx context.Context) *physical {
+		t.Helper()
+		if err := v.bind(ctx, true); err != nil {
+			t.Fatalf("bind: %v", err)
+		}
+		return v.ph
+	}
+	v1, v2 := newConn(c), newConn(c)
+	s1 := bind(v1, ctx)
+	v1.IsValid()
+	if got := bind(v1, ctx); got != s1 {
+		t.Fatalf("v1 did not take back its session")
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 1})
+	v1.IsValid() // parked: idle, and still in the idle list
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1})
+
+	if got := bind(v2, ctx); got != s1 {
+		t.Fatalf("v2 did not get the idle session parked on v1")
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 1})
+	s2 := bind(v1, ctx) // v1's session is v2's now: v1 gets a new one
+	if s2 == s1 {
+		t.Fatal("v1 took back a session v2 holds")
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 2, Busy: 2, Created: 2})
+
+	// v2 retags s1 and releases it; v1, also parked, releases s2.
+	if err := v2.view.SetTag("k=v"); err != nil {
+		t.Fatal(err)
+	}
+	v2.IsValid()
+	v1.IsValid()
+	tpCheckStats(t, c, tpStatsWant{Open: 2, Idle: 2, Created: 2})
+	// v1 takes s2 back; v2's untagged checkout finds s1 retagged, leaves it,
+	// and with no untagged session idle gets a new one.
+	if got := bind(v1, ctx); got != s2 {
+		t.Fatal("v1 did not take back s2")
+	}
+	s3 := bind(v2, ctx)
+	if s3 == s1 || s3 == s2 {
+		t.Fatalf("an untagged checkout got a session tagged %q", s3.tag)
+	}
+	// A checkout asking for the tag gets s1, a hit.
+	v3 := newConn(c)
+	if got := bind(v3, WithTag(ctx, "k=v")); got != s1 || !v3.tagFound {
+		t.Fatalf("tagged checkout: got %p (tag %q), want s1", got, got.tag)
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 3, TagHits: 1, checkTags: true})
+	for _, v := range []*conn{v1, v2, v3} {
+		v.IsValid()
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
+	tpCheckDriver(t, c, d)
 }
 
 func TestPoolSameSessionWhenSerial(t *testing.T) {
@@ -606,9 +697,10 @@ func TestPoolMaxLifetimeJitteredAndRetired(t *testing.T) {
 	distinct := map[time.Time]bool{}
 	for _, list := range p.idle {
 		for _, ph := range list {
-			distinct[ph.retireAt] = true
-			if lo, hi := t0.Add(54*time.Minute), t0.Add(time.Hour); ph.retireAt.Before(lo) || ph.retireAt.After(hi) {
-				t.Errorf("retireAt %v not within [%v, %v] (max_lifetime less at most a tenth)", ph.retireAt, lo, hi)
+			at := time.Unix(0, ph.retireAt)
+			distinct[at] = true
+			if lo, hi := t0.Add(54*time.Minute), t0.Add(time.Hour); at.Before(lo) || at.After(hi) {
+				t.Errorf("retireAt %v not within [%v, %v] (max_lifetime less at most a tenth)", at, lo, hi)
 			}
 		}
 	}
