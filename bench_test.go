@@ -10,7 +10,7 @@ package hasql_test
 // <op> is Exec, Query (iterate and close), QueryRow, PrepareExec (prepare, exec, close) and Tx
 // (begin, exec, commit). "hasql-cb" has one no-op entry and one no-op exit callback on FnExec and
 // FnQuery. TestHotPathAllocs turns the allocation half of the hot-path promise into a test:
-// hasql adds no allocation without callbacks and at most one with them.
+// hasql adds no allocation, with or without callbacks (the issue allows one with them).
 //
 // Tables for the README: testdata/bench/ratios.sh.
 
@@ -396,11 +396,9 @@ func TestHotPathAllocs(t *testing.T) {
 				t.Errorf("hasql without callbacks, statement cache off: %v allocs/op, raw %v: want at most %v", nocache, raw, nocacheLimit)
 			}
 			// Callbacks are registered on FnExec and FnQuery, which every op but PrepareExec
-			// goes through (Tx runs its Exec as an ad-hoc FnExec).
-			limit := raw + 1
-			if op.name == "PrepareExec" {
-				limit = raw
-			}
+			// goes through (Tx runs its Exec as an ad-hoc FnExec). The issue allows one
+			// allocation more; the handle's reused Call makes it none.
+			limit := raw
 			if cb > limit {
 				t.Errorf("hasql with entry+exit callbacks: %v allocs/op, raw %v: want at most %v", cb, raw, limit)
 			}

@@ -74,6 +74,9 @@ type conn struct {
 	rowsType  reflect.Type
 	rowsMask  uint8
 	spareRows *rows
+
+	callBuf  Call // newCall's
+	callBusy bool
 }
 
 var (
@@ -275,6 +278,25 @@ func (v *conn) noteErr(err error) {
 	}
 }
 
+// newCall returns the Call for one intercepted call: the handle's own, so
+// that the hot calls allocate nothing (a Call is valid only while its
+// callbacks run), or a new one if the handle's is in use.
+func (v *conn) newCall(fn Fn, ctx context.Context, query string, args []driver.NamedValue) *Call {
+	if v.callBusy {
+		return &Call{Fn: fn, Ctx: ctx, Query: query, Args: args, Session: &v.view}
+	}
+	v.callBusy = true
+	v.callBuf = Call{Fn: fn, Ctx: ctx, Query: query, Args: args, Session: &v.view}
+	return &v.callBuf
+}
+
+// doneCall ends a Call from newCall, dropping what it references.
+func (v *conn) doneCall(c *Call) {
+	if c == &v.callBuf {
+		v.callBuf, v.callBusy = Call{}, false
+	}
+}
+
 // call runs fn through its callback chain. It is the slow path taken only
 // when callbacks are registered for fn.
 func (v *conn) call(ch *chain, c *Call, inv invoker) error {
@@ -441,9 +463,10 @@ func (v *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 		var r driver.Result
 		var err error
 		if ch := v.c.reg.chain(FnExec); ch != nil {
-			c := &Call{Fn: FnExec, Ctx: ctx, Query: query, Args: args, Session: &v.view}
+			c := v.newCall(FnExec, ctx, query, args)
 			err = ch.run(c, v)
 			r = c.Result
+			v.doneCall(c)
 		} else {
 			r, err = v.execAdhoc(ctx, query, args)
 		}
@@ -478,9 +501,10 @@ func (v *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		var r driver.Rows
 		var err error
 		if ch := v.c.reg.chain(FnQuery); ch != nil {
-			c := &Call{Fn: FnQuery, Ctx: ctx, Query: query, Args: args, Session: &v.view}
+			c := v.newCall(FnQuery, ctx, query, args)
 			err = ch.run(c, v)
 			r = c.Rows
+			v.doneCall(c)
 		} else {
 			r, err = v.queryAdhoc(ctx, query, args)
 		}
@@ -953,9 +977,10 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 		var r driver.Result
 		var err error
 		if ch := v.c.reg.chain(FnStmtExec); ch != nil {
-			c := &Call{Fn: FnStmtExec, Ctx: ctx, Query: s.query, Args: args, Session: &v.view}
+			c := v.newCall(FnStmtExec, ctx, s.query, args)
 			err = ch.run(c, s)
 			r = c.Result
+			v.doneCall(c)
 		} else {
 			r, err = stmtExec(ctx, s.cs.si, args)
 			if err != nil && s.retryStale(ctx, err) {
@@ -986,9 +1011,10 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 		var r driver.Rows
 		var err error
 		if ch := v.c.reg.chain(FnStmtQuery); ch != nil {
-			c := &Call{Fn: FnStmtQuery, Ctx: ctx, Query: s.query, Args: args, Session: &v.view}
+			c := v.newCall(FnStmtQuery, ctx, s.query, args)
 			err = ch.run(c, s)
 			r = c.Rows
+			v.doneCall(c)
 		} else {
 			r, err = stmtQuery(ctx, s.cs.si, args)
 			if err != nil && s.retryStale(ctx, err) {

@@ -2,10 +2,14 @@ package hasql_test
 
 // Session pool benchmarks.
 //
-//   BenchmarkAcquireTagged/{raw,hasql}   checking out and giving back a session on a no-op
-//       in-process driver: raw is database/sql's db.Conn + Close on the driver itself; hasql is
+//   BenchmarkAcquireTagged/...   checking out and giving back a session on a no-op in-process
+//       driver: raw is database/sql's db.Conn + Close on the driver itself; hasql is
 //       hasql.Acquire with a tag whose session is in the pool + hasql.Release with that tag.
-//       Goal: hasql/raw ≤ 1.3.
+//       Goal: hasql/raw ≤ 1.3. For what lies between: hasql-dbconn and hasql-dbconn-tagged are
+//       db.Conn + Close through hasql, without and with the tag (the tagged session taken back
+//       by the same checkout path Acquire uses); raw-2raw is raw plus the two Conn.Raw calls that
+//       Acquire and Release need to reach hasql's handle behind a *sql.Conn (database/sql offers
+//       no other way), each doing nothing: the floor for any Acquire/Release on *sql.Conn.
 //   BenchmarkStatefulRequestPG/{tagged,untagged}   a request that needs session state X (three
 //       SET statements) and then runs one query, on the shared PostgreSQL server. tagged: a
 //       session callback applies X once per session and requests ask for the tag; untagged:
@@ -89,6 +93,52 @@ func BenchmarkAcquireTagged(b *testing.B) {
 			}
 			c.Close()
 		})
+	})
+
+	b.Run("raw-2raw", func(b *testing.B) {
+		db, err := sql.Open(pbNoopName, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		nothing := func(any) error { return nil }
+		pbLoop(b, func() {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Raw(nothing)
+			c.Raw(nothing)
+			c.Close()
+		})
+	})
+
+	b.Run("hasql-dbconn-tagged", func(b *testing.B) {
+		db, err := hasql.Open(pbNoopName, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		const tag = "nls=fr"
+		tctx := hasql.WithTag(ctx, tag)
+		warm, err := hasql.Acquire(tctx, db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := hasql.Release(warm, tag); err != nil {
+			b.Fatal(err)
+		}
+		pbLoop(b, func() {
+			c, err := db.Conn(tctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+		})
+		c, _ := hasql.ConnectorOf(db)
+		if st := c.Stats(); st.TagMisses != 1 || st.Created != 1 || st.TagHits < int64(b.N) {
+			b.Fatalf("the tagged session was not reused every time: %+v", st)
+		}
 	})
 
 	// For reference: the same db.Conn + Close through hasql, untagged.

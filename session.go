@@ -57,6 +57,9 @@ func (s *Session) SetTag(tag string) error {
 	if ph == nil {
 		return errNotBound
 	}
+	if ph.tag == t {
+		return nil
+	}
 	if ph.listed {
 		// The pool's lists are read under its lock, entries held or not.
 		ph.pool.mu.Lock()

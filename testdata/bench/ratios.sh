@@ -5,7 +5,7 @@
 #   ns/op ratio   median ns/op of the variant / median ns/op of raw, same op, same run
 #   allocs        allocs/op of the variant minus raw's (+0: hasql added no allocation)
 #
-# Usage: testdata/bench/ratios.sh [suite...]      suites: noop wrappers pg maria maria-interp (default: all)
+# Usage: testdata/bench/ratios.sh [suite...]      suites: noop wrappers paired pg maria maria-interp (default: all)
 #        testdata/bench/ratios.sh -f FILE...       summarise saved `go test -bench` output instead
 #
 # Each suite's test binary is built once and run COUNT times with -test.count 1, so that raw and
@@ -17,6 +17,10 @@
 # output and the benchstat summaries; default a new directory under ${TMPDIR:-/tmp}), BENCHSTAT
 # (how to run benchstat; default `go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da`;
 # empty skips it).
+#
+# paired runs benchcmp's BenchmarkWrappersPaired once with ROUNDS rounds (default 400): every
+# variant takes a turn of 256 operations per round, so ratios hold even on a noisy machine; its
+# table shows each variant's median ratio to raw, median added ns/op and added allocs/op.
 #
 # pg and maria start throwaway PostgreSQL and MariaDB servers on loopback through the test
 # harness (testdata/ensure-servers.sh installs them); wrappers runs in the benchcmp/ module.
@@ -94,6 +98,39 @@ table() {
 	}' "$1"
 }
 
+# pairedtable FILE: the markdown table of BenchmarkWrappersPaired's metrics.
+pairedtable() {
+	awk '
+	/^BenchmarkWrappersPaired\// {
+		op = $1; sub(/^BenchmarkWrappersPaired\//, "", op); sub(/-[0-9]+$/, "", op)
+		ops[++nops] = op
+		for (i = 3; i < NF; i++) {
+			u = $(i + 1)
+			if (u == "raw-ns") raw[op] = $i
+			else if (u ~ /-x$/) { v = u; sub(/-x$/, "", v); x[op, v] = $i; seen[v] = 1 }
+			else if (u ~ /-added-ns$/) { v = u; sub(/-added-ns$/, "", v); add[op, v] = $i }
+			else if (u ~ /-allocs\+$/) { v = u; sub(/-allocs\+$/, "", v); al[op, v] = $i }
+		}
+	}
+	END {
+		if (nops == 0) { print "(no benchmark results)"; exit 1 }
+		n = split("hasql hasql-cb sqlhooks sqlmw otelsql", vs, " ")
+		hdr = "| paired | raw ns/op"; sep = "|---|---:"
+		for (j = 1; j <= n; j++) if (vs[j] in seen) { hdr = hdr " | " vs[j]; sep = sep "|---:" }
+		print hdr " |"; print sep "|"
+		for (i = 1; i <= nops; i++) {
+			op = ops[i]; line = "| " op " | " sprintf("%.0f ns", raw[op])
+			for (j = 1; j <= n; j++) if (vs[j] in seen) {
+				v = vs[j]; d = al[op, v] + 0
+				line = line " | " sprintf("%.2f× · %+.0f ns · %s%d", x[op, v], add[op, v], d >= 0 ? "+" : "", d)
+			}
+			print line " |"
+		}
+		print ""
+		print "Cell: median over rounds of ns/op ÷ raw · median added ns/op · allocs/op − raw."
+	}' "$1"
+}
+
 summarise() { # FILE
 	table "$1"
 	if [[ -n $BENCHSTAT ]]; then
@@ -119,7 +156,7 @@ if [[ ${1:-} == -f ]]; then
 fi
 
 suites=("$@")
-[[ ${#suites[@]} -gt 0 ]] || suites=(noop wrappers pg maria maria-interp)
+[[ ${#suites[@]} -gt 0 ]] || suites=(noop wrappers paired pg maria maria-interp)
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/hasql-bench.XXXXXX")}
 mkdir -p "$OUT"
 echo "go $(go env GOVERSION), $(nproc) CPUs, COUNT=$COUNT BENCHTIME=$BENCHTIME; raw output in $OUT"
@@ -132,7 +169,23 @@ for s in "${suites[@]}"; do
 	maria) dir=.; pat='^BenchmarkMaria$' ;;
 	maria-interp) dir=.; pat='^BenchmarkMariaInterpolated$' ;;
 	wrappers) dir=benchcmp; pat='^BenchmarkWrappers$' ;;
-	*) echo "ratios.sh: unknown suite $s (noop, wrappers, pg, maria, maria-interp)" >&2; exit 2 ;;
+	paired)
+		bin="$OUT/paired.test"
+		(cd benchcmp && go test -c -o "$bin" .)
+		echo "### paired"
+		echo
+		echo "\`cd benchcmp && go test -run '^\$' -bench '^BenchmarkWrappersPaired$' -benchtime ${ROUNDS:-400}x .\`"
+		echo
+		if ! (cd benchcmp && "$bin" -test.run '^$' -test.bench '^BenchmarkWrappersPaired$' -test.benchtime "${ROUNDS:-400}x" -test.timeout 30m) >"$OUT/paired.txt" 2>&1; then
+			echo "ratios.sh: paired failed:" >&2
+			tail -30 "$OUT/paired.txt" >&2
+			exit 1
+		fi
+		pairedtable "$OUT/paired.txt"
+		echo
+		continue
+		;;
+	*) echo "ratios.sh: unknown suite $s (noop, wrappers, paired, pg, maria, maria-interp)" >&2; exit 2 ;;
 	esac
 	bin="$OUT/$s.test"
 	(cd "$dir" && go test -c -o "$bin" .)
