@@ -66,7 +66,7 @@ type PoolConfig struct {
 	Min, Max, Incr int // sessions kept / allowed (0 = no limit) / opened per growth step
 	GetMode        GetMode
 	WaitTimeout    time.Duration // for GetTimedWait
-	IdleTimeout    time.Duration // close sessions idle longer than this (never below Min); 0 = never
+	IdleTimeout    time.Duration // close sessions idle longer than this (never below Min), checked every quarter of it (at most 30s); 0 = never
 	MaxLifetime    time.Duration // retire sessions older than this, with jitter; 0 = never
 }
 

@@ -6,5 +6,8 @@
 //
 //	cd benchcmp && go test -run '^$' -bench . -benchmem -count 6
 //
-// or ../testdata/bench/ratios.sh for a table of ratios against raw.
+// or ../testdata/bench/ratios.sh for a table of ratios against raw. On a
+// noisy machine, BenchmarkWrappersPaired gives steadier ratios: the variants
+// take turns of 256 operations, round after round
+// (`go test -run '^$' -bench WrappersPaired -benchtime 400x .`).
 package benchcmp
