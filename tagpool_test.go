@@ -619,6 +619,46 @@ func TestPoolParkedSessionStaysThePools(t *testing.T) {
 	tpCheckDriver(t, c, d)
 }
 
+// More handles than sessions, every handle parking its session on release:
+// a checkout that waits for a full pool is handed a session parked after it
+// began to wait (none is left idle while someone waits), each session is used
+// by one caller at a time (the driver counts), and the stats add up after.
+func TestPoolParkedSessionsReachWaiters(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 2, 1), nil)
+	db.SetMaxIdleConns(8) // database/sql keeps every handle, each with its parked session
+	const goroutines, ops = 8, 300
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < ops; i++ {
+				// Far longer than any wait should be: a session left idle while a
+				// checkout waits would show as this deadline passing.
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				_, err := db.ExecContext(ctx, "SET x = 1")
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("exec: %v", err)
+	}
+	s := tpCheckStats(t, c, tpStatsWant{Open: 2, Idle: 2, Created: 2})
+	if s.Waits == 0 {
+		t.Errorf("no checkout waited (%+v): the test did not contend", s)
+	}
+	tpCheckDriver(t, c, d)
+}
+
 func TestPoolSameSessionWhenSerial(t *testing.T) {
 	d := newTPDriver()
 	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
