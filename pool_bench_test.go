@@ -77,6 +77,27 @@ func (c *pbNoopConn) Begin() (driver.Tx, error)           { return nil, driver.E
 func (c *pbNoopConn) ResetSession(context.Context) error  { return nil }
 func (c *pbNoopConn) IsValid() bool                       { return !c.closed }
 
+const pbTag = "nls=fr"
+
+// pbTaggedDB opens hasql over the no-op driver with one pooled session
+// tagged pbTag, and returns a context asking for it.
+func pbTaggedDB(b *testing.B, ctx context.Context) (*sql.DB, context.Context) {
+	db, err := hasql.Open(pbNoopName, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	tctx := hasql.WithTag(ctx, pbTag)
+	warm, err := hasql.Acquire(tctx, db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := hasql.Release(warm, pbTag); err != nil {
+		b.Fatal(err)
+	}
+	return db, tctx
+}
+
 func BenchmarkAcquireTagged(b *testing.B) {
 	ctx := context.Background()
 
@@ -114,20 +135,7 @@ func BenchmarkAcquireTagged(b *testing.B) {
 	})
 
 	b.Run("hasql-dbconn-tagged", func(b *testing.B) {
-		db, err := hasql.Open(pbNoopName, "")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		const tag = "nls=fr"
-		tctx := hasql.WithTag(ctx, tag)
-		warm, err := hasql.Acquire(tctx, db)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := hasql.Release(warm, tag); err != nil {
-			b.Fatal(err)
-		}
+		db, tctx := pbTaggedDB(b, ctx)
 		pbLoop(b, func() {
 			c, err := db.Conn(tctx)
 			if err != nil {
@@ -158,26 +166,13 @@ func BenchmarkAcquireTagged(b *testing.B) {
 	})
 
 	b.Run("hasql", func(b *testing.B) {
-		db, err := hasql.Open(pbNoopName, "")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer db.Close()
-		const tag = "nls=fr"
-		tctx := hasql.WithTag(ctx, tag)
-		warm, err := hasql.Acquire(tctx, db)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := hasql.Release(warm, tag); err != nil {
-			b.Fatal(err)
-		}
+		db, tctx := pbTaggedDB(b, ctx)
 		pbLoop(b, func() {
 			c, err := hasql.Acquire(tctx, db)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := hasql.Release(c, tag); err != nil {
+			if err := hasql.Release(c, pbTag); err != nil {
 				b.Fatal(err)
 			}
 		})

@@ -508,17 +508,24 @@ func TestPoolGrowByIncrCallerWaitsOnlyForFirst(t *testing.T) {
 	tpCheckDriver(t, c, d)
 }
 
-func TestPoolReuseIsLIFO(t *testing.T) {
-	d := newTPDriver()
-	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
-	db.SetMaxIdleConns(0) // every checkout a new handle: the pool alone chooses
-	ctx := context.Background()
+// tpThreeReleased checks out three sessions a, b and e on db and releases b, a, then e.
+func tpThreeReleased(t *testing.T, ctx context.Context, db *sql.DB) (ida, idb, ide int64) {
+	t.Helper()
 	a, ida := tpAcquire(t, ctx, db)
 	b, idb := tpAcquire(t, ctx, db)
 	e, ide := tpAcquire(t, ctx, db)
 	b.Close()
 	a.Close()
-	e.Close() // released last
+	e.Close()
+	return ida, idb, ide
+}
+
+func TestPoolReuseIsLIFO(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	db.SetMaxIdleConns(0) // every checkout a new handle: the pool alone chooses
+	ctx := context.Background()
+	ida, idb, ide := tpThreeReleased(t, ctx, db) // e released last
 	for i, want := range []int64{ide, ida, idb} {
 		cn, id := tpAcquire(t, ctx, db)
 		defer cn.Close()
@@ -534,12 +541,7 @@ func TestPoolHandleTakesBackItsOwnSessionFirst(t *testing.T) {
 	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
 	db.SetMaxIdleConns(2) // database/sql keeps the handles of a and b, and closes e's
 	ctx := context.Background()
-	a, ida := tpAcquire(t, ctx, db)
-	b, idb := tpAcquire(t, ctx, db)
-	e, ide := tpAcquire(t, ctx, db)
-	b.Close()
-	a.Close()
-	e.Close()
+	ida, idb, ide := tpThreeReleased(t, ctx, db)
 	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
 	// database/sql hands out a's handle, then b's (its own LIFO), and each
 	// takes back the session it had although e's was released last; then a
