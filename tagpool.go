@@ -247,6 +247,13 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 		if victim := p.takeAnyIdleLocked(); victim != nil {
 			p.busy++
 			p.unlock()
+			if !fresh && victim.key == key && (victim.tag == tag || victim.tag == "" || sel.matchAny) {
+				// Parked by its handle (without the lock) after the look
+				// above: it fits after all.
+				exact := tag != "" && victim.tag == tag
+				p.countTag(tag, exact)
+				return checkout{ph: victim, tagFound: exact}, nil
+			}
 			victim.close(false)
 			return p.openInSlot(ctx, key, tag, sel, false)
 		}
