@@ -137,14 +137,14 @@ func (p *pool) setLifetime(ph *physical) {
 	}
 }
 
-// reap closes idle sessions past their lifetime, and idle sessions unused
-// for longer than IdleTimeout while more than Min are open. It takes the
+// reap closes idle sessions past their lifetime or marked bad, and idle
+// sessions unused for longer than IdleTimeout while more than Min are open. It takes the
 // time as an argument so tests can drive it with a fake clock.
 func (p *pool) reap(now time.Time) {
 	p.mu.Lock()
 	min, idleTimeout, open := p.cfg.Min, p.cfg.IdleTimeout, p.open
 	doomed := p.takeIdleWhereLocked(func(ph *physical) bool {
-		if ph.expired(now.UnixNano()) {
+		if ph.expired(now.UnixNano()) || ph.bad.Load() {
 			open--
 			return true
 		}
@@ -160,7 +160,7 @@ func (p *pool) reap(now time.Time) {
 	}
 	p.unlock()
 	for _, ph := range doomed {
-		ph.close(false)
+		ph.close(ph.bad.Load())
 	}
 }
 

@@ -247,14 +247,14 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 		if victim := p.takeAnyIdleLocked(); victim != nil {
 			p.busy++
 			p.unlock()
-			if !fresh && victim.key == key && (victim.tag == tag || victim.tag == "" || sel.matchAny) {
+			if !fresh && !victim.bad.Load() && victim.key == key && (victim.tag == tag || victim.tag == "" || sel.matchAny) {
 				// Parked by its handle (without the lock) after the look
 				// above: it fits after all.
 				exact := tag != "" && victim.tag == tag
 				p.countTag(tag, exact)
 				return checkout{ph: victim, tagFound: exact}, nil
 			}
-			victim.close(false)
+			victim.close(victim.bad.Load())
 			return p.openInSlot(ctx, key, tag, sel, false)
 		}
 		switch p.cfg.GetMode {
@@ -393,7 +393,7 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *physi
 		exact = false
 		if tag != "" {
 			for i := len(list) - 1; i >= 0; i-- {
-				if list[i].tag == tag && list[i].idle.Load() {
+				if list[i].tag == tag && list[i].usable() {
 					pick, exact = i, true
 					break
 				}
@@ -401,7 +401,7 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *physi
 		}
 		if pick < 0 {
 			for i := len(list) - 1; i >= 0; i-- {
-				if list[i].tag == "" && list[i].idle.Load() {
+				if list[i].tag == "" && list[i].usable() {
 					pick = i
 					break
 				}
@@ -410,7 +410,7 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *physi
 		if pick < 0 && matchAny {
 			best := -1
 			for i := len(list) - 1; i >= 0; i-- {
-				if n := sharedProperties(list[i].tag, tag); n > best && list[i].idle.Load() {
+				if n := sharedProperties(list[i].tag, tag); n > best && list[i].usable() {
 					pick, best = i, n
 				}
 			}
@@ -423,6 +423,13 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *physi
 		}
 		// Its handle took it back as we looked: look again.
 	}
+}
+
+// usable reports whether a listed session may be handed out: idle, and not
+// marked bad (a purge marks the sessions it cannot take, and a handle may
+// park one just before the mark; the reaper closes those).
+func (ph *physical) usable() bool {
+	return ph.idle.Load() && !ph.bad.Load()
 }
 
 // unlistIdleLocked takes the session at index i of key's idle list if it is
@@ -570,8 +577,8 @@ func (p *pool) reclaim(ph *physical, tag string) bool {
 	if !ph.idle.CompareAndSwap(true, false) {
 		return false
 	}
-	if ph.tag != tag {
-		p.put(ph) // as it was: listed, so it is parked again
+	if ph.tag != tag || ph.bad.Load() {
+		p.put(ph) // parked again, or if bad retired
 		return false
 	}
 	p.countTag(tag, true)

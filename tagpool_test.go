@@ -621,6 +621,45 @@ func TestPoolParkedSessionStaysThePools(t *testing.T) {
 	tpCheckDriver(t, c, d)
 }
 
+// A session marked bad while parked (a purge marks what it cannot take, and
+// a handle may park a session just before the mark) is never handed out
+// again: not taken back by its handle, not given to another checkout, and
+// closed by the reaper if nobody else retires it.
+func TestPoolParkedBadSessionNotReused(t *testing.T) {
+	d := newTPDriver()
+	_, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	ctx := context.Background()
+	v1, v2 := newConn(c), newConn(c)
+	for _, v := range []*conn{v1, v2} {
+		if err := v.bind(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1, s2 := v1.ph, v2.ph
+	v1.IsValid()
+	v2.IsValid()
+	for _, v := range []*conn{v1, v2} { // taken back and parked: listed, idle
+		if err := v.bind(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		v.IsValid()
+	}
+	s1.bad.Store(true)
+	s2.bad.Store(true)
+
+	if err := v1.bind(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if v1.ph == s1 || v1.ph == s2 {
+		t.Fatal("v1 got a session marked bad")
+	}
+	tpCheckStats(t, c, tpStatsWant{Open: 2, Busy: 1, Idle: 1, Created: 3, Closed: 1, Terminated: 1, checkTerminated: true})
+	c.pool.reap(time.Now()) // the one nobody took back
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 3, Closed: 2, Terminated: 2, checkTerminated: true})
+	v1.IsValid()
+	tpCheckDriver(t, c, d)
+}
+
 // More handles than sessions, every handle parking its session on release:
 // a checkout that waits for a full pool is handed a session parked after it
 // began to wait (none is left idle while someone waits), each session is used
