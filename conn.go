@@ -138,8 +138,9 @@ func (v *conn) bind(ctx context.Context, verified bool) error {
 		v.resetErr = nil // any new attempt supersedes an earlier failure
 	}
 	sp := selectorIn(ctx)
-	if ph := v.parked; ph != nil && v.rebind == nil {
-		v.parked = nil
+	ph := v.parked
+	v.parked = nil
+	if ph != nil && v.rebind == nil {
 		// v.sel is still the selector the parked session was bound for.
 		if (sp == nil && v.selZero || sp != nil && *sp == v.sel) && ph.pool == v.c.pool && ph.pool.reclaim(ph, v.parkedTag) {
 			// v.checker is already ph's: ph was the handle's last session.

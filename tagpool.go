@@ -440,11 +440,17 @@ func (p *pool) unlistIdleLocked(key poolKey, i int) bool {
 	if !ph.idle.CompareAndSwap(true, false) {
 		return false
 	}
-	ph.listed = false
+	p.removeEntryLocked(key, i)
+	return true
+}
+
+// removeEntryLocked removes entry i of key's idle list.
+func (p *pool) removeEntryLocked(key poolKey, i int) {
+	list := p.idle[key]
+	list[i].listed = false
 	copy(list[i:], list[i+1:])
 	list[len(list)-1] = nil
 	p.idle[key] = list[:len(list)-1]
-	return true
 }
 
 // unlistLocked removes the entry of ph, which the caller holds, from its
@@ -453,13 +459,10 @@ func (p *pool) unlistLocked(ph *physical) {
 	list := p.idle[ph.key]
 	for i := len(list) - 1; i >= 0; i-- {
 		if list[i] == ph {
-			copy(list[i:], list[i+1:])
-			list[len(list)-1] = nil
-			p.idle[ph.key] = list[:len(list)-1]
-			break
+			p.removeEntryLocked(ph.key, i)
+			return
 		}
 	}
-	ph.listed = false
 }
 
 // takeIdleWhereLocked takes every idle session for which doom reports true,
