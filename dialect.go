@@ -112,14 +112,6 @@ func (ph *physical) alive() bool {
 	return true
 }
 
-// namesStmtsBySQL reports whether inner names prepared statements by their
-// SQL text and runs ad-hoc work with that text on such a statement, as pgx's
-// stdlib connection does.
-func namesStmtsBySQL(inner driver.Conn) bool {
-	_, ok := inner.(*stdlib.Conn)
-	return ok
-}
-
 // remoteHost returns the host:port a new inner connection reached, where the
 // driver exposes it, else fallback (the DSN's address).
 func (d dialect) remoteHost(inner driver.Conn, fallback string) string {

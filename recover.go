@@ -265,10 +265,9 @@ func (c *Connector) MarkHostDown(host string) {
 // purgeHost closes the idle sessions to host and marks its busy ones bad,
 // returning how many sessions it affected.
 func (p *pool) purgeHost(host string) int {
-	var doomed []*physical
 	marked := 0
 	p.mu.Lock()
-	doomed = p.takeIdleWhereLocked(func(ph *physical) bool { return ph.host == host })
+	doomed := p.takeIdleWhereLocked(func(ph *physical) bool { return ph.host == host })
 	for ph := range p.all {
 		if ph.host == host && !ph.bad.Load() {
 			ph.bad.Store(true)
@@ -289,9 +288,8 @@ func (p *pool) purgeHost(host string) int {
 // purgeAll closes every idle session and marks every busy one, for the start
 // of an outage: sessions opened before it are not reused after it.
 func (p *pool) purgeAll() {
-	var doomed []*physical
 	p.mu.Lock()
-	doomed = p.takeIdleWhereLocked(func(*physical) bool { return true })
+	doomed := p.takeIdleWhereLocked(func(*physical) bool { return true })
 	for ph := range p.all {
 		ph.bad.Store(true)
 	}

@@ -92,7 +92,9 @@ func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
 	ph.checker, _ = inner.(driver.NamedValueChecker)
 	ph.validator, _ = inner.(driver.Validator)
 	ph.pgxConn, _ = inner.(*stdlib.Conn)
-	ph.namesBySQL = namesStmtsBySQL(inner)
+	// pgx's stdlib connection names prepared statements by their SQL text
+	// and runs ad-hoc work with that text on such a statement.
+	ph.namesBySQL = ph.pgxConn != nil
 	ph.view.p = ph
 	return ph
 }
