@@ -18,7 +18,7 @@ var (
 	errReadOnlyTx     = errors.New("sql: driver does not support read-only transactions")
 )
 
-func (ph *physical) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+func (ph *session) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	if ph.execerCtx != nil {
 		return ph.execerCtx.ExecContext(ctx, query, args)
 	}
@@ -35,7 +35,7 @@ func (ph *physical) exec(ctx context.Context, query string, args []driver.NamedV
 	return ph.execer.Exec(query, dargs)
 }
 
-func (ph *physical) query(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+func (ph *session) query(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	if ph.queryerCtx != nil {
 		return ph.queryerCtx.QueryContext(ctx, query, args)
 	}
@@ -52,7 +52,7 @@ func (ph *physical) query(ctx context.Context, query string, args []driver.Named
 	return ph.queryer.Query(query, dargs)
 }
 
-func (ph *physical) ping(ctx context.Context) error {
+func (ph *session) ping(ctx context.Context) error {
 	if ph.pinger == nil {
 		return nil
 	}
@@ -62,7 +62,7 @@ func (ph *physical) ping(ctx context.Context) error {
 // resetSession resets the inner connection for reuse as database/sql does:
 // only driver.ErrBadConn counts; database/sql ignores every other error
 // from ResetSession and uses the connection anyway.
-func (ph *physical) resetSession(ctx context.Context) error {
+func (ph *session) resetSession(ctx context.Context) error {
 	if ph.resetter == nil {
 		return nil
 	}
@@ -72,7 +72,7 @@ func (ph *physical) resetSession(ctx context.Context) error {
 	return nil
 }
 
-func (ph *physical) prepare(ctx context.Context, query string) (driver.Stmt, error) {
+func (ph *session) prepare(ctx context.Context, query string) (driver.Stmt, error) {
 	if ph.prepCtx != nil {
 		return ph.prepCtx.PrepareContext(ctx, query)
 	}
@@ -84,7 +84,7 @@ func (ph *physical) prepare(ctx context.Context, query string) (driver.Stmt, err
 	return si, err
 }
 
-func (ph *physical) begin(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+func (ph *session) begin(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if ph.beginTx != nil {
 		return ph.beginTx.BeginTx(ctx, opts)
 	}

@@ -102,7 +102,7 @@ func (d dialect) connDead(err error) bool {
 // alive asks the inner connection, where its driver can tell without a round
 // trip, whether it is still usable. It is consulted when a session is
 // released, so that a connection the driver closed itself is never pooled.
-func (ph *physical) alive() bool {
+func (ph *session) alive() bool {
 	if ph.pgxConn != nil {
 		return !ph.pgxConn.Conn().IsClosed()
 	}

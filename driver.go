@@ -75,7 +75,7 @@ func (d *Driver) Open(dsn string) (driver.Conn, error) {
 		hc.Close()
 		return nil, err
 	}
-	dc.(*conn).owns = true
+	dc.(*handle).owns = true
 	return dc, nil
 }
 
@@ -298,7 +298,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	v := newConn(c)
+	v := newHandle(c)
 	if err := v.bind(ctx, false); err != nil {
 		return nil, err
 	}
@@ -352,7 +352,7 @@ func ConnectorOf(db *sql.DB) (*Connector, bool) {
 }
 
 // resolve applies the connector's defaults to a selector and validates it.
-func (c *Connector) resolve(sel selector) (key poolKey, tag string, fresh bool, err error) {
+func (c *Connector) resolve(sel selector) (key poolKey, tag string, purityNew bool, err error) {
 	tag, err = normalizeTag(sel.tag)
 	if err != nil {
 		return key, "", false, err
@@ -377,7 +377,7 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, fresh bool, 
 // hasql.connect_timeout bounds each host's attempt on its own (see openOn):
 // a host that swallows the connect (a black hole) costs one timeout, and the
 // next host is tried; only the caller's own context ends the search.
-func (c *Connector) openPhysical(ctx context.Context, sel selector, key poolKey) (*physical, error) {
+func (c *Connector) openPhysical(ctx context.Context, sel selector, key poolKey) (*session, error) {
 	order := c.hosts.order(c.pool.now())
 	strict := c.cfg.target == TargetPreferPrimary || c.cfg.target == TargetPreferStandby
 	var lastErr error
@@ -410,7 +410,7 @@ var errWrongRole = errors.New("hasql: server does not have the wanted role")
 // checks its role when a target is set. The attempt is bounded by
 // hasql.connect_timeout; one that runs out of it counts as a failure of the
 // host, one whose caller gave up (ctx) does not.
-func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict bool) (*physical, error) {
+func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict bool) (*session, error) {
 	ic, err := c.hosts.connectorFor(h, key)
 	if err != nil {
 		return nil, err
@@ -475,7 +475,7 @@ type connectInvoker struct {
 	ic  driver.Connector
 	key poolKey
 	h   *host
-	ph  *physical
+	ph  *session
 }
 
 func (ci *connectInvoker) connect(ctx context.Context) error {
@@ -510,7 +510,7 @@ func (ci *connectInvoker) invoke(call *Call) error {
 
 // closePhysical closes a session's inner connection, running FnClose
 // callbacks around it.
-func (c *Connector) closePhysical(ph *physical) {
+func (c *Connector) closePhysical(ph *session) {
 	c.hosts.closedOne(ph.hostRef)
 	if ch := c.reg.chain(FnClose); ch != nil {
 		ci := &closeInvoker{ph: ph}
@@ -526,7 +526,7 @@ func (c *Connector) closePhysical(ph *physical) {
 }
 
 type closeInvoker struct {
-	ph  *physical
+	ph  *session
 	ran bool
 }
 

@@ -366,7 +366,7 @@ func wants(t Target, r role, strict bool) bool {
 }
 
 // roleOf asks a new inner connection for its server's role.
-func (d dialect) roleOf(ctx context.Context, ph *physical) (role, error) {
+func (d dialect) roleOf(ctx context.Context, ph *session) (role, error) {
 	var q string
 	switch d {
 	case dialectPgx:

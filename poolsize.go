@@ -130,7 +130,7 @@ func (p *pool) openInBackground(key poolKey) {
 // setLifetime fixes when a new session retires: MaxLifetime less up to a
 // tenth of it at random, so that sessions opened together do not all go at
 // once. p.mu must be held (Reconfigure changes the config).
-func (p *pool) setLifetime(ph *physical) {
+func (p *pool) setLifetime(ph *session) {
 	if lt := p.cfg.MaxLifetime; lt > 0 {
 		jitter := time.Duration(rand.Int64N(int64(lt)/10 + 1))
 		ph.retireAt = ph.created.Add(lt - jitter).UnixNano()
@@ -143,7 +143,7 @@ func (p *pool) setLifetime(ph *physical) {
 func (p *pool) reap(now time.Time) {
 	p.mu.Lock()
 	min, idleTimeout, open := p.cfg.Min, p.cfg.IdleTimeout, p.open
-	doomed := p.takeIdleWhereLocked(func(ph *physical) bool {
+	doomed := p.takeIdleWhereLocked(func(ph *session) bool {
 		if ph.expired(now.UnixNano()) || ph.bad.Load() {
 			open--
 			return true
@@ -177,7 +177,7 @@ func (c *Connector) Reconfigure(pc PoolConfig) error {
 		return ErrClosed
 	}
 	p := c.pool
-	var doomed []*physical
+	var doomed []*session
 	p.mu.Lock()
 	p.cfg = pc
 	for p.cfg.Max > 0 && p.open-len(doomed) > p.cfg.Max {

@@ -69,7 +69,7 @@ const maxAttempts = 3
 // allows it): retry is true and the handle is bound anew. Otherwise the caller
 // gets ErrConnectionLost, or ErrTxResolutionUnknown inside a transaction,
 // wrapping the driver's error, and the handle stays usable.
-func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe bool) (retry bool, out error) {
+func (v *handle) onError(ctx context.Context, err error, attempt int, alwaysSafe bool) (retry bool, out error) {
 	d := v.c.dialect
 	if err == driver.ErrSkip || v.ph == nil {
 		return false, err
@@ -87,7 +87,7 @@ func (v *conn) onError(ctx context.Context, err error, attempt int, alwaysSafe b
 		v.c.hosts.setRole(ph.host, roleStandby)
 	}
 	ph.bad.Store(true)
-	v.c.lost(ph, err, wrongRole)
+	v.c.sessionLost(ph, err, wrongRole)
 	v.keepSelector(ph)
 	// A wrong role is the server refusing the work: nothing ran and no
 	// connection was lost, so when it is not re-run the caller gets the
@@ -174,7 +174,7 @@ func (e *badConnHidden) As(target any) bool { return errors.As(e.err, target) }
 // function does it if there is one (else hasql does), telling the failover
 // callback each step. recErr is an error the recovery function chose to
 // return; bindErr says no new session could be had.
-func (v *conn) failover(ctx context.Context, cause error, rec Recovery, oldHost string) (recErr, bindErr error) {
+func (v *handle) failover(ctx context.Context, cause error, rec Recovery, oldHost string) (recErr, bindErr error) {
 	fo := v.c.cfg.failoverCB
 	tell := func(ev FailoverEvent) error {
 		if fo == nil {
@@ -215,7 +215,7 @@ func (v *conn) failover(ctx context.Context, cause error, rec Recovery, oldHost 
 	}
 }
 
-func (v *conn) runRecovery(ctx context.Context, rec Recovery, cause error) (err error) {
+func (v *handle) runRecovery(ctx context.Context, rec Recovery, cause error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = newError(ErrCallbackPanic, fmt.Sprintf("recovery function panicked: %v", p), nil)
@@ -224,7 +224,7 @@ func (v *conn) runRecovery(ctx context.Context, rec Recovery, cause error) (err 
 	return rec(ctx, &v.view, cause)
 }
 
-// lost handles a lost session: the host is reported down and every session
+// sessionLost handles a sessionLost session: the host is reported down and every session
 // to it is purged — idle ones closed now, busy ones marked to close on
 // release (OCI's FAN behaviour).
 //
@@ -234,7 +234,7 @@ func (v *conn) runRecovery(ctx context.Context, rec Recovery, cause error) (err 
 // purges the sessions opened since. The host is marked down until a connect
 // to it succeeds again, which reports HostUp. A wrong role (the server is
 // up, read-only) purges the host's sessions without reporting it down.
-func (c *Connector) lost(ph *physical, cause error, wrongRole bool) {
+func (c *Connector) sessionLost(ph *session, cause error, wrongRole bool) {
 	news, wasUp := c.hosts.lostSession(ph.hostRef, ph.hostGen, cause, wrongRole)
 	if !news {
 		return
@@ -267,7 +267,7 @@ func (c *Connector) MarkHostDown(host string) {
 func (p *pool) purgeHost(host string) int {
 	marked := 0
 	p.mu.Lock()
-	doomed := p.takeIdleWhereLocked(func(ph *physical) bool { return ph.host == host })
+	doomed := p.takeIdleWhereLocked(func(ph *session) bool { return ph.host == host })
 	for ph := range p.all {
 		if ph.host == host && !ph.bad.Load() {
 			ph.bad.Store(true)
@@ -289,7 +289,7 @@ func (p *pool) purgeHost(host string) int {
 // of an outage: sessions opened before it are not reused after it.
 func (p *pool) purgeAll() {
 	p.mu.Lock()
-	doomed := p.takeIdleWhereLocked(func(*physical) bool { return true })
+	doomed := p.takeIdleWhereLocked(func(*session) bool { return true })
 	for ph := range p.all {
 		ph.bad.Store(true)
 	}
@@ -413,7 +413,7 @@ func (o *outage) probe() {
 	}
 }
 
-func (o *outage) end(ph *physical) {
+func (o *outage) end(ph *session) {
 	o.mu.Lock()
 	o.on.Store(false)
 	close(o.done)
@@ -498,7 +498,7 @@ func (s *Session) Reconnect(ctx context.Context) error {
 
 // keepSelector records what the handle's next binding must get after it
 // loses ph: its user and class, and ph's tag (or the one asked for).
-func (v *conn) keepSelector(ph *physical) {
+func (v *handle) keepSelector(ph *session) {
 	sel := v.sel
 	if ph != nil && ph.tag != "" {
 		sel.tag = ph.tag

@@ -17,8 +17,8 @@ import (
 // recycled through pools, so wrapping allocates nothing.
 type rows struct {
 	inner driver.Rows
-	v     *conn
-	ph    *physical
+	v     *handle
+	ph    *session
 	cs    *cachedStmt // nil unless the rows came from a cached statement
 	mask  uint8       // which wrapper type and pool this is
 	self  driver.Rows // the wrapper around this rows, set once by its pool
@@ -38,7 +38,7 @@ func (r *rows) base() *rows { return r }
 
 // wrapRows wraps inner rows of the bound session; rows already wrapped are
 // returned as they are. ctx, query, args and s say what produced them.
-func (v *conn) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context, query string, args []driver.NamedValue, s *stmt) driver.Rows {
+func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context, query string, args []driver.NamedValue, s *stmt) driver.Rows {
 	// A driver's rows are of one type or few: the mask of the last type
 	// seen saves six interface assertions. (Rows of hasql's own never get
 	// cached, so a type that matches is the inner driver's.)
@@ -136,12 +136,12 @@ func (r *rows) closeErr(err error) error {
 // streamErr handles an error from rows of session ph: a lost connection is
 // reported like a lost call (the work that produced the rows ran, so nothing
 // is re-run).
-func (v *conn) streamErr(ph *physical, err error) error {
+func (v *handle) streamErr(ph *session, err error) error {
 	if ph == nil || ph != v.ph || !v.c.dialect.connDead(err) {
 		return err
 	}
 	if !ph.bad.Swap(true) {
-		v.c.lost(ph, err, false)
+		v.c.sessionLost(ph, err, false)
 	}
 	if v.inTx {
 		return newError(ErrTxResolutionUnknown, "", hideBadConn(err))

@@ -14,15 +14,15 @@ import (
 // methods are for the goroutine that holds the *sql.Conn (or runs the
 // callback); they are not safe for concurrent use.
 type Session struct {
-	v *conn     // the virtual handle, or nil for a bare physical session
-	p *physical // for bare physical sessions (FnConnect and FnClose callbacks)
+	v *handle     // the virtual handle, or nil for a bare physical session
+	p *session // for bare physical sessions (FnConnect and FnClose callbacks)
 }
 
 // errNotBound is returned by Session methods that need a connection when the
 // session's handle is between checkouts.
 var errNotBound = errors.New("hasql: session is not bound to a connection (use it while its *sql.Conn is open)")
 
-func (s *Session) phys() *physical {
+func (s *Session) phys() *session {
 	if s == nil {
 		return nil
 	}
@@ -174,10 +174,10 @@ func convertArgs(ck driver.NamedValueChecker, args []any) ([]driver.NamedValue, 
 }
 
 // handleOf returns the hasql virtual handle behind a *sql.Conn.
-func handleOf(c *sql.Conn, ctx context.Context) (*conn, error) {
-	var v *conn
+func handleOf(c *sql.Conn, ctx context.Context) (*handle, error) {
+	var v *handle
 	err := c.Raw(func(dc any) error {
-		h, ok := dc.(*conn)
+		h, ok := dc.(*handle)
 		if !ok {
 			return fmt.Errorf("hasql: the *sql.Conn is not a hasql connection (its driver connection is %T)", dc)
 		}
@@ -239,7 +239,7 @@ func Release(c *sql.Conn, tag string) error {
 //	})
 func Unwrap(x any) any {
 	switch h := x.(type) {
-	case *conn:
+	case *handle:
 		if inner := h.Unwrap(); inner != nil {
 			return inner
 		}

@@ -52,7 +52,7 @@ func stmtTagFrom(ctx context.Context) string {
 // acquireStmt returns a prepared statement for query, from the session's
 // cache or newly prepared (and then cached). The caller must hand it back
 // with releaseStmt. With the cache disabled it just prepares.
-func (ph *physical) acquireStmt(ctx context.Context, query, tag string) (*cachedStmt, error) {
+func (ph *session) acquireStmt(ctx context.Context, query, tag string) (*cachedStmt, error) {
 	if ph.stmtCacheSize > 0 {
 		if ph.cache.m == nil {
 			ph.cache.m = make(map[stmtKey]*cachedStmt)
@@ -96,7 +96,7 @@ func (ph *physical) acquireStmt(ctx context.Context, query, tag string) (*cached
 
 // releaseStmt hands a statement back; the caller owns ph. An uncached or
 // evicted statement is closed when its last user lets go.
-func (ph *physical) releaseStmt(cs *cachedStmt) error {
+func (ph *session) releaseStmt(cs *cachedStmt) error {
 	cs.refs--
 	if cs.refs > 0 {
 		return nil
@@ -110,7 +110,7 @@ func (ph *physical) releaseStmt(cs *cachedStmt) error {
 
 // invalidateStmt drops a statement the server says is stale, so that the
 // next acquire prepares it afresh; it is closed when its users let go.
-func (ph *physical) invalidateStmt(cs *cachedStmt) {
+func (ph *session) invalidateStmt(cs *cachedStmt) {
 	if cs.cached {
 		ph.evict(cs, false)
 	}
@@ -118,7 +118,7 @@ func (ph *physical) invalidateStmt(cs *cachedStmt) {
 
 // evict takes cs out of the cache, counting the eviction, and closes it
 // when asked (nobody holds it); the caller owns ph.
-func (ph *physical) evict(cs *cachedStmt, close bool) {
+func (ph *session) evict(cs *cachedStmt, close bool) {
 	ph.cache.unlink(cs)
 	ph.cache.evictions++
 	ph.pool.c.stmtEvictions.Add(1)
@@ -132,13 +132,13 @@ func (ph *physical) evict(cs *cachedStmt, close bool) {
 
 // dropIdle evicts and closes the cached statement for key if nobody holds
 // it, so that the next acquire prepares it afresh; the caller owns ph.
-func (ph *physical) dropIdle(key stmtKey) {
+func (ph *session) dropIdle(key stmtKey) {
 	if cs := ph.cache.m[key]; cs != nil && cs.refs == 0 {
 		ph.evict(cs, true)
 	}
 }
 
-// unshadow is called before ad-hoc work on query; the caller owns ph. pgx's
+// dropShadowing is called before ad-hoc work on query; the caller owns ph. pgx's
 // stdlib connection names a prepared statement by its SQL text and runs
 // ad-hoc work on the statement of that name when there is one, in place of
 // its own statement cache (which copes with schema changes). Without hasql
@@ -147,7 +147,7 @@ func (ph *physical) dropIdle(key stmtKey) {
 // schema change would fail the ad-hoc query (SQLSTATE 0A000) every time.
 //
 // It costs a bool test for other drivers and one map lookup for pgx.
-func (ph *physical) unshadow(query string) {
+func (ph *session) dropShadowing(query string) {
 	if !ph.namesBySQL || ph.cache.texts[query] == 0 {
 		return
 	}
@@ -162,7 +162,7 @@ func (ph *physical) unshadow(query string) {
 
 // trimStmts evicts least recently used statements nobody holds until at
 // most n remain (statements in use may keep it above n for a while).
-func (ph *physical) trimStmts(n int) {
+func (ph *session) trimStmts(n int) {
 	for cs := ph.cache.tail; cs != nil && len(ph.cache.m) > n; {
 		prev := cs.prev
 		if cs.refs == 0 {
@@ -174,7 +174,7 @@ func (ph *physical) trimStmts(n int) {
 
 // setStmtCacheSize changes the session's cache size, closing what no longer
 // fits; the caller owns ph.
-func (ph *physical) setStmtCacheSize(n int) {
+func (ph *session) setStmtCacheSize(n int) {
 	ph.stmtCacheSize = n
 	ph.trimStmts(n)
 }
@@ -224,7 +224,7 @@ func (c *stmtCache) unlink(cs *cachedStmt) {
 
 // closeStmts closes every cached statement nobody holds; used when a session
 // ends by choice.
-func (ph *physical) closeStmts() {
+func (ph *session) closeStmts() {
 	ph.trimStmts(0)
 }
 
@@ -233,7 +233,7 @@ func (ph *physical) closeStmts() {
 // while its session is idle is released at once, as database/sql closes its
 // statement at once (with the cache off, or evicting, a close on the server
 // that cannot wait for the session's next checkout).
-func (p *pool) borrowIdle(ph *physical) bool {
+func (p *pool) borrowIdle(ph *session) bool {
 	p.mu.Lock()
 	defer p.unlock()
 	list := p.idle[ph.key]

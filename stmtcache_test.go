@@ -270,7 +270,7 @@ func scWantStats(t *testing.T, s *Session, c *Connector, hits, misses, evictions
 
 // scKeys lists a session's cached statements, most recently used first, as "sql" or "sql#tag",
 // after checking the list and the index agree.
-func scKeys(t *testing.T, ph *physical) []string {
+func scKeys(t *testing.T, ph *session) []string {
 	t.Helper()
 	var keys []string
 	n := 0
@@ -735,7 +735,7 @@ func TestStmtCacheReleaseWhileUnbound(t *testing.T) {
 		}
 		scStmtExec(t, ctx, st, 1)
 		// Handle A lets its session go (as between two checkouts) and handle B takes it.
-		if err := connA.Raw(func(dc any) error { dc.(*conn).release(); return nil }); err != nil {
+		if err := connA.Raw(func(dc any) error { dc.(*handle).release(); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		connB, sb := scConnOf(t, db)

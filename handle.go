@@ -10,16 +10,16 @@ import (
 	"time"
 )
 
-// conn is a virtual handle: the driver.Conn database/sql holds. It has no
+// handle is a virtual handle: the driver.Conn database/sql holds. It has no
 // socket of its own. A checkout binds it to a physical session (in Connect,
 // ResetSession, or lazily on the first call that carries a context) and
 // IsValid, which database/sql calls on every release, unbinds it again.
 //
 // database/sql serialises the calls on one driver.Conn (it holds the
-// connection's lock), so conn's fields need no lock of their own.
-type conn struct {
+// connection's lock), so handle's fields need no lock of their own.
+type handle struct {
 	c    *Connector
-	ph   *physical // the bound session; nil between checkouts
+	ph   *session // the bound session; nil between checkouts
 	sel  selector  // what the binding was asked for
 	view Session   // the user's view of this handle (stable across bindings)
 
@@ -64,7 +64,7 @@ type conn struct {
 	// normalised tag is parkedTag) takes it back with one atomic swap
 	// instead of the pool's lock, unless another checkout took it meanwhile
 	// (pool.reclaim). A purity NEW checkout leaves nothing to take back.
-	parked    *physical
+	parked    *session
 	parkedTag string
 	canPark   bool // the current binding may be taken back so
 	selZero   bool // sel is the zero selector: a context without one matches it
@@ -80,19 +80,19 @@ type conn struct {
 }
 
 var (
-	_ driver.Conn               = (*conn)(nil)
-	_ driver.ExecerContext      = (*conn)(nil)
-	_ driver.QueryerContext     = (*conn)(nil)
-	_ driver.ConnPrepareContext = (*conn)(nil)
-	_ driver.ConnBeginTx        = (*conn)(nil)
-	_ driver.Pinger             = (*conn)(nil)
-	_ driver.SessionResetter    = (*conn)(nil)
-	_ driver.Validator          = (*conn)(nil)
-	_ driver.NamedValueChecker  = (*conn)(nil)
+	_ driver.Conn               = (*handle)(nil)
+	_ driver.ExecerContext      = (*handle)(nil)
+	_ driver.QueryerContext     = (*handle)(nil)
+	_ driver.ConnPrepareContext = (*handle)(nil)
+	_ driver.ConnBeginTx        = (*handle)(nil)
+	_ driver.Pinger             = (*handle)(nil)
+	_ driver.SessionResetter    = (*handle)(nil)
+	_ driver.Validator          = (*handle)(nil)
+	_ driver.NamedValueChecker  = (*handle)(nil)
 )
 
-func newConn(c *Connector) *conn {
-	v := &conn{c: c}
+func newHandle(c *Connector) *handle {
+	v := &handle{c: c}
 	v.view.v = v
 	v.tx.v = v
 	return v
@@ -100,14 +100,14 @@ func newConn(c *Connector) *conn {
 
 // ensure makes sure the handle is bound for a call carrying ctx. The common
 // case costs two loads and two compares.
-func (v *conn) ensure(ctx context.Context) error {
+func (v *handle) ensure(ctx context.Context) error {
 	if v.ph != nil && v.verified {
 		return nil
 	}
 	return v.ensureSlow(ctx)
 }
 
-func (v *conn) ensureSlow(ctx context.Context) error {
+func (v *handle) ensureSlow(ctx context.Context) error {
 	if v.ph == nil {
 		if err := v.resetErr; err != nil {
 			v.resetErr = nil
@@ -133,7 +133,7 @@ func (v *conn) ensureSlow(ctx context.Context) error {
 // the handle if it can be taken back (pool.reclaim), else one from the pool.
 // A pooled session the inner driver finds dead at reset is terminated and
 // another one taken, so the caller never sees a stale connection's error.
-func (v *conn) bind(ctx context.Context, verified bool) error {
+func (v *handle) bind(ctx context.Context, verified bool) error {
 	if v.resetErr != nil {
 		v.resetErr = nil // any new attempt supersedes an earlier failure
 	}
@@ -163,7 +163,7 @@ func (v *conn) bind(ctx context.Context, verified bool) error {
 
 // bindPool is bind's way through the pool. failed, if not nil, is a session
 // just taken back whose reset failed with err.
-func (v *conn) bindPool(ctx context.Context, sel selector, verified bool, failed *physical, err error) error {
+func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, failed *session, err error) error {
 	if failed != nil {
 		v.ph = nil
 		v.c.pool.terminate(failed)
@@ -172,7 +172,7 @@ func (v *conn) bindPool(ctx context.Context, sel selector, verified bool, failed
 		}
 		v.c.reconnects.Add(1)
 	}
-	key, tag, fresh, err := v.c.resolve(sel)
+	key, tag, purityNew, err := v.c.resolve(sel)
 	if err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func (v *conn) bindPool(ctx context.Context, sel selector, verified bool, failed
 				return err
 			}
 		}
-		co, err := v.c.pool.get(ctx, key, tag, sel, fresh)
+		co, err := v.c.pool.get(ctx, key, tag, sel, purityNew)
 		if err != nil {
 			if !v.noGate && attempt < 16 && v.c.outageFor(ctx, err) {
 				continue // the outage gate holds us until the database is back
@@ -192,14 +192,14 @@ func (v *conn) bindPool(ctx context.Context, sel selector, verified bool, failed
 		v.ph, v.sel, v.verified, v.tagFound, v.checker = co.ph, sel, verified, co.tagFound, co.ph.checker
 		if err = v.prepare(ctx, co, tag); err == nil {
 			v.rebind = nil
-			v.selZero, v.parkedTag, v.canPark = sel == selector{}, tag, !fresh
+			v.selZero, v.parkedTag, v.canPark = sel == selector{}, tag, !purityNew
 			return nil
 		}
 		v.ph = nil
 		// The session's state is unknown after a failed reset or session
 		// callback: it is not pooled again.
 		v.c.pool.terminate(co.ph)
-		if ctx.Err() != nil || co.fresh || attempt >= 16 || !v.c.dialect.connDead(err) {
+		if ctx.Err() != nil || co.opened || attempt >= 16 || !v.c.dialect.connDead(err) {
 			return err
 		}
 		v.c.reconnects.Add(1) // a dead pooled session replaced unseen
@@ -210,9 +210,9 @@ func (v *conn) bindPool(ctx context.Context, sel selector, verified bool, failed
 // tag: deferred statement releases run, the pool's cache size applies, the
 // inner session is reset if reused, and the session callback runs for a
 // session new to its user or carrying another tag.
-func (v *conn) prepare(ctx context.Context, co checkout, tag string) error {
+func (v *handle) prepare(ctx context.Context, co checkout, tag string) error {
 	ph := co.ph
-	if !co.fresh {
+	if !co.opened {
 		ph.drainPending()
 	}
 	if ph.tag == "" && ph.stmtCacheSize != v.c.cfg.stmtCacheSize {
@@ -223,7 +223,7 @@ func (v *conn) prepare(ctx context.Context, co checkout, tag string) error {
 	err := v.reset(ctx, ph.used)
 	// New to its user: opened for this checkout, or in the background
 	// (min, incr) and never handed out before.
-	if err == nil && v.c.cfg.sessionCB != nil && (co.fresh || !ph.used || ph.tag != tag) {
+	if err == nil && v.c.cfg.sessionCB != nil && (co.opened || !ph.used || ph.tag != tag) {
 		err = v.runSessionCallback(ctx, tag)
 	}
 	return err
@@ -231,7 +231,7 @@ func (v *conn) prepare(ctx context.Context, co checkout, tag string) error {
 
 // reset runs FnReset for a checkout; for a session handed out before it also
 // resets the inner connection, as database/sql would on reuse.
-func (v *conn) reset(ctx context.Context, reused bool) error {
+func (v *handle) reset(ctx context.Context, reused bool) error {
 	if ch := v.c.reg.chain(FnReset); ch != nil {
 		c := &Call{Fn: FnReset, Ctx: ctx, Session: &v.view}
 		if !reused {
@@ -245,7 +245,7 @@ func (v *conn) reset(ctx context.Context, reused bool) error {
 	return nil
 }
 
-func (v *conn) runSessionCallback(ctx context.Context, tag string) (err error) {
+func (v *handle) runSessionCallback(ctx context.Context, tag string) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = newError(ErrCallbackPanic, fmt.Sprintf("session callback panicked: %v", p), nil)
@@ -256,7 +256,7 @@ func (v *conn) runSessionCallback(ctx context.Context, tag string) (err error) {
 
 // release returns the bound session to the pool, or ends it if the inner
 // driver says it is no longer usable.
-func (v *conn) release() {
+func (v *handle) release() {
 	ph := v.ph
 	if ph == nil {
 		return
@@ -271,9 +271,9 @@ func (v *conn) release() {
 	v.c.pool.put(ph)
 }
 
-// noteErr marks the bound session for termination when err shows that its
+// markIfDead marks the bound session for termination when err shows that its
 // connection died. It is only called on the error path.
-func (v *conn) noteErr(err error) {
+func (v *handle) markIfDead(err error) {
 	if err != nil && err != driver.ErrSkip && v.ph != nil && v.c.dialect.connDead(err) {
 		v.ph.bad.Store(true)
 	}
@@ -282,7 +282,7 @@ func (v *conn) noteErr(err error) {
 // newCall returns the Call for one intercepted call: the handle's own, so
 // that the hot calls allocate nothing (a Call is valid only while its
 // callbacks run), or a new one if the handle's is in use.
-func (v *conn) newCall(fn Fn, ctx context.Context, query string, args []driver.NamedValue) *Call {
+func (v *handle) newCall(fn Fn, ctx context.Context, query string, args []driver.NamedValue) *Call {
 	if v.callBusy {
 		return &Call{Fn: fn, Ctx: ctx, Query: query, Args: args, Session: &v.view}
 	}
@@ -292,7 +292,7 @@ func (v *conn) newCall(fn Fn, ctx context.Context, query string, args []driver.N
 }
 
 // doneCall ends a Call from newCall, dropping what it references.
-func (v *conn) doneCall(c *Call) {
+func (v *handle) doneCall(c *Call) {
 	if c == &v.callBuf {
 		v.callBuf, v.callBusy = Call{}, false
 	}
@@ -300,16 +300,16 @@ func (v *conn) doneCall(c *Call) {
 
 // call runs fn through its callback chain. It is the slow path taken only
 // when callbacks are registered for fn.
-func (v *conn) call(ch *chain, c *Call, inv invoker) error {
+func (v *handle) call(ch *chain, c *Call, inv invoker) error {
 	err := ch.run(c, inv)
 	if err != nil {
-		v.noteErr(err)
+		v.markIfDead(err)
 	}
 	return err
 }
 
 // invoke performs the driver call behind a Call on the bound session.
-func (v *conn) invoke(c *Call) error {
+func (v *handle) invoke(c *Call) error {
 	ph := v.ph
 	var err error
 	switch c.Fn {
@@ -350,8 +350,8 @@ func (v *conn) invoke(c *Call) error {
 // interpolateParams) — hasql runs the work on a statement from the session's
 // cache instead, so repeats cost one round trip. With the cache off, ErrSkip
 // goes to database/sql as it came.
-func (v *conn) execAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	v.ph.unshadow(query)
+func (v *handle) execAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	v.ph.dropShadowing(query)
 	r, err := v.ph.exec(ctx, query, args)
 	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 || v.rawArgs {
 		return r, err
@@ -366,7 +366,7 @@ func (v *conn) execAdhoc(ctx context.Context, query string, args []driver.NamedV
 	}
 	if cs != nil {
 		if rerr := v.ph.releaseStmt(cs); err == nil && rerr != nil {
-			v.noteErr(rerr)
+			v.markIfDead(rerr)
 		}
 	}
 	return r, err
@@ -374,8 +374,8 @@ func (v *conn) execAdhoc(ctx context.Context, query string, args []driver.NamedV
 
 // queryAdhoc is execAdhoc for queries; the statement goes back to the cache
 // when the rows close.
-func (v *conn) queryAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	v.ph.unshadow(query)
+func (v *handle) queryAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	v.ph.dropShadowing(query)
 	r, err := v.ph.query(ctx, query, args)
 	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 || v.rawArgs {
 		return r, err
@@ -401,7 +401,7 @@ func (v *conn) queryAdhoc(ctx context.Context, query string, args []driver.Named
 // PostgreSQL transaction a cached statement nobody holds is prepared afresh:
 // had a schema change made it stale, running it would abort the transaction,
 // where the prepare database/sql makes without hasql would have succeeded.
-func (v *conn) acquireExplicit(ctx context.Context, query, tag string) (*cachedStmt, error) {
+func (v *handle) acquireExplicit(ctx context.Context, query, tag string) (*cachedStmt, error) {
 	if v.inTx && v.c.dialect == dialectPgx {
 		v.ph.dropIdle(stmtKey{query, tag})
 	}
@@ -410,7 +410,7 @@ func (v *conn) acquireExplicit(ctx context.Context, query, tag string) (*cachedS
 
 // adhocStmt gets the cached statement for ad-hoc work and checks the number
 // of arguments as database/sql would before running a statement.
-func (v *conn) adhocStmt(ctx context.Context, query string, nargs int) (*cachedStmt, error) {
+func (v *handle) adhocStmt(ctx context.Context, query string, nargs int) (*cachedStmt, error) {
 	cs, err := v.ph.acquireStmt(ctx, query, stmtTagFrom(ctx))
 	if err != nil {
 		return nil, err
@@ -424,25 +424,25 @@ func (v *conn) adhocStmt(ctx context.Context, query string, nargs int) (*cachedS
 
 // retryStaleAdhoc replaces *cs with a freshly prepared statement when err
 // says the cached one is stale (proof that nothing ran).
-func (v *conn) retryStaleAdhoc(ctx context.Context, cs **cachedStmt, err error) bool {
+func (v *handle) retryStaleAdhoc(ctx context.Context, cs **cachedStmt, err error) bool {
 	if !v.c.canRetryStale(err, v.inTx) {
 		return false
 	}
 	v.ph.invalidateStmt(*cs)
 	v.ph.releaseStmt(*cs)
-	fresh, err := v.ph.acquireStmt(ctx, (*cs).key.query, (*cs).key.tag)
+	again, err := v.ph.acquireStmt(ctx, (*cs).key.query, (*cs).key.tag)
 	if err != nil {
 		*cs = nil
 		return false
 	}
-	*cs = fresh
+	*cs = again
 	return true
 }
 
 // ExecContext runs ad-hoc work on the bound session. driver.ErrSkip from an
 // inner driver without ExecerContext reaches database/sql bare, so that it
 // prepares, executes and closes a statement exactly as it would without hasql.
-func (v *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+func (v *handle) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	if v.rawArgs {
 		if ph := v.ph; ph != nil && ph.execerCtx == nil && ph.execer == nil {
 			// No ad-hoc path: the arguments stay as they are for the
@@ -483,7 +483,7 @@ func (v *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 // QueryContext runs an ad-hoc query on the bound session. The inner driver's
 // rows are returned as they are, so every optional Rows interface they have,
 // and only those, reaches database/sql.
-func (v *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+func (v *handle) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	if v.rawArgs {
 		if ph := v.ph; ph != nil && ph.queryerCtx == nil && ph.queryer == nil {
 			defer func() { v.rawArgs = false }() // as in ExecContext
@@ -522,7 +522,7 @@ func (v *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 // database/sql's own Ping does (the fallback never returns driver.ErrSkip);
 // an inner Pinger's own driver.ErrSkip reaches the caller bare, as it would
 // through database/sql.
-func (v *conn) Ping(ctx context.Context) error {
+func (v *handle) Ping(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		if err := v.ensure(ctx); err != nil {
 			return err
@@ -545,14 +545,14 @@ func (v *conn) Ping(ctx context.Context) error {
 
 // Prepare is PrepareContext with a background context; database/sql does not
 // call it, since conn implements ConnPrepareContext.
-func (v *conn) Prepare(query string) (driver.Stmt, error) {
+func (v *handle) Prepare(query string) (driver.Stmt, error) {
 	return v.PrepareContext(context.Background(), query)
 }
 
 // PrepareContext prepares query on the bound session, through its statement
 // cache, and returns a virtual statement: if database/sql later runs it while
 // this handle is bound to another session, it is prepared there.
-func (v *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+func (v *handle) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	tag := stmtTagFrom(ctx)
 	for attempt := 0; ; attempt++ {
 		if err := v.ensure(ctx); err != nil {
@@ -583,13 +583,13 @@ func (v *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 }
 
 // Begin is BeginTx with a background context and default options.
-func (v *conn) Begin() (driver.Tx, error) {
+func (v *handle) Begin() (driver.Tx, error) {
 	return v.BeginTx(context.Background(), driver.TxOptions{})
 }
 
 // BeginTx starts a transaction on the bound session, which then stays bound
 // until database/sql releases the handle after Commit or Rollback.
-func (v *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	t := &v.tx
 	if v.inTx {
 		// database/sql allows a second Begin on a pinned *sql.Conn; the
@@ -638,7 +638,7 @@ func (v *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 // context, as database/sql hands it out again. A failure to bind is not
 // reported here (database/sql ignores all but ErrBadConn at this point): the
 // handle stays unbound and the caller's first call reports it.
-func (v *conn) ResetSession(ctx context.Context) error {
+func (v *handle) ResetSession(ctx context.Context) error {
 	if v.c.closed.Load() {
 		return driver.ErrBadConn
 	}
@@ -661,7 +661,7 @@ func (v *conn) ResetSession(ctx context.Context) error {
 // no connection, stays valid. (A failed rollback does not end the session:
 // database/sql would keep the inner connection, subject to its IsValid,
 // which release consults; see tx.Rollback for the one case it would not.)
-func (v *conn) IsValid() bool {
+func (v *handle) IsValid() bool {
 	// What was attached to this checkout ends with it: the next user of
 	// the handle starts clean. (Tested first: most checkouts attach nothing.)
 	if v.resetErr != nil || v.rebind != nil || v.recovery != nil || v.reconnectFails != 0 || !v.nextReconnect.IsZero() {
@@ -687,7 +687,7 @@ func (v *conn) IsValid() bool {
 // untouched. Each value is converted once, by the rules that apply without
 // hasql (a driver.Valuer is called once; a value only a ColumnConverter
 // understands is not rejected).
-func (v *conn) CheckNamedValue(nv *driver.NamedValue) error {
+func (v *handle) CheckNamedValue(nv *driver.NamedValue) error {
 	if ph := v.ph; ph != nil && (ph.execerCtx == nil && ph.execer == nil || ph.queryerCtx == nil && ph.queryer == nil) {
 		v.rawArgs = true
 		return nil
@@ -696,7 +696,7 @@ func (v *conn) CheckNamedValue(nv *driver.NamedValue) error {
 }
 
 // checkInner is the inner connection's checker, or driver.ErrSkip.
-func (v *conn) checkInner(nv *driver.NamedValue) error {
+func (v *handle) checkInner(nv *driver.NamedValue) error {
 	ck := v.checker
 	if v.ph != nil {
 		ck = v.ph.checker
@@ -710,7 +710,7 @@ func (v *conn) checkInner(nv *driver.NamedValue) error {
 // Close discards the handle. database/sql closes a handle that is still bound
 // only when it gave up on it (driver.ErrBadConn) or is shutting down; the
 // session is then pooled again if healthy, terminated if not.
-func (v *conn) Close() error {
+func (v *handle) Close() error {
 	if v.ph != nil {
 		v.release()
 	}
@@ -724,7 +724,7 @@ func (v *conn) Close() error {
 // Unwrap returns the inner driver's connection of the bound session, binding
 // the handle (with a background context) if it is not bound. Calls made on it
 // run no callbacks.
-func (v *conn) Unwrap() driver.Conn {
+func (v *handle) Unwrap() driver.Conn {
 	if v.ph == nil {
 		if err := v.bind(context.Background(), false); err != nil {
 			return nil
@@ -735,7 +735,7 @@ func (v *conn) Unwrap() driver.Conn {
 
 // tx is the handle's transaction.
 type tx struct {
-	v        *conn
+	v        *handle
 	inner    driver.Tx
 	ctx      context.Context // BeginTx's: database/sql rolls back when it ends
 	prepared *cachedStmt     // hand-off from invoke(FnPrepare)
@@ -777,7 +777,7 @@ func (t *tx) Rollback() error {
 		// The server rolls back a transaction whose connection died: the
 		// rollback the caller asked for has happened.
 		if !v.ph.bad.Swap(true) {
-			v.c.lost(v.ph, err, false)
+			v.c.sessionLost(v.ph, err, false)
 		}
 		v.release()
 		return nil
@@ -803,7 +803,7 @@ func keepsConnOnRollback(inner driver.Conn) bool {
 	return r && v
 }
 
-func (v *conn) callTx(ch *chain, fn Fn, t *tx) error {
+func (v *handle) callTx(ch *chain, fn Fn, t *tx) error {
 	saved := v.tx.inner
 	v.tx.inner = t.inner
 	ctx := context.Background()
@@ -826,10 +826,10 @@ func (t *tx) end() {
 // prepared on; run on a handle bound to another session, it is prepared there
 // (through that session's statement cache).
 type stmt struct {
-	v     *conn
+	v     *handle
 	query string
 	tag   string      // statement tag (WithStmtTag) at prepare time
-	ph    *physical   // where cs was acquired
+	ph    *session   // where cs was acquired
 	cs    *cachedStmt // nil until prepared (lazily, after a replacement callback)
 }
 
@@ -851,8 +851,8 @@ var stmtCCPool = sync.Pool{New: func() any { return new(stmtCC) }}
 
 // newStmt wraps cs. Wrappers are recycled on Close, so a prepare adds no
 // allocation to the inner driver's.
-func newStmt(v *conn, query, tag string, cs *cachedStmt) driver.Stmt {
-	var ph *physical
+func newStmt(v *handle, query, tag string, cs *cachedStmt) driver.Stmt {
+	var ph *session
 	if cs != nil {
 		ph = v.ph
 		if _, ok := cs.si.(driver.ColumnConverter); ok { //nolint:staticcheck
@@ -886,7 +886,7 @@ func (s *stmt) NumInput() int {
 		if cs, err := s.v.acquireExplicit(context.Background(), s.query, s.tag); err == nil {
 			s.ph, s.cs = ph, cs
 		} else {
-			s.v.noteErr(err) // ready prepares again and reports it
+			s.v.markIfDead(err) // ready prepares again and reports it
 		}
 	}
 	if s.cs == nil {
@@ -908,7 +908,7 @@ func (s *stmt) ready(ctx context.Context) error {
 	s.release()
 	cs, err := v.acquireExplicit(ctx, s.query, s.tag)
 	if err != nil {
-		v.noteErr(err)
+		v.markIfDead(err)
 		return err
 	}
 	s.ph, s.cs = v.ph, cs
@@ -927,7 +927,7 @@ func (s *stmt) release() error {
 	if ph == s.v.ph {
 		err := ph.releaseStmt(cs)
 		if err != nil {
-			s.v.noteErr(err)
+			s.v.markIfDead(err)
 		}
 		return err
 	}
@@ -959,7 +959,7 @@ func (s *stmt) retryStale(ctx context.Context, err error) bool {
 	v.ph.invalidateStmt(s.cs)
 	// pgx shares one server statement among the cached statements with this
 	// text (other tags): it is prepared afresh only once all are closed.
-	v.ph.unshadow(s.query)
+	v.ph.dropShadowing(s.query)
 	s.release()
 	return s.ready(ctx) == nil
 }

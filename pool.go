@@ -11,9 +11,9 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// physical is one real connection of the inner driver: a physical session.
+// session is one real connection of the inner driver: a session session.
 // At most one virtual handle owns it at a time; only the owner touches inner.
-type physical struct {
+type session struct {
 	pool    *pool
 	inner   driver.Conn
 	key     poolKey
@@ -79,8 +79,8 @@ type physical struct {
 // authenticated) or connection classes.
 type poolKey struct{ user, pass, class string }
 
-func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
-	ph := &physical{pool: p, inner: inner, key: key, created: p.now()}
+func newPhysical(p *pool, inner driver.Conn, key poolKey) *session {
+	ph := &session{pool: p, inner: inner, key: key, created: p.now()}
 	ph.execerCtx, _ = inner.(driver.ExecerContext)
 	ph.queryerCtx, _ = inner.(driver.QueryerContext)
 	ph.execer, _ = inner.(driver.Execer)   //nolint:staticcheck // fidelity with database/sql's fallbacks
@@ -103,7 +103,7 @@ func newPhysical(p *pool, inner driver.Conn, key poolKey) *physical {
 // statement can be closed by database/sql while its session is in another
 // handle's hands, and neither the inner connection nor the statement cache
 // is safe for concurrent use.
-func (ph *physical) deferRelease(cs *cachedStmt) {
+func (ph *session) deferRelease(cs *cachedStmt) {
 	ph.mu.Lock()
 	ph.pending = append(ph.pending, cs)
 	ph.hasPending.Store(true)
@@ -111,7 +111,7 @@ func (ph *physical) deferRelease(cs *cachedStmt) {
 }
 
 // drainPending runs the deferred statement releases; the caller owns ph.
-func (ph *physical) drainPending() {
+func (ph *session) drainPending() {
 	if !ph.hasPending.Load() {
 		return
 	}
@@ -137,8 +137,8 @@ type pool struct {
 
 	mu      sync.Mutex
 	cfg     PoolConfig
-	idle    map[poolKey][]*physical // most recently listed last; entries not idle are skipped
-	all     map[*physical]struct{}  // every open session, for purges
+	idle    map[poolKey][]*session // most recently listed last; entries not idle are skipped
+	all     map[*session]struct{}  // every open session, for purges
 	open    int                     // open or being opened; counts toward Max
 	busy    int                     // held and not listed, or a slot being opened by a caller (listed and held: see stats)
 	waiters []*waiter
@@ -175,7 +175,7 @@ type waiter struct {
 	key      poolKey
 	tag      string     // normalised; a released session must fit it (fits)
 	matchAny bool       // any tag will do
-	freshy   bool       // purity NEW: only a slot will do
+	purityNew   bool       // purity NEW: only a slot will do
 	ch       chan grant // buffered: granting never blocks
 	enqueued time.Time
 }
@@ -183,12 +183,12 @@ type waiter struct {
 // grant is a released session, or (ph nil) a slot in which to open a new
 // session, or word that the pool closed.
 type grant struct {
-	ph     *physical
+	ph     *session
 	closed bool
 }
 
 func newPool(c *Connector, cfg PoolConfig) *pool {
-	p := &pool{c: c, now: time.Now, cfg: cfg, idle: make(map[poolKey][]*physical), all: make(map[*physical]struct{})}
+	p := &pool{c: c, now: time.Now, cfg: cfg, idle: make(map[poolKey][]*session), all: make(map[*session]struct{})}
 	p.clock.Store(time.Now().UnixNano())
 	return p
 }
@@ -209,20 +209,20 @@ func (p *pool) unlock() {
 }
 
 // expired reports whether ph is past its lifetime at stamp now.
-func (ph *physical) expired(now int64) bool {
+func (ph *session) expired(now int64) bool {
 	return ph.retireAt != 0 && now >= ph.retireAt
 }
 
 // checkout is the result of a get: the session and how it was found.
 type checkout struct {
-	ph       *physical
-	fresh    bool // opened for this checkout
+	ph       *session
+	opened    bool // opened for this checkout
 	tagFound bool // the requested tag matched exactly
 }
 
 // get returns a session for the selector: a pooled one that fits, else a new
 // one, waiting or failing as the get mode says when the pool is full.
-func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, fresh bool) (checkout, error) {
+func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, purityNew bool) (checkout, error) {
 	announced := false
 	p.mu.Lock()
 	for {
@@ -230,7 +230,7 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 			p.unlock()
 			return checkout{}, ErrClosed
 		}
-		if !fresh {
+		if !purityNew {
 			if ph, exact := p.takeIdleLocked(key, tag, sel.matchAny); ph != nil {
 				p.busy++
 				p.unlock()
@@ -249,7 +249,7 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 		if victim := p.takeAnyIdleLocked(); victim != nil {
 			p.busy++
 			p.unlock()
-			if !fresh && !victim.bad.Load() && victim.key == key && (victim.tag == tag || victim.tag == "" || sel.matchAny) {
+			if !purityNew && !victim.bad.Load() && victim.key == key && (victim.tag == tag || victim.tag == "" || sel.matchAny) {
 				// Parked by its handle (without the lock) after the look
 				// above: it fits after all.
 				exact := tag != "" && victim.tag == tag
@@ -282,7 +282,7 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, f
 			p.contended.Store(true)
 			continue
 		}
-		g, err := p.waitLocked(ctx, key, tag, sel.matchAny, fresh)
+		g, err := p.waitLocked(ctx, key, tag, sel.matchAny, purityNew)
 		if err != nil {
 			return checkout{}, err
 		}
@@ -332,13 +332,13 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 	if tag != "" {
 		p.tagMisses.Add(1)
 	}
-	return checkout{ph: ph, fresh: true}, nil
+	return checkout{ph: ph, opened: true}, nil
 }
 
 // waitLocked queues the caller until a session or slot is granted, the
 // context ends, or (timedwait) the wait timeout passes. It unlocks p.mu.
-func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny, fresh bool) (grant, error) {
-	w := &waiter{key: key, tag: tag, matchAny: matchAny, freshy: fresh, ch: make(chan grant, 1), enqueued: p.now()}
+func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny, purityNew bool) (grant, error) {
+	w := &waiter{key: key, tag: tag, matchAny: matchAny, purityNew: purityNew, ch: make(chan grant, 1), enqueued: p.now()}
 	p.waiters = append(p.waiters, w)
 	mode, wait := p.cfg.GetMode, p.cfg.WaitTimeout // read under p.mu: Reconfigure may change them
 	p.unlock()
@@ -388,7 +388,7 @@ func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny
 // recently listed with exactly the tag; else an untagged one; else, with
 // matchAny, the one sharing most tag properties, else any. exact reports an
 // exact tag match (always false for an untagged request).
-func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *physical, exact bool) {
+func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *session, exact bool) {
 	for {
 		list := p.idle[key]
 		pick := -1
@@ -430,7 +430,7 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *physi
 // usable reports whether a listed session may be handed out: idle, and not
 // marked bad (a purge marks the sessions it cannot take, and a handle may
 // park one just before the mark; the reaper closes those).
-func (ph *physical) usable() bool {
+func (ph *session) usable() bool {
 	return ph.idle.Load() && !ph.bad.Load()
 }
 
@@ -457,7 +457,7 @@ func (p *pool) removeEntryLocked(key poolKey, i int) {
 
 // unlistLocked removes the entry of ph, which the caller holds, from its
 // idle list.
-func (p *pool) unlistLocked(ph *physical) {
+func (p *pool) unlistLocked(ph *session) {
 	list := p.idle[ph.key]
 	for i := len(list) - 1; i >= 0; i-- {
 		if list[i] == ph {
@@ -470,8 +470,8 @@ func (p *pool) unlistLocked(ph *physical) {
 // takeIdleWhereLocked takes every idle session for which doom reports true,
 // removing their entries. doom is called once per idle session, in list
 // order.
-func (p *pool) takeIdleWhereLocked(doom func(*physical) bool) []*physical {
-	var taken []*physical
+func (p *pool) takeIdleWhereLocked(doom func(*session) bool) []*session {
+	var taken []*session
 	for key, list := range p.idle {
 		kept := list[:0]
 		for _, ph := range list {
@@ -498,9 +498,9 @@ func (p *pool) takeIdleWhereLocked(doom func(*physical) bool) []*physical {
 }
 
 // takeAnyIdleLocked pops the oldest idle session of any key.
-func (p *pool) takeAnyIdleLocked() *physical {
+func (p *pool) takeAnyIdleLocked() *session {
 	for {
-		var oldest *physical
+		var oldest *session
 		var okey poolKey
 		oi := -1
 		for k, list := range p.idle {
@@ -543,7 +543,7 @@ func sharedProperties(a, b string) int {
 // parked: marked idle where it stands, without the lock, so that the same
 // handle's next checkout can reclaim it just as cheaply. Otherwise the
 // session goes through offerLocked.
-func (p *pool) put(ph *physical) {
+func (p *pool) put(ph *session) {
 	ph.used = true
 	now := p.stamp()
 	if ph.listed {
@@ -578,7 +578,7 @@ func (p *pool) put(ph *physical) {
 // its last checkout, if it is idle and still carries tag (a session another
 // handle took meanwhile may have been retagged). It counts a tag hit as get
 // would for the exact match. It costs one atomic compare-and-swap.
-func (p *pool) reclaim(ph *physical, tag string) bool {
+func (p *pool) reclaim(ph *session, tag string) bool {
 	if !ph.idle.CompareAndSwap(true, false) {
 		return false
 	}
@@ -594,7 +594,7 @@ func (p *pool) reclaim(ph *physical, tag string) bool {
 // waiter of its key, in the idle list, or — if it is bad, past its lifetime,
 // above the pool's maximum, or the pool is closed — to its end, its slot
 // going to the first waiter. It unlocks p.mu.
-func (p *pool) offerLocked(ph *physical, now int64) {
+func (p *pool) offerLocked(ph *session, now int64) {
 	retire := p.closed || ph.bad.Load() ||
 		(p.cfg.Max > 0 && p.open > p.cfg.Max) || ph.expired(now)
 	if !retire {
@@ -628,8 +628,8 @@ func (p *pool) offerLocked(ph *physical, now int64) {
 // fits reports whether a released session may be handed to the waiter: by
 // the selection rules of takeIdleLocked, the same key, and exactly the tag,
 // else no tag, else (matchAny) any tag; never to a purity NEW waiter.
-func (w *waiter) fits(ph *physical) bool {
-	return w.key == ph.key && !w.freshy && (ph.tag == w.tag || ph.tag == "" || w.matchAny)
+func (w *waiter) fits(ph *session) bool {
+	return w.key == ph.key && !w.purityNew && (ph.tag == w.tag || ph.tag == "" || w.matchAny)
 }
 
 // grantSlotLocked gives a free slot to the first waiter, if any; the slot is
@@ -646,7 +646,7 @@ func (p *pool) grantSlotLocked() {
 }
 
 // terminate ends a session its owner found dead, freeing its slot.
-func (p *pool) terminate(ph *physical) {
+func (p *pool) terminate(ph *session) {
 	ph.bad.Store(true)
 	p.put(ph)
 }
@@ -667,7 +667,7 @@ func (p *pool) close() {
 		p.wg.Wait()
 	}
 	p.mu.Lock()
-	idle := p.takeIdleWhereLocked(func(*physical) bool { return true })
+	idle := p.takeIdleWhereLocked(func(*session) bool { return true })
 	p.open -= len(idle)
 	p.unlock()
 	for _, ph := range idle {
@@ -677,7 +677,7 @@ func (p *pool) close() {
 
 // close closes the inner connection, running FnClose callbacks. terminated
 // says it ends after an error rather than by choice.
-func (ph *physical) close(terminated bool) {
+func (ph *session) close(terminated bool) {
 	p := ph.pool
 	if terminated {
 		p.terminated.Add(1)

@@ -565,14 +565,14 @@ func TestPoolParkedSessionStaysThePools(t *testing.T) {
 	d := newTPDriver()
 	_, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
 	ctx := context.Background()
-	bind := func(v *conn, ctx context.Context) *physical {
+	bind := func(v *handle, ctx context.Context) *session {
 		t.Helper()
 		if err := v.bind(ctx, true); err != nil {
 			t.Fatalf("bind: %v", err)
 		}
 		return v.ph
 	}
-	v1, v2 := newConn(c), newConn(c)
+	v1, v2 := newHandle(c), newHandle(c)
 	s1 := bind(v1, ctx)
 	v1.IsValid()
 	if got := bind(v1, ctx); got != s1 {
@@ -609,12 +609,12 @@ func TestPoolParkedSessionStaysThePools(t *testing.T) {
 		t.Fatalf("an untagged checkout got a session tagged %q", s3.tag)
 	}
 	// A checkout asking for the tag gets s1, a hit.
-	v3 := newConn(c)
+	v3 := newHandle(c)
 	if got := bind(v3, WithTag(ctx, "k=v")); got != s1 || !v3.tagFound {
 		t.Fatalf("tagged checkout: got %p (tag %q), want s1", got, got.tag)
 	}
 	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 3, TagHits: 1, checkTags: true})
-	for _, v := range []*conn{v1, v2, v3} {
+	for _, v := range []*handle{v1, v2, v3} {
 		v.IsValid()
 	}
 	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
@@ -629,8 +629,8 @@ func TestPoolParkedBadSessionNotReused(t *testing.T) {
 	d := newTPDriver()
 	_, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
 	ctx := context.Background()
-	v1, v2 := newConn(c), newConn(c)
-	for _, v := range []*conn{v1, v2} {
+	v1, v2 := newHandle(c), newHandle(c)
+	for _, v := range []*handle{v1, v2} {
 		if err := v.bind(ctx, true); err != nil {
 			t.Fatal(err)
 		}
@@ -638,7 +638,7 @@ func TestPoolParkedBadSessionNotReused(t *testing.T) {
 	s1, s2 := v1.ph, v2.ph
 	v1.IsValid()
 	v2.IsValid()
-	for _, v := range []*conn{v1, v2} { // taken back and parked: listed, idle
+	for _, v := range []*handle{v1, v2} { // taken back and parked: listed, idle
 		if err := v.bind(ctx, true); err != nil {
 			t.Fatal(err)
 		}
