@@ -20,8 +20,8 @@ import (
 type handle struct {
 	c    *Connector
 	ph   *session // the bound session; nil between checkouts
-	sel  selector  // what the binding was asked for
-	view Session   // the user's view of this handle (stable across bindings)
+	sel  selector // what the binding was asked for
+	view Session  // the user's view of this handle (stable across bindings)
 
 	verified bool // bound with the caller's own selector (not a background context's)
 	tagFound bool // the checkout matched the requested tag exactly
@@ -829,7 +829,7 @@ type stmt struct {
 	v     *handle
 	query string
 	tag   string      // statement tag (WithStmtTag) at prepare time
-	ph    *session   // where cs was acquired
+	ph    *session    // where cs was acquired
 	cs    *cachedStmt // nil until prepared (lazily, after a replacement callback)
 }
 

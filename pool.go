@@ -139,8 +139,8 @@ type pool struct {
 	cfg     PoolConfig
 	idle    map[poolKey][]*session // most recently listed last; entries not idle are skipped
 	all     map[*session]struct{}  // every open session, for purges
-	open    int                     // open or being opened; counts toward Max
-	busy    int                     // held and not listed, or a slot being opened by a caller (listed and held: see stats)
+	open    int                    // open or being opened; counts toward Max
+	busy    int                    // held and not listed, or a slot being opened by a caller (listed and held: see stats)
 	waiters []*waiter
 	closed  bool
 
@@ -172,12 +172,12 @@ type pool struct {
 // waiter is a checkout waiting for a full pool. It is granted either a
 // released session of its key or a slot in which to open a new one.
 type waiter struct {
-	key      poolKey
-	tag      string     // normalised; a released session must fit it (fits)
-	matchAny bool       // any tag will do
-	purityNew   bool       // purity NEW: only a slot will do
-	ch       chan grant // buffered: granting never blocks
-	enqueued time.Time
+	key       poolKey
+	tag       string     // normalised; a released session must fit it (fits)
+	matchAny  bool       // any tag will do
+	purityNew bool       // purity NEW: only a slot will do
+	ch        chan grant // buffered: granting never blocks
+	enqueued  time.Time
 }
 
 // grant is a released session, or (ph nil) a slot in which to open a new
@@ -216,7 +216,7 @@ func (ph *session) expired(now int64) bool {
 // checkout is the result of a get: the session and how it was found.
 type checkout struct {
 	ph       *session
-	opened    bool // opened for this checkout
+	opened   bool // opened for this checkout
 	tagFound bool // the requested tag matched exactly
 }
 

@@ -14,7 +14,7 @@ import (
 // methods are for the goroutine that holds the *sql.Conn (or runs the
 // callback); they are not safe for concurrent use.
 type Session struct {
-	v *handle     // the virtual handle, or nil for a bare physical session
+	v *handle  // the virtual handle, or nil for a bare physical session
 	p *session // for bare physical sessions (FnConnect and FnClose callbacks)
 }
 
