@@ -146,6 +146,7 @@ func (r *Callbacks) Get(fn Fn, when When) Callback {
 // registry holds a connector's own callbacks and its loaded packages, and the
 // flattened chains calls read with one atomic load.
 type registry struct {
+	conn *Connector // set once by init
 	mu   sync.Mutex
 	own  Callbacks
 	pkgs []*Callbacks // load order
@@ -160,11 +161,13 @@ type plan struct {
 // chain is the callbacks of one Fn in the order they run; exit is already
 // reversed.
 type chain struct {
+	conn                 *Connector // whose callbacks: panics are counted there
 	fn                   Fn
 	entry, replace, exit []Callback
 }
 
-func (reg *registry) init() {
+func (reg *registry) init(c *Connector) {
+	reg.conn = c
 	reg.own.reg = reg
 	reg.plan.Store(&plan{})
 }
@@ -174,7 +177,7 @@ func (reg *registry) rebuild() {
 	p := &plan{}
 	sets := append([]*Callbacks{&reg.own}, reg.pkgs...)
 	for fn := Fn(0); fn < numFn; fn++ {
-		ch := &chain{fn: fn}
+		ch := &chain{conn: reg.conn, fn: fn}
 		for _, s := range sets {
 			if cb := s.fns[fn][Entry]; cb != nil {
 				ch.entry = append(ch.entry, cb)
@@ -258,7 +261,7 @@ type invoker interface {
 // driver is returned bare, with no exit callbacks run.
 func (ch *chain) run(c *Call, inv invoker) error {
 	for _, cb := range ch.entry {
-		r, panicked := safeCall(cb, c, Entry)
+		r, panicked := ch.safeCall(cb, c, Entry)
 		if panicked {
 			return c.fail(r)
 		}
@@ -268,7 +271,7 @@ func (ch *chain) run(c *Call, inv invoker) error {
 	}
 	replaced := false
 	for _, cb := range ch.replace {
-		r, panicked := safeCall(cb, c, Replace)
+		r, panicked := ch.safeCall(cb, c, Replace)
 		if panicked {
 			return c.fail(r)
 		}
@@ -284,7 +287,7 @@ func (ch *chain) run(c *Call, inv invoker) error {
 		}
 	}
 	for _, cb := range ch.exit {
-		r, panicked := safeCall(cb, c, Exit)
+		r, panicked := ch.safeCall(cb, c, Exit)
 		if panicked {
 			return c.fail(r)
 		}
@@ -326,10 +329,10 @@ func (c *Call) fail(err error) error {
 }
 
 // safeCall runs cb, turning a panic into an error that names the callback.
-func safeCall(cb Callback, c *Call, when When) (ret error, panicked bool) {
+func (ch *chain) safeCall(cb Callback, c *Call, when When) (ret error, panicked bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			ret = newError(ErrCallbackPanic, fmt.Sprintf("%v %v callback panicked: %v", c.Fn, when, p), nil)
+			ret = ch.conn.userPanic(fmt.Sprintf("%v %v callback", c.Fn, when), p)
 			panicked = true
 		}
 	}()

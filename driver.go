@@ -111,7 +111,7 @@ func OpenDB(inner driver.Connector, opts ...Option) *sql.DB {
 	if err != nil {
 		c = &Connector{err: err}
 		c.drv.c = c
-		c.reg.init()
+		c.reg.init(c)
 	}
 	return sql.OpenDB(c)
 }
@@ -248,6 +248,7 @@ type Connector struct {
 
 	everConnected                  atomic.Bool // a session was opened once: later failures are outages
 	reconnects, failovers, retries atomic.Int64
+	callbackPanics                 atomic.Int64 // see userPanic
 	reg                            registry
 	pool                           *pool
 	err                            error // OpenDB with bad options: every Connect fails with it
@@ -272,7 +273,7 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 	}
 	c := &Connector{inner: inner, innerDrv: innerDrv, dialect: dl, cfg: cfg, secrets: secrets, host: dsnHost(dl, dsn), dsn: dsn}
 	c.drv.c = c
-	c.reg.init()
+	c.reg.init(c)
 	c.outage.c = c
 	hs, err := newHostSet(c)
 	if err != nil {
@@ -283,7 +284,7 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 	if err := c.reg.load(cfg.callbacks); err != nil {
 		return nil, err
 	}
-	c.events = newEventQueue(cfg.events)
+	c.events = newEventQueue(cfg.events, c)
 	c.pool.start()
 	c.startHealth()
 	return c, nil
@@ -576,6 +577,11 @@ type Stats struct {
 
 	Reconnects, Failovers, Retries int64
 
+	// CallbackPanics counts the panics recovered from the application's
+	// functions: callbacks, the session callback, recovery functions, the
+	// failover callback and the event receiver (see ErrCallbackPanic).
+	CallbackPanics int64
+
 	Hosts []HostStats // per host
 }
 
@@ -621,6 +627,7 @@ func (c *Connector) Stats() Stats {
 	s.Reconnects = c.reconnects.Load()
 	s.Failovers = c.failovers.Load()
 	s.Retries = c.retries.Load()
+	s.CallbackPanics = c.callbackPanics.Load()
 	if c.hosts != nil {
 		s.Hosts = c.hosts.stats()
 	}

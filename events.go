@@ -51,6 +51,7 @@ func WithEvents(fn func(Event)) Option { return func(c *config) { c.events = fn 
 // eventQueue delivers events in order from one goroutine.
 type eventQueue struct {
 	fn      func(Event)
+	conn    *Connector // counts the receiver's panics
 	mu      sync.Mutex
 	queue   []Event
 	wake    chan struct{}
@@ -59,8 +60,8 @@ type eventQueue struct {
 	started bool
 }
 
-func newEventQueue(fn func(Event)) *eventQueue {
-	return &eventQueue{fn: fn, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newEventQueue(fn func(Event), c *Connector) *eventQueue {
+	return &eventQueue{fn: fn, conn: c, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // emit queues an event; it never blocks on the receiver.
@@ -109,9 +110,14 @@ func (q *eventQueue) run() {
 	}
 }
 
-// deliver calls fn, keeping a panicking receiver from taking the process down.
+// deliver calls fn under the panic policy (userPanic): a receiver that
+// panics is counted, and the next event is delivered as usual.
 func (q *eventQueue) deliver(e Event) {
-	defer func() { _ = recover() }()
+	defer func() {
+		if p := recover(); p != nil {
+			q.conn.userPanic(fmt.Sprintf("event receiver (%v)", e.Kind), p)
+		}
+	}()
 	q.fn(e)
 }
 

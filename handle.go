@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync"
 	"time"
 )
 
@@ -46,6 +45,15 @@ type handle struct {
 	resetErr error
 
 	tx tx // the handle's transaction; reused, so Begin allocates nothing
+
+	// Hand-offs between an entry point and invoke, which performs the
+	// driver call behind a Call (see run): the options of the Begin in
+	// progress, the transaction it began, the statement a Prepare got,
+	// and the transaction a Commit or Rollback ends.
+	beginOpts driver.TxOptions
+	began     driver.Tx
+	prepared  *cachedStmt
+	curTx     *tx
 
 	recovery       Recovery  // attached with Session.Attach
 	nextReconnect  time.Time // Session.Reconnect's back-off after a failure
@@ -184,7 +192,7 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 		}
 		co, err := v.c.pool.get(ctx, key, tag, sel, purityNew)
 		if err != nil {
-			if !v.noGate && attempt < 16 && v.c.outageFor(ctx, err) {
+			if !v.noGate && attempt < maxRebinds && v.c.outageFor(ctx, err) {
 				continue // the outage gate holds us until the database is back
 			}
 			return err
@@ -199,7 +207,7 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 		// The session's state is unknown after a failed reset or session
 		// callback: it is not pooled again.
 		v.c.pool.terminate(co.ph)
-		if ctx.Err() != nil || co.opened || attempt >= 16 || !v.c.dialect.connDead(err) {
+		if ctx.Err() != nil || co.opened || attempt >= maxRebinds || !v.c.dialect.connDead(err) {
 			return err
 		}
 		v.c.reconnects.Add(1) // a dead pooled session replaced unseen
@@ -248,7 +256,7 @@ func (v *handle) reset(ctx context.Context, reused bool) error {
 func (v *handle) runSessionCallback(ctx context.Context, tag string) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = newError(ErrCallbackPanic, fmt.Sprintf("session callback panicked: %v", p), nil)
+			err = v.c.userPanic("session callback", p)
 		}
 	}()
 	return v.c.cfg.sessionCB(ctx, &v.view, tag)
@@ -320,26 +328,24 @@ func (v *handle) invoke(c *Call) error {
 	case FnPing:
 		err = ph.ping(c.Ctx)
 	case FnPrepare:
-		var cs *cachedStmt
-		if cs, err = v.acquireExplicit(c.Ctx, c.Query, stmtTagFrom(c.Ctx)); err == nil {
-			v.tx.prepared = cs
-		}
+		v.prepared, err = v.acquireExplicit(c.Ctx, c.Query, stmtTagFrom(c.Ctx))
 	case FnBegin:
-		var opts driver.TxOptions
+		opts := v.beginOpts
 		if len(c.Args) == 1 {
+			// What the callbacks saw, and may have changed.
 			opts, _ = c.Args[0].Value.(driver.TxOptions)
 		}
-		v.tx.inner, err = ph.begin(c.Ctx, opts)
+		v.began, err = ph.begin(c.Ctx, opts)
 	case FnCommit:
-		err = v.tx.inner.Commit()
+		err = v.curTx.inner.Commit()
 	case FnRollback:
-		err = v.tx.inner.Rollback()
+		err = v.curTx.inner.Rollback()
 	case FnReset:
 		if c.Query != "fresh" {
 			err = ph.resetSession(c.Ctx)
 		}
 	default:
-		err = fmt.Errorf("hasql: %v is not a connection call", c.Fn)
+		err = newError(ErrCallbackOutcome, fmt.Sprintf("%v is not a connection call", c.Fn), nil)
 	}
 	return err
 }
@@ -360,10 +366,7 @@ func (v *handle) execAdhoc(ctx context.Context, query string, args []driver.Name
 	if err != nil {
 		return nil, err
 	}
-	r, err = stmtExec(ctx, cs.si, args)
-	if err != nil && v.retryStaleAdhoc(ctx, &cs, err) {
-		r, err = stmtExec(ctx, cs.si, args)
-	}
+	r, _, err = v.runStmt(ctx, FnExec, &cs, nil, args)
 	if cs != nil {
 		if rerr := v.ph.releaseStmt(cs); err == nil && rerr != nil {
 			v.markIfDead(rerr)
@@ -384,10 +387,7 @@ func (v *handle) queryAdhoc(ctx context.Context, query string, args []driver.Nam
 	if err != nil {
 		return nil, err
 	}
-	r, err = stmtQuery(ctx, cs.si, args)
-	if err != nil && v.retryStaleAdhoc(ctx, &cs, err) {
-		r, err = stmtQuery(ctx, cs.si, args)
-	}
+	_, r, err = v.runStmt(ctx, FnQuery, &cs, nil, args)
 	if err != nil {
 		if cs != nil {
 			v.ph.releaseStmt(cs)
@@ -422,23 +422,6 @@ func (v *handle) adhocStmt(ctx context.Context, query string, nargs int) (*cache
 	return cs, nil
 }
 
-// retryStaleAdhoc replaces *cs with a freshly prepared statement when err
-// says the cached one is stale (proof that nothing ran).
-func (v *handle) retryStaleAdhoc(ctx context.Context, cs **cachedStmt, err error) bool {
-	if !v.c.canRetryStale(err, v.inTx) {
-		return false
-	}
-	v.ph.invalidateStmt(*cs)
-	v.ph.releaseStmt(*cs)
-	again, err := v.ph.acquireStmt(ctx, (*cs).key.query, (*cs).key.tag)
-	if err != nil {
-		*cs = nil
-		return false
-	}
-	*cs = again
-	return true
-}
-
 // ExecContext runs ad-hoc work on the bound session. driver.ErrSkip from an
 // inner driver without ExecerContext reaches database/sql bare, so that it
 // prepares, executes and closes a statement exactly as it would without hasql.
@@ -457,27 +440,14 @@ func (v *handle) ExecContext(ctx context.Context, query string, args []driver.Na
 			}
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		if err := v.ensure(ctx); err != nil {
-			return nil, err
-		}
-		var r driver.Result
-		var err error
-		if ch := v.c.reg.chain(FnExec); ch != nil {
-			c := v.newCall(FnExec, ctx, query, args)
-			err = ch.run(c, v)
-			r = c.Result
-			v.doneCall(c)
-		} else {
-			r, err = v.execAdhoc(ctx, query, args)
-		}
-		if err == nil {
-			return r, nil
-		}
-		if retry, err := v.onError(ctx, err, attempt, false); !retry {
-			return nil, err
-		}
+	c := v.newCall(FnExec, ctx, query, args)
+	err := v.run(c, nil, false)
+	r := c.Result
+	v.doneCall(c)
+	if err != nil {
+		return nil, err
 	}
+	return r, nil
 }
 
 // QueryContext runs an ad-hoc query on the bound session. The inner driver's
@@ -495,27 +465,14 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 			}
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		if err := v.ensure(ctx); err != nil {
-			return nil, err
-		}
-		var r driver.Rows
-		var err error
-		if ch := v.c.reg.chain(FnQuery); ch != nil {
-			c := v.newCall(FnQuery, ctx, query, args)
-			err = ch.run(c, v)
-			r = c.Rows
-			v.doneCall(c)
-		} else {
-			r, err = v.queryAdhoc(ctx, query, args)
-		}
-		if err == nil {
-			return v.wrapRows(r, nil, ctx, query, args, nil), nil
-		}
-		if retry, err := v.onError(ctx, err, attempt, false); !retry {
-			return nil, err
-		}
+	c := v.newCall(FnQuery, ctx, query, args)
+	err := v.run(c, nil, false)
+	r := c.Rows
+	v.doneCall(c)
+	if err != nil {
+		return nil, err
 	}
+	return v.wrapRows(r, nil, ctx, query, args, nil), nil
 }
 
 // Ping pings the bound session. Without an inner Pinger it succeeds, as
@@ -523,24 +480,11 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 // an inner Pinger's own driver.ErrSkip reaches the caller bare, as it would
 // through database/sql.
 func (v *handle) Ping(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
-		if err := v.ensure(ctx); err != nil {
-			return err
-		}
-		var err error
-		if ch := v.c.reg.chain(FnPing); ch != nil {
-			err = ch.run(&Call{Fn: FnPing, Ctx: ctx, Session: &v.view}, v)
-		} else {
-			err = v.ph.ping(ctx)
-		}
-		if err == nil {
-			return nil
-		}
-		// A ping changes nothing, so it is always safe to run again.
-		if retry, err := v.onError(ctx, err, attempt, true); !retry {
-			return err
-		}
-	}
+	c := v.newCall(FnPing, ctx, "", nil)
+	// A ping changes nothing, so it is always safe to run again.
+	err := v.run(c, nil, true)
+	v.doneCall(c)
+	return err
 }
 
 // Prepare is PrepareContext with a background context; database/sql does not
@@ -554,32 +498,22 @@ func (v *handle) Prepare(query string) (driver.Stmt, error) {
 // this handle is bound to another session, it is prepared there.
 func (v *handle) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	tag := stmtTagFrom(ctx)
-	for attempt := 0; ; attempt++ {
-		if err := v.ensure(ctx); err != nil {
-			return nil, err
+	c := v.newCall(FnPrepare, ctx, query, nil)
+	v.prepared = nil
+	// Preparing changes no data, so it is always safe to run again.
+	err := v.run(c, nil, true)
+	v.doneCall(c)
+	cs := v.prepared
+	v.prepared = nil
+	if err != nil {
+		if cs != nil {
+			v.ph.releaseStmt(cs) // an exit callback failed a prepare that worked
 		}
-		var cs *cachedStmt
-		var err error
-		if ch := v.c.reg.chain(FnPrepare); ch != nil {
-			v.tx.prepared = nil
-			err = ch.run(&Call{Fn: FnPrepare, Ctx: ctx, Query: query, Session: &v.view}, v)
-			cs, v.tx.prepared = v.tx.prepared, nil
-			if err != nil && cs != nil {
-				v.ph.releaseStmt(cs)
-			}
-			// A replacement that returned nil prepared nothing: the
-			// statement is prepared on its first execution.
-		} else {
-			cs, err = v.acquireExplicit(ctx, query, tag)
-		}
-		if err == nil {
-			return newStmt(v, query, tag, cs), nil
-		}
-		// Preparing changes no data, so it is always safe to run again.
-		if retry, err := v.onError(ctx, err, attempt, true); !retry {
-			return nil, err
-		}
+		return nil, err
 	}
+	// A replacement that returned nil prepared nothing (cs is nil): the
+	// statement is prepared on its first execution.
+	return newStmt(v, query, tag, cs), nil
 }
 
 // Begin is BeginTx with a background context and default options.
@@ -596,42 +530,35 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		// driver decides what that means, and each Tx needs its own state.
 		t = &tx{v: v}
 	}
-	for attempt := 0; ; attempt++ {
-		if err := v.ensure(ctx); err != nil {
-			return nil, err
-		}
-		var itx driver.Tx
-		var err error
-		if ch := v.c.reg.chain(FnBegin); ch != nil {
-			saved := v.tx.inner
-			c := &Call{Fn: FnBegin, Ctx: ctx, Session: &v.view, Args: []driver.NamedValue{{Ordinal: 1, Value: opts}}}
-			err = ch.run(c, v)
-			itx, v.tx.inner = v.tx.inner, saved
-			if err == nil && itx == nil {
-				err = newError(ErrCallbackOutcome, "FnBegin callbacks succeeded without starting a transaction", nil)
-			}
-			if err != nil && itx != nil {
-				// An exit callback failed a Begin the driver performed: the
-				// caller gets no Tx to end, so end it here rather than pool a
-				// session with a transaction open.
-				if rerr := itx.Rollback(); rerr != nil {
-					v.ph.bad.Store(true)
-				}
-			}
-		} else {
-			itx, err = v.ph.begin(ctx, opts)
-		}
-		if err == nil {
-			t.inner, t.ctx = itx, ctx
-			v.inTx, v.txReadOnly = true, opts.ReadOnly
-			return t, nil
-		}
-		// A transaction that failed to begin on a lost connection holds
-		// nothing: beginning it again is safe.
-		if retry, err := v.onError(ctx, err, attempt, !v.inTx); !retry {
-			return nil, err
-		}
+	c := v.newCall(FnBegin, ctx, "", nil)
+	if v.c.reg.chain(FnBegin) != nil {
+		// Callbacks see the options (and may change them) as Args[0].
+		c.Args = []driver.NamedValue{{Ordinal: 1, Value: opts}}
 	}
+	v.beginOpts, v.began = opts, nil
+	// A transaction that failed to begin on a lost connection holds
+	// nothing: beginning it again is safe, unless one is open already.
+	err := v.run(c, nil, !v.inTx)
+	v.doneCall(c)
+	itx := v.began
+	v.began = nil
+	if err == nil && itx == nil {
+		err = newError(ErrCallbackOutcome, "FnBegin callbacks succeeded without starting a transaction", nil)
+	}
+	if err != nil {
+		if itx != nil && v.ph != nil {
+			// An exit callback failed a Begin the driver performed: the
+			// caller gets no Tx to end, so end it here rather than pool a
+			// session with a transaction open.
+			if rerr := itx.Rollback(); rerr != nil {
+				v.ph.bad.Store(true)
+			}
+		}
+		return nil, err
+	}
+	t.inner, t.ctx = itx, ctx
+	v.inTx, v.txReadOnly = true, opts.ReadOnly
+	return t, nil
 }
 
 // ResetSession binds the handle for the next caller, with that caller's
@@ -731,385 +658,4 @@ func (v *handle) Unwrap() driver.Conn {
 		}
 	}
 	return v.ph.inner
-}
-
-// tx is the handle's transaction.
-type tx struct {
-	v        *handle
-	inner    driver.Tx
-	ctx      context.Context // BeginTx's: database/sql rolls back when it ends
-	prepared *cachedStmt     // hand-off from invoke(FnPrepare)
-}
-
-// Commit commits on the bound session.
-func (t *tx) Commit() error {
-	v := t.v
-	var err error
-	if ch := v.c.reg.chain(FnCommit); ch != nil {
-		err = v.callTx(ch, FnCommit, t)
-	} else {
-		err = t.inner.Commit()
-	}
-	if err != nil {
-		// Never retried: on a lost connection the outcome is unknown.
-		_, err = v.onError(context.Background(), err, maxAttempts, false)
-	}
-	t.end()
-	return err
-}
-
-// Rollback rolls back on the bound session. The session is kept or ended
-// exactly when database/sql would keep or discard the inner connection: it
-// ends when the connection died, or when database/sql rolls back because the
-// transaction's context ended and the inner connection lacks SessionResetter
-// or Validator (hasql's handle has both, so database/sql keeps the handle).
-func (t *tx) Rollback() error {
-	v := t.v
-	var err error
-	if ch := v.c.reg.chain(FnRollback); ch != nil {
-		err = v.callTx(ch, FnRollback, t)
-	} else {
-		err = t.inner.Rollback()
-	}
-	ctx := t.ctx
-	t.end()
-	if err != nil && v.ph != nil && (v.ph.bad.Load() || v.c.dialect.connDead(err)) {
-		// The server rolls back a transaction whose connection died: the
-		// rollback the caller asked for has happened.
-		if !v.ph.bad.Swap(true) {
-			v.c.sessionLost(v.ph, err, false)
-		}
-		v.release()
-		return nil
-	}
-	if ctx != nil && ctx.Err() != nil && v.ph != nil && !keepsConnOnRollback(v.ph.inner) {
-		// database/sql's own rollback when the transaction's context
-		// ends: without hasql it would discard a connection that lacks
-		// SessionResetter or Validator, failed or not. It keeps hasql's
-		// handle, which has both, so the session goes instead.
-		v.ph.bad.Store(true)
-	}
-	// Otherwise the session stays, as database/sql would keep the inner
-	// connection after a failed rollback: its IsValid decides at release.
-	return err
-}
-
-// keepsConnOnRollback tells whether database/sql keeps the connection after
-// rolling back on a context's end (it implements SessionResetter and
-// Validator).
-func keepsConnOnRollback(inner driver.Conn) bool {
-	_, r := inner.(driver.SessionResetter)
-	_, v := inner.(driver.Validator)
-	return r && v
-}
-
-func (v *handle) callTx(ch *chain, fn Fn, t *tx) error {
-	saved := v.tx.inner
-	v.tx.inner = t.inner
-	ctx := context.Background()
-	if t.ctx != nil {
-		// The transaction's context, for its values (trace spans, say);
-		// not its cancellation: database/sql rolls back after it ended.
-		ctx = context.WithoutCancel(t.ctx)
-	}
-	err := ch.run(&Call{Fn: fn, Ctx: ctx, Session: &v.view}, v)
-	v.tx.inner = saved
-	return err
-}
-
-func (t *tx) end() {
-	t.inner, t.ctx = nil, nil
-	t.v.inTx = false
-}
-
-// stmt is a virtual prepared statement. It remembers the session it was
-// prepared on; run on a handle bound to another session, it is prepared there
-// (through that session's statement cache).
-type stmt struct {
-	v     *handle
-	query string
-	tag   string      // statement tag (WithStmtTag) at prepare time
-	ph    *session    // where cs was acquired
-	cs    *cachedStmt // nil until prepared (lazily, after a replacement callback)
-}
-
-// stmtCC is a stmt whose inner statement implements driver.ColumnConverter:
-// database/sql's behaviour depends on that interface's presence, so hasql
-// shows it exactly when the inner statement has it.
-type stmtCC struct{ stmt }
-
-var (
-	_ driver.Stmt              = (*stmt)(nil)
-	_ driver.StmtExecContext   = (*stmt)(nil)
-	_ driver.StmtQueryContext  = (*stmt)(nil)
-	_ driver.NamedValueChecker = (*stmt)(nil)
-	_ driver.ColumnConverter   = (*stmtCC)(nil) //nolint:staticcheck // fidelity
-)
-
-var stmtPool = sync.Pool{New: func() any { return new(stmt) }}
-var stmtCCPool = sync.Pool{New: func() any { return new(stmtCC) }}
-
-// newStmt wraps cs. Wrappers are recycled on Close, so a prepare adds no
-// allocation to the inner driver's.
-func newStmt(v *handle, query, tag string, cs *cachedStmt) driver.Stmt {
-	var ph *session
-	if cs != nil {
-		ph = v.ph
-		if _, ok := cs.si.(driver.ColumnConverter); ok { //nolint:staticcheck
-			s := stmtCCPool.Get().(*stmtCC)
-			s.stmt = stmt{v: v, query: query, tag: tag, ph: ph, cs: cs}
-			return s
-		}
-	}
-	s := stmtPool.Get().(*stmt)
-	*s = stmt{v: v, query: query, tag: tag, ph: ph, cs: cs}
-	return s
-}
-
-// ColumnConverter forwards to the inner statement.
-func (s *stmtCC) ColumnConverter(idx int) driver.ValueConverter {
-	return s.cs.si.(driver.ColumnConverter).ColumnConverter(idx) //nolint:staticcheck
-}
-
-// NumInput forwards to the inner statement; -1 (unknown) before it exists.
-//
-// database/sql asks it first whenever it runs the statement, before
-// CheckNamedValue and ColumnConverter. If the handle is bound to another
-// session than the one the statement was prepared on, the statement is
-// prepared on the bound session now, as database/sql itself prepares a
-// statement again on a new connection, so that none of these calls reaches
-// the other session's statement: that session may be closed, or in another
-// handle's hands.
-func (s *stmt) NumInput() int {
-	if ph := s.v.ph; ph != nil && s.cs != nil && s.ph != ph {
-		s.release()
-		if cs, err := s.v.acquireExplicit(context.Background(), s.query, s.tag); err == nil {
-			s.ph, s.cs = ph, cs
-		} else {
-			s.v.markIfDead(err) // ready prepares again and reports it
-		}
-	}
-	if s.cs == nil {
-		return -1
-	}
-	return s.cs.si.NumInput()
-}
-
-// ready binds the handle and makes sure the statement exists on the bound
-// session, preparing it there if it was prepared elsewhere.
-func (s *stmt) ready(ctx context.Context) error {
-	v := s.v
-	if err := v.ensure(ctx); err != nil {
-		return err
-	}
-	if s.ph == v.ph && s.cs != nil {
-		return nil
-	}
-	s.release()
-	cs, err := v.acquireExplicit(ctx, s.query, s.tag)
-	if err != nil {
-		v.markIfDead(err)
-		return err
-	}
-	s.ph, s.cs = v.ph, cs
-	return nil
-}
-
-// release lets go of the inner statement: handed back to its session's
-// cache now if that session is the bound one, else queued for the
-// session's next owner.
-func (s *stmt) release() error {
-	cs, ph := s.cs, s.ph
-	s.cs, s.ph = nil, nil
-	if cs == nil {
-		return nil
-	}
-	if ph == s.v.ph {
-		err := ph.releaseStmt(cs)
-		if err != nil {
-			s.v.markIfDead(err)
-		}
-		return err
-	}
-	if ph.bad.Load() {
-		return nil
-	}
-	if ph.pool.borrowIdle(ph) {
-		ph.drainPending()
-		err := ph.releaseStmt(cs)
-		if ph.pool.c.dialect.connDead(err) {
-			ph.bad.Store(true)
-		}
-		ph.pool.put(ph)
-		return err
-	}
-	ph.deferRelease(cs)
-	return nil
-}
-
-// retryStale runs fn once more on a freshly prepared statement when the
-// server says the cached one is stale, which proves the first attempt did
-// not run. Inside a PostgreSQL transaction the error has already aborted the
-// transaction, so there is nothing to retry.
-func (s *stmt) retryStale(ctx context.Context, err error) bool {
-	v := s.v
-	if !v.c.canRetryStale(err, v.inTx) {
-		return false
-	}
-	v.ph.invalidateStmt(s.cs)
-	// pgx shares one server statement among the cached statements with this
-	// text (other tags): it is prepared afresh only once all are closed.
-	v.ph.dropShadowing(s.query)
-	s.release()
-	return s.ready(ctx) == nil
-}
-
-// ExecContext executes the statement on the bound session.
-func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	v := s.v
-	for attempt := 0; ; attempt++ {
-		if err := s.ready(ctx); err != nil {
-			// Preparing changes no data, so it is always safe to run again.
-			if retry, err := v.onError(ctx, err, attempt, true); !retry {
-				return nil, err
-			}
-			continue
-		}
-		var r driver.Result
-		var err error
-		if ch := v.c.reg.chain(FnStmtExec); ch != nil {
-			c := v.newCall(FnStmtExec, ctx, s.query, args)
-			err = ch.run(c, s)
-			r = c.Result
-			v.doneCall(c)
-		} else {
-			r, err = stmtExec(ctx, s.cs.si, args)
-			if err != nil && s.retryStale(ctx, err) {
-				r, err = stmtExec(ctx, s.cs.si, args)
-			}
-		}
-		if err == nil {
-			return r, nil
-		}
-		if retry, err := v.onError(ctx, err, attempt, false); !retry {
-			return nil, err
-		}
-	}
-}
-
-// QueryContext runs the statement on the bound session and returns the inner
-// driver's rows as they are.
-func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	v := s.v
-	for attempt := 0; ; attempt++ {
-		if err := s.ready(ctx); err != nil {
-			// Preparing changes no data, so it is always safe to run again.
-			if retry, err := v.onError(ctx, err, attempt, true); !retry {
-				return nil, err
-			}
-			continue
-		}
-		var r driver.Rows
-		var err error
-		if ch := v.c.reg.chain(FnStmtQuery); ch != nil {
-			c := v.newCall(FnStmtQuery, ctx, s.query, args)
-			err = ch.run(c, s)
-			r = c.Rows
-			v.doneCall(c)
-		} else {
-			r, err = stmtQuery(ctx, s.cs.si, args)
-			if err != nil && s.retryStale(ctx, err) {
-				r, err = stmtQuery(ctx, s.cs.si, args)
-			}
-		}
-		if err == nil {
-			return v.wrapRows(r, nil, ctx, s.query, args, s), nil
-		}
-		if retry, err := v.onError(ctx, err, attempt, false); !retry {
-			return nil, err
-		}
-	}
-}
-
-// Exec is the legacy entry point; database/sql uses ExecContext.
-func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
-	return s.ExecContext(context.Background(), valuesToNamed(args))
-}
-
-// Query is the legacy entry point; database/sql uses QueryContext.
-func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
-	return s.QueryContext(context.Background(), valuesToNamed(args))
-}
-
-// CheckNamedValue tries the inner statement's checker, then the inner
-// connection's, then returns driver.ErrSkip, as database/sql would.
-func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
-	if s.cs != nil {
-		if ck, ok := s.cs.si.(driver.NamedValueChecker); ok {
-			return ck.CheckNamedValue(nv)
-		}
-	}
-	return s.v.checkInner(nv)
-}
-
-// Close gives the statement back to its session's cache (or closes it when
-// the cache is off). The wrapper is recycled afterwards: database/sql never
-// touches a driver.Stmt after closing it.
-func (s *stmt) Close() error {
-	err := s.close()
-	*s = stmt{}
-	stmtPool.Put(s)
-	return err
-}
-
-// Close is stmt.Close for a statement with a ColumnConverter.
-func (s *stmtCC) Close() error {
-	err := s.close()
-	s.stmt = stmt{}
-	stmtCCPool.Put(s)
-	return err
-}
-
-func (s *stmt) close() error {
-	v := s.v
-	if ch := v.c.reg.chain(FnStmtClose); ch != nil {
-		err := v.call(ch, &Call{Fn: FnStmtClose, Ctx: context.Background(), Query: s.query, Session: &v.view}, s)
-		if s.cs != nil {
-			// A replacement or a panic kept the driver call from running,
-			// and the wrapper is recycled next: release now or never.
-			s.release()
-		}
-		return err
-	}
-	return s.release()
-}
-
-// invoke performs a statement's driver call for its callback chain.
-func (s *stmt) invoke(c *Call) error {
-	var err error
-	switch c.Fn {
-	case FnStmtExec:
-		c.Result, err = stmtExec(c.Ctx, s.cs.si, c.Args)
-		if err != nil && s.retryStale(c.Ctx, err) {
-			c.Result, err = stmtExec(c.Ctx, s.cs.si, c.Args)
-		}
-	case FnStmtQuery:
-		c.Rows, err = stmtQuery(c.Ctx, s.cs.si, c.Args)
-		if err != nil && s.retryStale(c.Ctx, err) {
-			c.Rows, err = stmtQuery(c.Ctx, s.cs.si, c.Args)
-		}
-	case FnStmtClose:
-		err = s.release()
-	default:
-		err = fmt.Errorf("hasql: %v is not a statement call", c.Fn)
-	}
-	return err
-}
-
-// canRetryStale reports whether work that failed on a stale prepared
-// statement may be prepared again and run once more: the error proves it did
-// not run, but hasql.retry=off asks for no re-runs at all, and inside a
-// PostgreSQL transaction the error has already aborted the transaction.
-func (c *Connector) canRetryStale(err error, inTx bool) bool {
-	return c.cfg.retry != RetryOff && c.dialect.staleStmt(err) && !(inTx && c.dialect == dialectPgx)
 }

@@ -2,7 +2,6 @@ package hasql
 
 import (
 	"context"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -43,10 +42,6 @@ func (e FailoverEvent) String() string {
 	return fmt.Sprintf("FailoverEvent(%d)", uint8(e))
 }
 
-// ErrFoRetry is returned by a failover callback on FoError to have hasql try
-// again (after sleeping as long as the callback likes).
-var ErrFoRetry = errors.New("hasql: retry failover")
-
 // FailoverCallback is told of each failover step of a session.
 type FailoverCallback func(ctx context.Context, s *Session, ev FailoverEvent) error
 
@@ -59,132 +54,30 @@ func WithFailoverCallback(cb FailoverCallback) Option {
 // attached its own (an ha_open-style default).
 func WithRecovery(r Recovery) Option { return func(c *config) { c.recovery = r } }
 
-// maxAttempts bounds how often one call is run again after lost connections.
-const maxAttempts = 3
-
-// onError decides what a failed call becomes. Ordinary errors are returned
-// as they are. A lost connection terminates the session and purges its host;
-// then, outside a transaction, the work runs again on a new session when it
-// certainly never ran (or the context is marked Idempotent and the retry mode
-// allows it): retry is true and the handle is bound anew. Otherwise the caller
-// gets ErrConnectionLost, or ErrTxResolutionUnknown inside a transaction,
-// wrapping the driver's error, and the handle stays usable.
-func (v *handle) onError(ctx context.Context, err error, attempt int, alwaysSafe bool) (retry bool, out error) {
-	d := v.c.dialect
-	if err == driver.ErrSkip || v.ph == nil {
-		return false, err
-	}
-	// A read-only transaction the application asked for makes its own
-	// writes fail with a wrong-role error: that is its error, not the
-	// server's role.
-	wrongRole := d.wrongRole(err) && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly)
-	if !wrongRole && !d.connDead(err) {
-		return false, err
-	}
-	ph := v.ph
-	notSent := wrongRole || d.notSent(err) || alwaysSafe
-	if wrongRole {
-		v.c.hosts.setRole(ph.host, roleStandby)
-	}
-	ph.bad.Store(true)
-	v.c.sessionLost(ph, err, wrongRole)
-	v.keepSelector(ph)
-	// A wrong role is the server refusing the work: nothing ran and no
-	// connection was lost, so when it is not re-run the caller gets the
-	// server's error itself.
-	lostErr := err
-	if !wrongRole {
-		lostErr = lostError(err, notSent)
-	}
-	if v.inTx {
-		// The transaction is gone with its connection (or, on a wrong
-		// role, aborted by the server); database/sql's Rollback will find
-		// the session dead and let the handle go.
-		if wrongRole {
-			return false, err
-		}
-		return false, newError(ErrTxResolutionUnknown, "", hideBadConn(err))
-	}
-	v.release()
-	if v.c.cfg.retry == RetryOff {
-		if err == driver.ErrBadConn {
-			return false, err // database/sql's own retry, as without hasql
-		}
-		return false, lostErr
-	}
-	if ctx.Err() != nil {
-		return false, lostErr
-	}
-	canRetry := attempt < maxAttempts &&
-		(notSent || (v.c.cfg.retry == RetryIdempotent && isIdempotent(ctx)))
-	rec := v.recovery
-	if rec == nil {
-		rec = v.c.cfg.recovery
-	}
-	if !canRetry && rec == nil {
-		// Rebind lazily: the next call on this handle gets a new session.
-		return false, lostErr
-	}
-	recErr, bindErr := v.failover(ctx, err, rec, ph.host)
-	switch {
-	case recErr != nil:
-		return false, recErr // the recovery function's verdict
-	case !canRetry:
-		return false, lostErr
-	case bindErr != nil:
-		return false, bindErr
-	}
-	v.c.retries.Add(1)
-	return true, nil
-}
-
-// lostError is what the caller gets for work lost with its connection. When
-// the work certainly never reached the server the message says so.
-func lostError(cause error, notSent bool) error {
-	if notSent {
-		return newError(ErrConnectionLost, "connection lost before the work was sent; it did not run", hideBadConn(cause))
-	}
-	return newError(ErrConnectionLost, "", hideBadConn(cause))
-}
-
-// hideBadConn keeps driver.ErrBadConn out of the chain of an error hasql
-// returns after handling a lost connection itself: database/sql retries on
-// ErrBadConn, and would run again, up to three times over, work hasql has
-// already retried or reported.
-func hideBadConn(err error) error {
-	if !errors.Is(err, driver.ErrBadConn) {
-		return err
-	}
-	return &badConnHidden{err}
-}
-
-type badConnHidden struct{ err error }
-
-func (e *badConnHidden) Error() string { return e.err.Error() }
-
-// Is matches what the wrapped error matches, except driver.ErrBadConn.
-func (e *badConnHidden) Is(target error) bool {
-	return target != driver.ErrBadConn && errors.Is(e.err, target)
-}
-
-// As reaches the driver's own error types in the wrapped error.
-func (e *badConnHidden) As(target any) bool { return errors.As(e.err, target) }
-
 // failover binds the handle to a new session after a loss: the recovery
 // function does it if there is one (else hasql does), telling the failover
 // callback each step. recErr is an error the recovery function chose to
 // return; bindErr says no new session could be had.
 func (v *handle) failover(ctx context.Context, cause error, rec Recovery, oldHost string) (recErr, bindErr error) {
 	fo := v.c.cfg.failoverCB
+	var panicErr error // the failover callback panicked: the call fails with it
 	tell := func(ev FailoverEvent) error {
-		if fo == nil {
+		if fo == nil || panicErr != nil {
 			return nil
 		}
+		defer func() {
+			if p := recover(); p != nil {
+				panicErr = v.c.userPanic(fmt.Sprintf("failover callback (%v)", ev), p)
+			}
+		}()
 		return fo(ctx, &v.view, ev)
 	}
 	tell(FoBegin)
 	for try := 0; ; try++ {
 		var err error
+		if panicErr != nil {
+			return panicErr, nil
+		}
 		if rec != nil {
 			if recErr = v.runRecovery(ctx, rec, cause); recErr != nil {
 				tell(FoAbort)
@@ -205,12 +98,15 @@ func (v *handle) failover(ctx context.Context, cause error, rec Recovery, oldHos
 			if v.ph.tag != "" {
 				tell(FoReauth)
 			}
-			return nil, nil
+			return panicErr, nil
 		}
-		if fo != nil && tell(FoError) == ErrFoRetry && ctx.Err() == nil && try < 64 {
+		if fo != nil && tell(FoError) == ErrFoRetry && ctx.Err() == nil && try < maxFoRetries {
 			continue
 		}
 		tell(FoAbort)
+		if panicErr != nil {
+			return panicErr, nil
+		}
 		return nil, err
 	}
 }
@@ -218,7 +114,7 @@ func (v *handle) failover(ctx context.Context, cause error, rec Recovery, oldHos
 func (v *handle) runRecovery(ctx context.Context, rec Recovery, cause error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = newError(ErrCallbackPanic, fmt.Sprintf("recovery function panicked: %v", p), nil)
+			err = v.c.userPanic("recovery function", p)
 		}
 	}()
 	return rec(ctx, &v.view, cause)
@@ -253,7 +149,7 @@ func (c *Connector) MarkHostDown(host string) {
 	if c.hosts == nil {
 		return
 	}
-	err := fmt.Errorf("hasql: host %s marked down", host)
+	err := newError(ErrHostDown, fmt.Sprintf("host %s marked down", host), nil)
 	if h, _ := c.hosts.markDown(host, err, time.Now()); h != nil {
 		c.hosts.bumpGen(h)
 	}
@@ -466,7 +362,7 @@ func (s *Session) Reconnect(ctx context.Context) error {
 		return errNotBound
 	}
 	if v.inTx {
-		return fmt.Errorf("hasql: Reconnect inside a transaction would lose it")
+		return newError(ErrInTransaction, "Reconnect inside a transaction would lose it", nil)
 	}
 	now := time.Now()
 	if now.Before(v.nextReconnect) {

@@ -64,8 +64,8 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 
 func (r *rows) Columns() []string { return r.inner.Columns() }
 
-// Next reads the next row; a lost connection becomes ErrConnectionLost (or
-// ErrTxResolutionUnknown inside a transaction), wrapping the driver's error.
+// Next reads the next row; a lost connection becomes a *LostError
+// (ErrConnectionLost, or ErrTxResolutionUnknown inside a transaction).
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.inner.Next(dest)
 	if err != nil && err != io.EOF {
@@ -111,15 +111,16 @@ func (r *rows) Close() error {
 func (r *rows) closeErr(err error) error {
 	v := r.v
 	lost := v.streamErr(r.ph, err)
-	if lost == err || v.inTx || v.c.cfg.retry != RetryIdempotent || r.ctx == nil ||
-		r.ctx.Err() != nil || !isIdempotent(r.ctx) || v.ph != r.ph {
+	// The work ran (its rows were read), so only mayRerun's Idempotent rule
+	// can allow running it again.
+	if lost == err || v.inTx || r.ctx == nil || v.ph != r.ph || !v.c.mayRerun(r.ctx, false) {
 		return lost
 	}
 	v.release()
 	var again driver.Rows
 	var aerr error
 	if r.s != nil {
-		again, aerr = r.s.QueryContext(r.ctx, r.args)
+		again, aerr = r.s.QueryContext(r.ctx, r.args) // through the call pipeline
 	} else {
 		again, aerr = v.QueryContext(r.ctx, r.query, r.args)
 	}
@@ -143,10 +144,7 @@ func (v *handle) streamErr(ph *session, err error) error {
 	if !ph.bad.Swap(true) {
 		v.c.sessionLost(ph, err, false)
 	}
-	if v.inTx {
-		return newError(ErrTxResolutionUnknown, "", hideBadConn(err))
-	}
-	return lostError(err, false)
+	return newLostError(ph, err, true, v.inTx)
 }
 
 // The pieces below each implement one optional interface for the wrapper

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 )
 
@@ -20,7 +19,7 @@ type Session struct {
 
 // errNotBound is returned by Session methods that need a connection when the
 // session's handle is between checkouts.
-var errNotBound = errors.New("hasql: session is not bound to a connection (use it while its *sql.Conn is open)")
+var errNotBound = newError(ErrSessionClosed, "session is not bound to a connection (use it while its *sql.Conn is open)", nil)
 
 func (s *Session) phys() *session {
 	if s == nil {
@@ -166,7 +165,7 @@ func convertArgs(ck driver.NamedValueChecker, args []any) ([]driver.NamedValue, 
 		case err == driver.ErrRemoveArgument:
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("hasql: argument %d: %w", i+1, err)
+			return nil, newError(ErrInvalidArgument, fmt.Sprintf("argument %d", i+1), err)
 		}
 		out = append(out, nv)
 	}
@@ -179,7 +178,7 @@ func handleOf(c *sql.Conn, ctx context.Context) (*handle, error) {
 	err := c.Raw(func(dc any) error {
 		h, ok := dc.(*handle)
 		if !ok {
-			return fmt.Errorf("hasql: the *sql.Conn is not a hasql connection (its driver connection is %T)", dc)
+			return newError(ErrNotHasql, fmt.Sprintf("the *sql.Conn is not a hasql connection (its driver connection is %T)", dc), nil)
 		}
 		v = h
 		if ctx != nil {

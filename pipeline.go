@@ -1,0 +1,158 @@
+package hasql
+
+import (
+	"context"
+	"database/sql/driver"
+)
+
+// Bounds of the call pipeline. Each keeps a call from looping when every new
+// session it gets dies at once too (a server that accepts connections and
+// drops them): past a bound the caller gets the last error.
+const (
+	// maxReruns is how often one call is run again after its session was
+	// lost. Three covers a restart that kills the pooled sessions in waves
+	// (the bound session, then the one that replaced it before the purge
+	// reached it) without hiding a server that drops every connection.
+	maxReruns = 3
+
+	// maxRebinds is how often one checkout replaces a pooled session found
+	// dead at reset, or goes back to the outage gate, before it gives up.
+	// Sixteen is more than a pool's worth of sessions killed together that
+	// a purge had not reached yet (the default pool has no maximum, but
+	// restarts were measured to leave at most a handful listed), and small
+	// enough that a flapping server fails the call in milliseconds.
+	maxRebinds = 16
+
+	// maxFoRetries bounds how often a failover callback may answer FoError
+	// with ErrFoRetry (OCI has no bound; a callback that always asks again
+	// would hold the call forever, so its context is checked too).
+	maxFoRetries = 64
+
+	// maxStaleReprepares is how often a statement the server reports stale
+	// is prepared again and run once more within one attempt. Once: the
+	// error proves the first run did nothing, and a statement prepared a
+	// moment ago that is stale again means the schema keeps changing.
+	maxStaleReprepares = 1
+)
+
+// run is the call pipeline: every driver call a handle or a statement makes
+// for database/sql goes through it, and it alone owns the call's life. c is
+// the call as callbacks see it (the handle's own Call, from newCall); s is
+// the statement for statement calls, nil otherwise; safe says that running
+// the call again can never run work twice (a ping, a prepare, a begin).
+//
+// The steps, in order:
+//
+//  1. bind: ensure the handle has a session for c.Ctx (v.ensure); a
+//     statement is also made to exist there (s.ready). Read routing (the
+//     clusters issue) chooses the session's role here, from the context.
+//  2. call: the callback chain registered for c.Fn, or the driver call
+//     directly (invoke). Stale-statement recovery happens inside this step
+//     (runStmt), so that callbacks see one call. A transaction recorder
+//     (replay) digests c.Result and c.Rows here, after a call succeeds.
+//  3. classify: the dialect turns the error into a class (dead, not sent,
+//     stale statement, wrong role, conflict).
+//  4. decide: v.decide applies the retry rules: an ordinary error is the
+//     outcome; a lost session is purged and reported, and the call is run
+//     again only when that is proven safe. Commit-outcome resolution is a
+//     rule here (a lost FnCommit), and so is replaying a transaction.
+//  5. rebind: the recovery function, the failover callback's events and a
+//     new session (v.failover), then step 1 again, at most maxReruns times.
+//
+// run allocates nothing on its own: the Call is the handle's, and the
+// callback chain is loaded with one atomic read.
+func (v *handle) run(c *Call, s *stmt, safe bool) error {
+	ctx, query, args := c.Ctx, c.Query, c.Args
+	for attempt := 0; ; attempt++ {
+		var err error
+		if s != nil {
+			err = s.ready(ctx)
+		} else {
+			err = v.ensure(ctx)
+		}
+		if err != nil {
+			if s == nil || v.ph == nil {
+				return err
+			}
+			// The statement could not be prepared on the bound session:
+			// preparing changes no data, so that is safe to run again.
+			if retry, err := v.decide(ctx, c.Fn, err, attempt, true); !retry {
+				return err
+			}
+			continue
+		}
+		if attempt > 0 {
+			// An entry callback of the failed attempt may have rewritten
+			// these; each attempt starts from what the caller asked.
+			c.Ctx, c.Query, c.Args, c.Result, c.Rows, c.Err = ctx, query, args, nil, nil, nil
+		}
+		if ch := v.c.reg.chain(c.Fn); ch != nil {
+			if s != nil {
+				err = ch.run(c, s)
+			} else {
+				err = ch.run(c, v)
+			}
+		} else if s != nil {
+			err = s.invoke(c)
+		} else {
+			err = v.invoke(c)
+		}
+		if err == nil {
+			return nil
+		}
+		retry, err := v.decide(ctx, c.Fn, err, attempt, safe)
+		if !retry {
+			return err
+		}
+	}
+}
+
+// runStmt runs a prepared statement of the bound session (the handle's own
+// statement, or the cached one behind ad-hoc work) and, when the server
+// says the statement is stale — proof that nothing ran —, prepares it again
+// and runs it once more (maxStaleReprepares). *cs is replaced by the statement
+// that ran; it is nil if preparing again failed.
+func (v *handle) runStmt(ctx context.Context, fn Fn, cs **cachedStmt, s *stmt, args []driver.NamedValue) (r driver.Result, rows driver.Rows, err error) {
+	for i := 0; ; i++ {
+		if fn == FnExec || fn == FnStmtExec {
+			r, err = stmtExec(ctx, (*cs).si, args)
+		} else {
+			rows, err = stmtQuery(ctx, (*cs).si, args)
+		}
+		if err == nil || i == maxStaleReprepares || !v.c.canRetryStale(err, v.inTx) {
+			return r, rows, err
+		}
+		if !v.reprepare(cs, s, ctx) {
+			return r, rows, err
+		}
+	}
+}
+
+// reprepare replaces the stale statement *cs with one prepared afresh on the
+// bound session, reporting whether that worked.
+func (v *handle) reprepare(cs **cachedStmt, s *stmt, ctx context.Context) bool {
+	ph := v.ph
+	ph.invalidateStmt(*cs)
+	if s != nil {
+		// pgx shares one server statement among the cached statements
+		// with this text (other tags): it is prepared afresh only once
+		// all are closed.
+		ph.dropShadowing(s.query)
+		s.release()
+		if s.ready(ctx) != nil {
+			*cs = nil
+			return false
+		}
+		*cs = s.cs
+		return true
+	}
+	key := (*cs).key
+	ph.releaseStmt(*cs)
+	again, err := ph.acquireStmt(ctx, key.query, key.tag)
+	if err != nil {
+		*cs = nil
+		return false
+	}
+	*cs = again
+	return true
+}

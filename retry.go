@@ -1,0 +1,123 @@
+package hasql
+
+import (
+	"context"
+	"database/sql/driver"
+)
+
+// mayRerun reports whether work whose session was lost may run again on a
+// new session: the retry mode allows re-runs, the caller is still waiting,
+// and the work certainly never ran (notSent) or is marked Idempotent under
+// hasql.retry=idempotent. Transactions are never re-run here. It is the one
+// rule for calls (decide) and for work lost while its rows closed.
+func (c *Connector) mayRerun(ctx context.Context, notSent bool) bool {
+	if c.cfg.retry == RetryOff || ctx.Err() != nil {
+		return false
+	}
+	return notSent || c.cfg.retry == RetryIdempotent && isIdempotent(ctx)
+}
+
+// canRetryStale reports whether work that failed on a stale prepared
+// statement may be prepared again and run once more: the error proves it did
+// not run, but hasql.retry=off asks for no re-runs at all, and inside a
+// transaction on a server where an error aborts the transaction there is
+// nothing left to run it in.
+func (c *Connector) canRetryStale(err error, inTx bool) bool {
+	return c.cfg.retry != RetryOff && c.dialect.staleStmt(err) && !(inTx && c.dialect == dialectPgx)
+}
+
+// decide is the pipeline's decision after a call on the bound session failed
+// with err (attempt counts from 0; safe: running the call again can never run
+// work twice). It reports whether to run the call again (the handle is then
+// bound to a new session) and, if not, the error the caller gets.
+//
+// An ordinary error is the outcome as it came. A lost session is terminated
+// and its host purged (sessionLost); then:
+//   - inside a transaction the work is not run again: the caller gets a
+//     *LostError (ErrTxResolutionUnknown), and database/sql's Rollback finds
+//     the session dead; a Rollback on a dead session has happened (the
+//     server rolls back what it loses) and succeeds;
+//   - outside one, the work runs again on a new session when mayRerun
+//     allows it and fewer than maxReruns re-runs were made, after the
+//     recovery function and the failover callback (failover); otherwise the
+//     caller gets a *LostError (ErrConnectionLost) and the handle binds anew
+//     on its next call;
+//   - a wrong-role error (the server became a standby) is handled like a loss
+//     that certainly did not run, but a caller who is not re-run gets the
+//     server's own error.
+func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe bool) (retry bool, out error) {
+	d := v.c.dialect
+	if err == driver.ErrSkip || v.ph == nil {
+		return false, err
+	}
+	ph := v.ph
+	if fn == FnRollback {
+		if !ph.bad.Load() && !d.connDead(err) {
+			return false, err
+		}
+		// The server rolls back a transaction whose connection died: the
+		// rollback the caller asked for has happened.
+		if !ph.bad.Swap(true) {
+			v.c.sessionLost(ph, err, false)
+		}
+		v.release()
+		return false, nil
+	}
+	// A read-only transaction the application asked for makes its own
+	// writes fail with a wrong-role error: that is its error, not the
+	// server's role.
+	wrongRole := d.wrongRole(err) && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly)
+	if !wrongRole && !d.connDead(err) {
+		return false, err
+	}
+	notSent := wrongRole || safe || d.notSent(err)
+	if wrongRole {
+		v.c.hosts.setRole(ph.host, roleStandby)
+	}
+	ph.bad.Store(true)
+	v.c.sessionLost(ph, err, wrongRole)
+	v.keepSelector(ph)
+	if v.inTx {
+		// The transaction is gone with its connection (or, on a wrong
+		// role, aborted by the server); database/sql's Rollback will find
+		// the session dead and let the handle go.
+		if wrongRole {
+			return false, err
+		}
+		return false, newLostError(ph, err, !notSent, true)
+	}
+	// A wrong role is the server refusing the work: nothing ran and no
+	// connection was lost, so when it is not re-run the caller gets the
+	// server's error itself.
+	lost := err
+	if !wrongRole {
+		lost = newLostError(ph, err, !notSent, false)
+	}
+	v.release()
+	if v.c.cfg.retry == RetryOff {
+		if err == driver.ErrBadConn {
+			return false, err // database/sql's own retry, as without hasql
+		}
+		return false, lost
+	}
+	canRetry := attempt < maxReruns && v.c.mayRerun(ctx, notSent)
+	rec := v.recovery
+	if rec == nil {
+		rec = v.c.cfg.recovery
+	}
+	if ctx.Err() != nil || !canRetry && rec == nil {
+		// Rebind lazily: the next call on this handle gets a new session.
+		return false, lost
+	}
+	recErr, bindErr := v.failover(ctx, err, rec, ph.host)
+	switch {
+	case recErr != nil:
+		return false, recErr // the recovery function's verdict
+	case !canRetry:
+		return false, lost
+	case bindErr != nil:
+		return false, bindErr
+	}
+	v.c.retries.Add(1)
+	return true, nil
+}
