@@ -120,7 +120,7 @@ func (v *handle) runRecovery(ctx context.Context, rec Recovery, cause error) (er
 	return rec(ctx, &v.view, cause)
 }
 
-// sessionLost handles a sessionLost session: the host is reported down and every session
+// sessionLost handles the loss of session ph: the host is reported down and every session
 // to it is purged — idle ones closed now, busy ones marked to close on
 // release (OCI's FAN behaviour).
 //
