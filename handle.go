@@ -97,6 +97,8 @@ var (
 	_ driver.SessionResetter    = (*handle)(nil)
 	_ driver.Validator          = (*handle)(nil)
 	_ driver.NamedValueChecker  = (*handle)(nil)
+	_ driver.Execer             = (*handle)(nil) //nolint:staticcheck // for Conn.Raw users
+	_ driver.Queryer            = (*handle)(nil) //nolint:staticcheck // for Conn.Raw users
 )
 
 func newHandle(c *Connector) *handle {
@@ -473,6 +475,20 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 		return nil, err
 	}
 	return v.wrapRows(r, nil, ctx, query, args, nil), nil
+}
+
+// Exec is the deprecated driver.Execer, for code that reaches the handle
+// through Conn.Raw and asserts it (database/sql itself calls ExecContext). It
+// is ExecContext with a background context: the same pipeline, retry rules
+// and results, and driver.ErrSkip where the inner connection has no ad-hoc
+// path and the statement cache is off, as the inner driver's own would.
+func (v *handle) Exec(query string, args []driver.Value) (driver.Result, error) {
+	return v.ExecContext(context.Background(), query, valuesToNamed(args))
+}
+
+// Query is the deprecated driver.Queryer; see Exec.
+func (v *handle) Query(query string, args []driver.Value) (driver.Rows, error) {
+	return v.QueryContext(context.Background(), query, valuesToNamed(args))
 }
 
 // Ping pings the bound session. Without an inner Pinger it succeeds, as

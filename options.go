@@ -372,9 +372,15 @@ func (c *config) validate() error {
 		return bad("%d callback packages listed; at most %d may be loaded", len(c.callbacks), maxPackages)
 	}
 	for _, d := range c.backoff.Delays {
-		if d < 0 {
+		switch {
+		case d < 0:
 			return bad("back-off delay %v is negative", d)
+		case d == 0:
+			return bad("back-off delay %v is not above zero: it would reconnect in a busy loop", d)
 		}
+	}
+	if len(c.backoff.Delays) == 0 && (c.backoff.Initial <= 0 || c.backoff.Max <= 0) {
+		return bad("back-off initial delay %v and maximum %v must be above zero: a zero delay would reconnect in a busy loop", c.backoff.Initial, c.backoff.Max)
 	}
 	if err := validateClass(c.defaultClass); err != nil {
 		return err
@@ -446,15 +452,26 @@ func parseDuration(s string) (time.Duration, error) {
 
 // parseDurations takes a list of durations separated by ',' or ';'.
 func parseDurations(s string) ([]time.Duration, error) {
-	parts := splitList(s)
-	if len(parts) == 0 {
+	if strings.TrimSpace(s) == "" {
 		return nil, fmt.Errorf("empty list")
 	}
+	// Unlike splitList, an empty item is an error: "5,,10" is a typo, not
+	// a list of two.
+	parts := strings.Split(strings.ReplaceAll(s, ";", ","), ",")
 	out := make([]time.Duration, len(parts))
 	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, fmt.Errorf("item %d is empty", i+1)
+		}
 		d, err := parseDuration(p)
 		if err != nil {
 			return nil, fmt.Errorf("item %d: %v", i+1, err)
+		}
+		if d <= 0 {
+			// PCP ignores values <= 0; a zero delay would reconnect in a
+			// busy loop against a server that is down.
+			return nil, fmt.Errorf("item %d: %v is not above zero", i+1, d)
 		}
 		out[i] = d
 	}

@@ -301,3 +301,49 @@ func TestOptionsEnumNames(t *testing.T) {
 		}
 	}
 }
+
+// TestBackoffValuesMustBeAboveZero: PCP ignores back-off values <= 0; hasql
+// refuses them, naming the key, the variable or the option, because a zero
+// delay made one prober reconnect in a busy loop against a server that is
+// down (about 30,000 attempts in a one-second outage).
+func TestBackoffValuesMustBeAboveZero(t *testing.T) {
+	optClearEnv(t)
+	for _, tc := range []struct{ dsn, want string }{
+		{"hasql.reconnect=0", "hasql.reconnect"},
+		{"hasql.reconnect=5,0", "item 2: 0s is not above zero"},
+		{"hasql.reconnect=5,,10", "item 2 is empty"},
+		{"hasql.reconnect=-1", "hasql.reconnect"},
+		{"hasql.reconnect=", "hasql.reconnect"},
+	} {
+		t.Run("DSN "+tc.dsn, func(t *testing.T) {
+			_, err := Open("pgx", "postgres://u@127.0.0.1:1/db?sslmode=disable&"+tc.dsn)
+			if !errors.Is(err, ErrDSN) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open: %v, want ErrDSN mentioning %q", err, tc.want)
+			}
+		})
+	}
+	for _, v := range []string{"0", "5,0", "5,,10", "-5"} {
+		t.Run("HASQL_RECONNECT_TIMEOUT="+v, func(t *testing.T) {
+			t.Setenv("HASQL_RECONNECT_TIMEOUT", v)
+			_, err := optNew(t)
+			if !errors.Is(err, ErrDSN) || !strings.Contains(err.Error(), "HASQL_RECONNECT_TIMEOUT") {
+				t.Fatalf("Open: %v, want ErrDSN naming HASQL_RECONNECT_TIMEOUT", err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		b    Backoff
+	}{
+		{"zero delay in the list", Backoff{Delays: []time.Duration{time.Second, 0}, Initial: time.Millisecond, Max: time.Second}},
+		{"zero initial", Backoff{Max: time.Second}},
+		{"zero max", Backoff{Initial: time.Millisecond}},
+	} {
+		t.Run("WithBackoff "+tc.name, func(t *testing.T) {
+			_, err := optNew(t, WithBackoff(tc.b))
+			if !errors.Is(err, ErrDSN) || !strings.Contains(err.Error(), "not above zero") && !strings.Contains(err.Error(), "must be above zero") {
+				t.Fatalf("WithBackoff(%+v): %v, want an error saying the values must be above zero", tc.b, err)
+			}
+		})
+	}
+}
