@@ -255,6 +255,10 @@ type Connector struct {
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 
+	// stmtCacheSize is the pool's statement cache size (hasql.stmtcache,
+	// then SetStmtCacheSize); untagged sessions take it at each checkout.
+	stmtCacheSize atomic.Int64
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -275,6 +279,7 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 	c.drv.c = c
 	c.reg.init(c)
 	c.outage.c = c
+	c.stmtCacheSize.Store(int64(cfg.stmtCacheSize))
 	hs, err := newHostSet(c)
 	if err != nil {
 		return nil, err
@@ -496,7 +501,7 @@ func (ci *connectInvoker) connect(ctx context.Context) error {
 	if ph.host == "" {
 		ph.host = ci.c.dialect.remoteHost(inner, ci.c.host)
 	}
-	ph.stmtCacheSize = ci.c.cfg.stmtCacheSize
+	ph.stmtCacheSize = int(ci.c.stmtCacheSize.Load())
 	ci.ph = ph
 	return nil
 }

@@ -225,10 +225,10 @@ func (v *handle) prepare(ctx context.Context, co checkout, tag string) error {
 	if !co.opened {
 		ph.drainPending()
 	}
-	if ph.tag == "" && ph.stmtCacheSize != v.c.cfg.stmtCacheSize {
+	if n := int(v.c.stmtCacheSize.Load()); ph.tag == "" && ph.stmtCacheSize != n {
 		// The pool default applies at each checkout; a tagged session
 		// keeps its own size, as in OCI.
-		ph.setStmtCacheSize(v.c.cfg.stmtCacheSize)
+		ph.setStmtCacheSize(n)
 	}
 	err := v.reset(ctx, ph.used)
 	// New to its user: opened for this checkout, or in the background

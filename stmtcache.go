@@ -35,6 +35,21 @@ type stmtCache struct {
 	hits, misses, evictions int64 // this session's figures
 }
 
+// SetStmtCacheSize sets the statement cache size of the connector's pool at
+// run time (OCI_ATTR_STMTCACHESIZE on a session pool), as hasql.stmtcache
+// and WithStmtCacheSize do when it opens: each untagged session takes the new
+// size at its next checkout, trimming least recently used statements nobody
+// holds; a tagged session keeps its own size (Session.SetStmtCacheSize), as in
+// OCI. 0 turns caching off for the sessions that take it. A negative n is
+// taken as 0.
+func (c *Connector) SetStmtCacheSize(n int) {
+	c.stmtCacheSize.Store(int64(max(n, 0)))
+}
+
+// StmtCacheSize returns the pool's statement cache size (see
+// SetStmtCacheSize).
+func (c *Connector) StmtCacheSize() int { return int(c.stmtCacheSize.Load()) }
+
 type stmtTagKey struct{}
 
 // WithStmtTag tags the statements prepared with ctx: a tagged and an

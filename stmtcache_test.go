@@ -1098,3 +1098,56 @@ func scModelRun(t *testing.T, seed int64) {
 		t.Fatalf("seed %d: connector stats %+v, session %d/%d/%d", seed, st, h, m, e)
 	}
 }
+
+// TestStmtCachePoolSizeAtRunTime: Connector.SetStmtCacheSize changes the
+// pool's statement cache size while it runs (OCI_ATTR_STMTCACHESIZE on the
+// pool): an untagged session takes it at its next checkout and trims to it;
+// a tagged session keeps its own size.
+func TestStmtCachePoolSizeAtRunTime(t *testing.T) {
+	ctx := context.Background()
+	f := &scFake{}
+	db, c := scOpen(t, f, dialectGeneric, WithStmtCacheSize(4))
+	conn, s := scConnOf(t, db)
+	for i := 0; i < 4; i++ {
+		scExec(t, ctx, conn, fmt.Sprintf("r%d ?", i), i)
+	}
+	ph := s.phys()
+	conn.Close()
+	f.take()
+
+	c.SetStmtCacheSize(2)
+	if n := c.StmtCacheSize(); n != 2 {
+		t.Fatalf("StmtCacheSize() = %d after SetStmtCacheSize(2)", n)
+	}
+	if n := len(scKeys(t, ph)); n != 4 {
+		t.Fatalf("an idle session was trimmed before its checkout: %d cached", n)
+	}
+	conn, s = scConnOf(t, db)
+	if s.phys() != ph {
+		t.Fatal("not the same physical session")
+	}
+	if n := s.StmtCacheSize(); n != 2 {
+		t.Fatalf("untagged session at its next checkout: size %d, want the new pool size 2", n)
+	}
+	scWantEvents(t, f, "close r0 ?", "close r1 ?")
+
+	// A tagged session keeps its own size when the pool's changes.
+	s.SetStmtCacheSize(3)
+	if err := Release(conn, "k=v"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetStmtCacheSize(1)
+	tconn, err := Acquire(WithTag(ctx, "k=v"), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tconn.Close()
+	ts, _ := SessionOf(tconn)
+	if n := ts.StmtCacheSize(); n != 3 {
+		t.Fatalf("tagged session: size %d, want its own 3", n)
+	}
+	c.SetStmtCacheSize(-5)
+	if n := c.StmtCacheSize(); n != 0 {
+		t.Fatalf("SetStmtCacheSize(-5): %d, want 0", n)
+	}
+}
