@@ -1,29 +1,3 @@
-// Package hasql is a database/sql driver, registered as "hasql", that wraps
-// another driver (pgx v5, go-sql-driver/mysql, go-sqlmock, or any registered
-// one) and adds interceptor chains on every driver call, a per-session
-// statement cache, a session pool with tags, purity and connection classes,
-// and connections that survive database restarts and failovers.
-//
-// Swap
-//
-//	sql.Open("mysql", dsn)
-//
-// for
-//
-//	sql.Open("hasql", "mysql:"+dsn)
-//
-// and nothing else an application can observe changes.
-//
-// # Virtual handles over physical sessions
-//
-// database/sql pools driver connections and cannot be told which one to hand
-// out. hasql therefore gives database/sql virtual handles, which own no
-// socket, and keeps the real connections — physical sessions — in its own
-// pool. A handle is bound to a session when database/sql checks it out
-// (Connect, ResetSession, or the first call that carries a context) and
-// unbound when database/sql releases it (IsValid). Everything database/sql
-// does on one checkout — a Tx, a *sql.Conn, a Rows stream — runs on one
-// physical session.
 package hasql
 
 import (
