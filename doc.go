@@ -127,9 +127,9 @@
 // default; 0 turns it off; [Session.SetStmtCacheSize] changes one session's).
 // Closing a *sql.Stmt gives its statement back to the cache; evicting it
 // closes it on the server (as does the end of its session). A statement in
-// use is never evicted. Ad-hoc work for which the inner driver has no direct path
-// (driver.ErrSkip: go-sql-driver/mysql without interpolateParams) runs on a
-// cached statement, one round trip instead of database/sql's prepare,
+// use is never evicted. Ad-hoc work for which the inner driver has no direct
+// path (driver.ErrSkip: go-sql-driver/mysql without interpolateParams) runs
+// on a cached statement, one round trip instead of database/sql's prepare,
 // execute and close. A *sql.Stmt run on a handle bound to another session is
 // prepared there through that session's cache. A statement the server
 // reports stale after a schema change (PostgreSQL 26000 and 0A000 "cached
@@ -210,7 +210,7 @@
 // driver's errors that hasql does not handle reach the caller as they came;
 // driver.ErrSkip passes bare, since database/sql compares it with ==.
 //
-// A call whose session died under it fails with a *LostError (under
+// A call whose session died under it fails with a [*LostError] (under
 // hasql.retry=off a driver.ErrBadConn, which proves nothing was sent, is
 // left to database/sql's own retry instead). Its Host is
 // the session's host:port, its Err the driver's error, InTx says the loss
@@ -219,7 +219,7 @@
 // did not run (pgconn.SafeToRetry's meaning). A LostError wraps Err and the
 // sentinel that says what the caller may conclude: [ErrConnectionLost], the
 // work may or may not have run; [ErrTxResolutionUnknown], whether the
-// transaction committed is unknown; or ErrTxNotCommitted, the transaction
+// transaction committed is unknown; or [ErrTxNotCommitted], the transaction
 // certainly did not commit, so running it again is safe. The error never
 // wraps driver.ErrBadConn, so that database/sql does not run again work that
 // hasql has already run again or reported.
@@ -235,5 +235,8 @@
 // Package github.com/hasqlgo/hasql/hasqltest opens hasql over go-sqlmock for
 // an application's own tests and injects faults — a connection lost before
 // or after the work was sent, or at commit; latency; errors — over any inner
-// driver, real or mock.
+// driver, real or mock. With the statement cache on, go-sqlmock sees one
+// prepare per session for a statement prepared many times, and its
+// WillBeClosed is met when the statement leaves the cache, not at
+// *sql.Stmt.Close; hasql.stmtcache=0 gives go-sqlmock's own behaviour.
 package hasql

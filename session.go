@@ -198,7 +198,7 @@ func handleOf(c *sql.Conn, ctx context.Context) (*handle, error) {
 // reconnect or a lost connection it shows the session c is bound to then.
 // SessionOf binds nothing itself; while c has no session bound (its session
 // was lost and no call has bound another yet), the view's methods that need
-// one return an error.
+// one return an error (ErrSessionClosed).
 //
 // Like c, the view is for one goroutine at a time. It must not be used after
 // c is closed or released: database/sql then hands the connection behind it
