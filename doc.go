@@ -145,7 +145,8 @@
 // connection ends its session and purges its host: the host's idle sessions
 // are closed at once, its busy ones when released, and [HostDown] and
 // [SessionsPurged] events are sent once per failure of the host, not once per
-// session.
+// session. A pooled session that turns out dead when it is reset at checkout
+// is replaced before the caller sees it, up to 16 times per checkout.
 //
 // Work is run again on a new session only outside a transaction, only while
 // the caller's context lasts, at most three times per call, and only when
