@@ -34,6 +34,7 @@ var fnNames = [numFn]string{
 	"FnStmtClose", "FnBegin", "FnCommit", "FnRollback", "FnReset", "FnClose",
 }
 
+// String returns the Fn's name, such as "FnQuery".
 func (f Fn) String() string {
 	if int(f) < len(fnNames) {
 		return fnNames[f]
@@ -52,6 +53,7 @@ const (
 	numWhen = iota
 )
 
+// String returns "Entry", "Replace" or "Exit".
 func (w When) String() string {
 	switch w {
 	case Entry:

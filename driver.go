@@ -1,29 +1,3 @@
-// Package hasql is a database/sql driver, registered as "hasql", that wraps
-// another driver (pgx v5, go-sql-driver/mysql, go-sqlmock, or any registered
-// one) and adds interceptor chains on every driver call, a per-session
-// statement cache, a session pool with tags, purity and connection classes,
-// and connections that survive database restarts and failovers.
-//
-// Swap
-//
-//	sql.Open("mysql", dsn)
-//
-// for
-//
-//	sql.Open("hasql", "mysql:"+dsn)
-//
-// and nothing else an application can observe changes.
-//
-// # Virtual handles over physical sessions
-//
-// database/sql pools driver connections and cannot be told which one to hand
-// out. hasql therefore gives database/sql virtual handles, which own no
-// socket, and keeps the real connections — physical sessions — in its own
-// pool. A handle is bound to a session when database/sql checks it out
-// (Connect, ResetSession, or the first call that carries a context) and
-// unbound when database/sql releases it (IsValid). Everything database/sql
-// does on one checkout — a Tx, a *sql.Conn, a Rows stream — runs on one
-// physical session.
 package hasql
 
 import (
@@ -94,8 +68,18 @@ func (d *Driver) OpenConnector(dsn string) (driver.Connector, error) {
 	return c, nil
 }
 
-// Open wraps the registered driver driverName: the DSN is that driver's own,
-// optionally carrying hasql.* settings in its parameter section.
+// Open opens a *sql.DB over the driver registered as driverName, as
+// sql.Open("hasql", driverName+":"+dsn) does, with opts on top: dsn is that
+// driver's own DSN, which may carry hasql.* settings in its parameter section
+// (see the package documentation), and opts win over those settings and over
+// the environment.
+//
+// Open parses dsn and validates every setting before it returns; an error
+// wraps ErrDSN, names the key or the problem, and contains no password from
+// dsn. Like sql.Open, it connects to no database unless PoolConfig.Min asks
+// for sessions kept open (those are opened in the background); use
+// db.PingContext to check that the database can be reached. It starts the
+// goroutines NewConnector lists, which run until the *sql.DB is closed.
 func Open(driverName, dsn string, opts ...Option) (*sql.DB, error) {
 	c, err := openInner(driverName, dsn, opts)
 	if err != nil {
@@ -104,8 +88,10 @@ func Open(driverName, dsn string, opts ...Option) (*sql.DB, error) {
 	return sql.OpenDB(c), nil
 }
 
-// OpenDB wraps an inner connector. Like sql.OpenDB it returns no error: a bad
-// option makes every connection attempt fail with that error.
+// OpenDB returns a *sql.DB over NewConnector(inner, opts...). Like
+// sql.OpenDB it returns no error: if NewConnector fails, no goroutine is
+// started and every attempt to connect through the *sql.DB fails with that
+// error (db.PingContext shows it). Use NewConnector to see the error at once.
 func OpenDB(inner driver.Connector, opts ...Option) *sql.DB {
 	c, err := NewConnector(inner, opts...)
 	if err != nil {
@@ -116,8 +102,36 @@ func OpenDB(inner driver.Connector, opts ...Option) *sql.DB {
 	return sql.OpenDB(c)
 }
 
-// NewConnector wraps an inner connector, configured by opts and the HASQL_*
-// environment variables.
+// NewConnector returns a Connector that wraps inner, the connector of the
+// driver hasql is to wrap (pgx's stdlib.GetConnector, mysql.NewConnector,
+// or any driver.Connector), configured by opts; sql.OpenDB makes a *sql.DB
+// of it. The driver's dialect (pgx, go-sql-driver/mysql, go-sqlmock, or
+// generic) is recognised by the type of inner.Driver().
+//
+// NewConnector reads the environment variables HASQL_CALLBACK_PACKAGES,
+// HASQL_RECONNECT_TIMEOUT and HASQL_CONNECT_TIMEOUT once, now; opts win over
+// them. It loads the callback packages listed, running their setups. It
+// fails, with an error wrapping ErrDSN, when a setting is invalid, a
+// package is not registered or its setup fails, or opts name hosts
+// (WithHosts): pointing a connector at a host, like WithUser, needs a DSN,
+// so use Open for those. A nil inner is an error too.
+//
+// NewConnector opens no connection itself: checkouts open sessions as they
+// need them, and PoolConfig.Min and PoolConfig.Incr have more opened in the
+// background. The Connector runs these goroutines of its own:
+//
+//   - the pool's maintainer, always: it wakes every quarter of IdleTimeout or
+//     MaxLifetime, whichever is shorter (at most 30s, at least 100ms apart),
+//     closes idle sessions past them, and keeps Min sessions open;
+//   - one per session opened in the background, until it is open;
+//   - the host checker, when HostConfig.HealthInterval is above zero: it
+//     connects to every host once per interval;
+//   - the event sender, from the first event on, when WithEvents is set;
+//   - the outage prober, while an outage lasts.
+//
+// Close stops them all and waits for them; sql.DB.Close calls it. A
+// Connector that is never closed keeps its goroutines and its idle sessions
+// for the life of the process.
 func NewConnector(inner driver.Connector, opts ...Option) (*Connector, error) {
 	if inner == nil {
 		return nil, newError(ErrDSN, "NewConnector needs an inner connector", nil)
@@ -329,10 +343,14 @@ func (c *Connector) InnerDriver() driver.Driver {
 // Callbacks returns the connector's own callback registry.
 func (c *Connector) Callbacks() *Callbacks { return &c.reg.own }
 
-// Close closes every idle physical session at once and every busy one when
-// it is released, stops the connector's background goroutines, and closes
-// the inner connector if it is an io.Closer. It is safe to call more than
-// once; sql.DB.Close calls it.
+// Close closes the connector. Idle sessions are closed at once and busy ones
+// as their handles release them; checkouts waiting for a session, and every
+// later checkout, fail with ErrClosed. The background goroutines (see
+// NewConnector) are stopped and waited for, and events queued before Close
+// are delivered before it returns. Last, the inner connector is closed if it
+// is an io.Closer, and its error is what Close returns. sql.DB.Close calls
+// Close; it is safe to call more than once, and from several goroutines,
+// and returns the same error each time.
 func (c *Connector) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
@@ -599,6 +617,7 @@ const (
 	HostStateBlacklisted                  // skipped until its blacklist time passes
 )
 
+// String returns the state's name: "up", "down" or "blacklisted".
 func (s HostState) String() string {
 	switch s {
 	case HostStateUp:
@@ -620,7 +639,12 @@ type HostStats struct {
 	LastError error
 }
 
-// Stats returns a snapshot of the connector's figures.
+// Stats returns a snapshot of the connector's pool, statement caches, failure
+// handling and hosts. The session counts (Open, Busy, Idle) are read together
+// under the pool's lock and agree with each other; the other counters are
+// read one by one while the pool runs, so two of them may be a moment apart.
+// Stats may be called at any time, also after Close; it holds the pool's
+// lock and the host set's briefly, and allocates Hosts.
 func (c *Connector) Stats() Stats {
 	var s Stats
 	if c.pool != nil {

@@ -17,6 +17,7 @@ const (
 	SessionsPurged                  // sessions to a failed host were closed (idle) or marked to close on release (busy)
 )
 
+// String returns the kind's name, such as "HostDown".
 func (k EventKind) String() string {
 	switch k {
 	case HostDown:

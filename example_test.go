@@ -212,3 +212,132 @@ func ExampleRegisterPackage() {
 	// connector's own exit
 	// true
 }
+
+// openExampleWith is openExample with Options instead of DSN parameters,
+// through hasql.Open.
+func openExampleWith(opts ...hasql.Option) (*sql.DB, sqlmock.Sqlmock, func()) {
+	name := fmt.Sprintf("example%d", exampleSeq.Add(1))
+	mdb, mock, err := sqlmock.NewWithDSN(name, sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
+	if err != nil {
+		panic(err)
+	}
+	db, err := hasql.Open("sqlmock", name, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return db, mock, func() { db.Close(); mdb.Close() }
+}
+
+// The statement cache: closing a *sql.Stmt gives its statement back to the
+// session's cache, and preparing the same SQL on that session again takes it
+// from there. Code that prepares a statement on every request, as here, has
+// it prepared on the server once per session.
+func ExampleWithStmtCacheSize() {
+	db, mock, done := openExampleWith(hasql.WithStmtCacheSize(50))
+	defer done()
+
+	const q = "SELECT name FROM users WHERE id = ?"
+	prep := mock.ExpectPrepare(q) // one prepare for both requests
+	prep.ExpectQuery().WithArgs(1).WillReturnRows(sqlmock.NewRows([]string{"name"}).AddRow("ada"))
+	prep.ExpectQuery().WithArgs(2).WillReturnRows(sqlmock.NewRows([]string{"name"}).AddRow("bob"))
+
+	lookup := func(ctx context.Context, id int) (string, error) {
+		stmt, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			return "", err
+		}
+		defer stmt.Close() // back to the cache, not closed on the server
+		var name string
+		err = stmt.QueryRowContext(ctx, id).Scan(&name)
+		return name, err
+	}
+	for id := 1; id <= 2; id++ {
+		name, err := lookup(context.Background(), id)
+		fmt.Println(name, err)
+	}
+
+	c, _ := hasql.ConnectorOf(db)
+	st := c.Stats()
+	fmt.Println("cache hits:", st.StmtCacheHits, "misses:", st.StmtCacheMisses)
+	fmt.Println("expectations:", mock.ExpectationsWereMet())
+	// Output:
+	// ada <nil>
+	// bob <nil>
+	// cache hits: 1 misses: 1
+	// expectations: <nil>
+}
+
+// A tagged session: the session callback sets the state a tag stands for
+// once per session and records it with SetTag; Release keeps the tag on the
+// session. A later checkout that asks for the same tag gets that session
+// back, state and all, and the callback does not run again.
+func ExampleAcquire() {
+	db, mock, done := openExampleWith(hasql.WithSessionCallback(
+		func(ctx context.Context, s *hasql.Session, requested string) error {
+			fmt.Printf("session callback: session has %q, %q requested\n", s.Tag(), requested)
+			if err := s.Exec(ctx, "SET TIME ZONE 'UTC'"); err != nil {
+				return err
+			}
+			return s.SetTag(requested)
+		}))
+	defer done()
+	mock.ExpectExec("SET TIME ZONE 'UTC'").WillReturnResult(sqlmock.NewResult(0, 0))
+
+	ctx := hasql.WithTag(context.Background(), "tz=utc")
+	for i := 1; i <= 2; i++ {
+		conn, err := hasql.Acquire(ctx, db)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		s, _ := hasql.SessionOf(conn)
+		fmt.Printf("checkout %d: tag %q, found: %v\n", i, s.Tag(), s.TagFound())
+		if err := hasql.Release(conn, s.Tag()); err != nil {
+			fmt.Println(err)
+		}
+	}
+	fmt.Println("expectations:", mock.ExpectationsWereMet())
+	// Output:
+	// session callback: session has "", "tz=utc" requested
+	// checkout 1: tag "tz=utc", found: false
+	// checkout 2: tag "tz=utc", found: true
+	// expectations: <nil>
+}
+
+// Surviving a lost connection. A connection that dies before the work
+// reached the server (the driver says driver.ErrBadConn) costs the
+// application nothing: hasql ends the session and runs the work again on a
+// new one. A connection that dies after the work was sent leaves its
+// outcome unknown: the call fails with an error wrapping ErrConnectionLost
+// and the driver's own error, and the application decides; the *sql.DB
+// goes on working.
+func Example_lostConnection() {
+	db, mock, done := openExample("")
+	defer done()
+
+	const update = "UPDATE stock SET n = n - 1 WHERE item = ?"
+	mock.ExpectExec(update).WithArgs("book").WillReturnError(driver.ErrBadConn)
+	mock.ExpectExec(update).WithArgs("book").WillReturnResult(sqlmock.NewResult(0, 1))
+	_, err := db.Exec(update, "book")
+	fmt.Println("lost before it was sent:", err)
+
+	const insert = "INSERT INTO orders (item) VALUES (?)"
+	mock.ExpectExec(insert).WithArgs("book").WillReturnError(io.ErrUnexpectedEOF)
+	_, err = db.Exec(insert, "book")
+	fmt.Println("lost after it was sent:", errors.Is(err, hasql.ErrConnectionLost), errors.Is(err, io.ErrUnexpectedEOF))
+
+	mock.ExpectQuery("SELECT count(*) FROM orders").WillReturnRows(sqlmock.NewRows([]string{"n"}).AddRow(1))
+	var n int
+	err = db.QueryRow("SELECT count(*) FROM orders").Scan(&n)
+	fmt.Println("next call:", n, err)
+
+	c, _ := hasql.ConnectorOf(db)
+	fmt.Println("work run again:", c.Stats().Retries)
+	fmt.Println("expectations:", mock.ExpectationsWereMet())
+	// Output:
+	// lost before it was sent: <nil>
+	// lost after it was sent: true true
+	// next call: 1 <nil>
+	// work run again: 1
+	// expectations: <nil>
+}

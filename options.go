@@ -22,6 +22,8 @@ const (
 	PuritySelf
 )
 
+// String returns the purity as hasql.purity spells it: "default", "new" or
+// "self".
 func (p Purity) String() string {
 	switch p {
 	case PurityNew:
@@ -49,6 +51,8 @@ const (
 	GetTimedWait
 )
 
+// String returns the get mode as hasql.getmode spells it: "wait", "nowait",
+// "forceget" or "timedwait".
 func (m GetMode) String() string {
 	switch m {
 	case GetNoWait:
@@ -80,6 +84,7 @@ const (
 	PickLatency                  // the healthy host with the lowest measured latency
 )
 
+// String returns the picker as hasql.pick spells it, such as "roundrobin".
 func (p Picker) String() string {
 	return enumName(p, "Picker", "roundrobin", "random", "ordered", "latency")
 }
@@ -95,6 +100,8 @@ const (
 	TargetPreferPrimary               // the primary if it is up, else a standby
 )
 
+// String returns the target as hasql.target spells it, such as
+// "prefer-standby".
 func (t Target) String() string {
 	return enumName(t, "Target", "any", "primary", "standby", "prefer-standby", "prefer-primary")
 }
@@ -111,6 +118,8 @@ const (
 	RetryIdempotent
 )
 
+// String returns the retry mode as hasql.retry spells it: "off", "safe" or
+// "idempotent".
 func (r RetryMode) String() string {
 	return enumName(r, "RetryMode", "off", "safe", "idempotent")
 }

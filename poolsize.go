@@ -164,9 +164,19 @@ func (p *pool) reap(now time.Time) {
 	}
 }
 
-// Reconfigure changes the pool's sizing, get mode and timeouts while it runs
-// (OCI_CPOOL_REINITIALIZE). Shrinking closes idle sessions at once and busy
-// ones as they are released; growing lets waiters open sessions at once.
+// Reconfigure changes the pool's sizing, get mode and timeouts while it runs,
+// as OCI_CPOOL_REINITIALIZE does. pc replaces the whole PoolConfig: a field
+// left zero takes its zero meaning, not its old value. pc is validated as
+// WithPool's is; an invalid one changes nothing and the error wraps ErrDSN.
+//
+// Lowering Max closes idle sessions at once and busy ones as they are
+// released, until at most Max are open; raising Max, or setting it to 0,
+// lets waiting checkouts open sessions at once. A higher Min is reached in
+// the background soon after. A new IdleTimeout applies from the maintainer's
+// next pass, a new MaxLifetime to sessions opened from then on; a checkout
+// already waiting keeps the get mode and wait timeout it began with.
+// Reconfigure returns ErrClosed for a connector whose options were rejected
+// (see OpenDB).
 func (c *Connector) Reconfigure(pc PoolConfig) error {
 	cfg := c.cfg
 	cfg.pool = pc

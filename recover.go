@@ -11,10 +11,14 @@ import (
 )
 
 // Recovery is a recovery function attached to a session (QNX ha_attach). It
-// runs when the session's connection is lost, with the error that showed it.
-// It may call s.Reconnect and s.Exec to rebuild state. Returning nil means
-// "recovered": the failed work is run again if the retry rules allow it.
-// Returning an error makes that error the outcome.
+// runs when the session's connection is lost outside a transaction (unless
+// hasql.retry=off or the call's context has ended), in the goroutine of the
+// call that lost it, with that call's context and the error that showed the
+// loss. The lost session is already gone: s is bound to no session until
+// the function calls s.Reconnect, which it must do before s.Exec to rebuild
+// state; if it does not, hasql binds a new session after it returns.
+// Returning nil means "recovered": the failed work is run again if the retry
+// rules allow it. Returning an error makes that error the outcome.
 type Recovery func(ctx context.Context, s *Session, cause error) error
 
 // AttachFlag modifies Session.Attach.
@@ -35,6 +39,7 @@ const (
 	FoReauth                      // the new session's tag and state were restored
 )
 
+// String returns the event's name, such as "FoBegin".
 func (e FailoverEvent) String() string {
 	if int(e) < 5 {
 		return [...]string{"FoBegin", "FoEnd", "FoAbort", "FoError", "FoReauth"}[e]
@@ -42,7 +47,12 @@ func (e FailoverEvent) String() string {
 	return fmt.Sprintf("FailoverEvent(%d)", uint8(e))
 }
 
-// FailoverCallback is told of each failover step of a session.
+// FailoverCallback is told of each failover step of a session (see the
+// package documentation on lost connections), in the goroutine of the call
+// that lost the session, with that call's context. Its return value counts
+// only on FoError: ErrFoRetry makes hasql try again (after the callback
+// returns, so it may sleep first), anything else gives up. A panic in it
+// fails the call with ErrCallbackPanic (see Stats.CallbackPanics).
 type FailoverCallback func(ctx context.Context, s *Session, ev FailoverEvent) error
 
 // WithFailoverCallback sets the failover callback (OCI TAF callback).
@@ -142,9 +152,16 @@ func (c *Connector) sessionLost(ph *session, cause error, wrongRole bool) {
 	c.events.emit(Event{Kind: SessionsPurged, Host: ph.host, Sessions: n, Err: cause})
 }
 
-// MarkHostDown tells hasql that host (host:port) is down, as an outside
-// notification would (OCI FAN): the host is blacklisted, its idle sessions
-// are closed at once and its busy ones when released.
+// MarkHostDown tells the connector that host, a host:port as HostStats.Addr
+// shows it, is down, as an outside notification would (OCI FAN). The host is
+// blacklisted (see HostConfig.Blacklist), its idle sessions are closed
+// before MarkHostDown returns, its busy ones are closed when their handles
+// release them, and HostDown and SessionsPurged events are sent. Work in
+// flight on the host's sessions is not interrupted; a session that fails
+// later is replaced as any lost session is. The host is used again once its
+// blacklist time has passed and a connect to it succeeds. A host the
+// connector does not list is not blacklisted, but sessions connected to that
+// address are purged and the events sent all the same.
 func (c *Connector) MarkHostDown(host string) {
 	if c.hosts == nil {
 		return

@@ -73,7 +73,12 @@ func WithUser(ctx context.Context, user, password string) context.Context {
 }
 
 // Idempotent marks the work done with ctx as safe to run again after a lost
-// connection, which hasql.retry=idempotent then does.
+// connection: running it twice leaves the database as running it once does
+// (a read, an upsert by key, a SET). With hasql.retry=idempotent
+// (RetryIdempotent), such work whose session dies after it may have reached
+// the server is run again on a new session, as is a query whose connection
+// is lost at Rows.Close; under the other retry modes the mark has no effect.
+// Work inside a transaction is never run again.
 func Idempotent(ctx context.Context) context.Context {
 	return context.WithValue(ctx, idempotentKey{}, true)
 }

@@ -7,11 +7,14 @@ import (
 	"fmt"
 )
 
-// Session is a view of a session. Obtained with SessionOf or Acquire, or from
-// Call.Session, it follows a virtual handle: it stays valid across reconnects
-// and always shows the physical session the handle is bound to now. Its
-// methods are for the goroutine that holds the *sql.Conn (or runs the
-// callback); they are not safe for concurrent use.
+// Session is the application's view of a physical session: its tag, host
+// and statement cache, and the calls that act on it directly. It is obtained
+// with SessionOf (after Acquire), or handed to a callback (Call.Session), the
+// session callback, a recovery function or the failover callback. A Session
+// follows a virtual handle, not one connection: it stays valid across
+// reconnects and always shows the physical session the handle is bound to
+// now. Its methods are for the goroutine that holds the *sql.Conn (or runs
+// the callback); they are not safe for concurrent use.
 type Session struct {
 	v *handle  // the virtual handle, or nil for a bare physical session
 	p *session // for bare physical sessions (FnConnect and FnClose callbacks)
@@ -189,8 +192,18 @@ func handleOf(c *sql.Conn, ctx context.Context) (*handle, error) {
 	return v, err
 }
 
-// SessionOf returns the session view behind a hasql *sql.Conn. The view stays
-// valid across reconnects.
+// SessionOf returns the view of the session behind c, a *sql.Conn of a
+// hasql database. The view follows c, not one physical session: after a
+// reconnect or a lost connection it shows the session c is bound to then.
+// SessionOf binds nothing itself; while c has no session bound (its session
+// was lost and no call has bound another yet), the view's methods that need
+// one return an error (ErrSessionClosed).
+//
+// Like c, the view is for one goroutine at a time. It must not be used after
+// c is closed or released: database/sql then hands the connection behind it
+// to other callers. SessionOf fails if c is closed (sql.ErrConnDone) or is
+// not a hasql connection. It costs one c.Raw call and takes no lock of
+// hasql's.
 func SessionOf(c *sql.Conn) (*Session, error) {
 	v, err := handleOf(c, nil)
 	if err != nil {
@@ -199,9 +212,23 @@ func SessionOf(c *sql.Conn) (*Session, error) {
 	return &v.view, nil
 }
 
-// Acquire checks out a *sql.Conn bound now to a session chosen by the
-// selectors in ctx (WithTag, WithMatchAnyTag, WithPurity, WithClass,
-// WithUser): OCISessionGet. Close it, or call Release, to give it back.
+// Acquire checks out a connection of db and binds it at once to a session
+// chosen by the selectors in ctx — WithTag, WithMatchAnyTag, WithPurity,
+// WithClass, WithUser — as OCISessionGet does. The *sql.Conn keeps that
+// session until it is closed: calls on it run there whatever selectors their
+// own contexts carry, and if the session is lost the next call gets a new one
+// with the same user, class and tag. Use SessionOf to see whether the tag was
+// found, and Release or Close to give the session back.
+//
+// ctx bounds the checkout: database/sql's wait for a connection, the pool's
+// get mode, the outage gate and the session callback. Acquire fails when db
+// is not a hasql database, when a selector is invalid (ErrInvalidTag,
+// ErrInvalidClass), when the pool has no session to give (ErrPoolExhausted,
+// or ctx's error) or no session can be opened; it then leaves nothing
+// checked out. A checkout costs what db.Conn costs plus, when the handle
+// database/sql hands out still has its last session parked and the selectors
+// match, one atomic swap to take it back; otherwise one search of the pool's
+// idle list under its lock, or a new connection.
 func Acquire(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 	c, err := db.Conn(ctx)
 	if err != nil {
@@ -214,8 +241,15 @@ func Acquire(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 	return c, nil
 }
 
-// Release keeps tag on the session ("" clears it) and closes c, returning
-// the session to the pool: OCISessionRelease.
+// Release gives back a connection from Acquire, as OCISessionRelease does:
+// it sets the session's tag to tag ("" clears it; see Session.SetTag) and
+// closes c, which returns the session to the pool carrying that tag, for a
+// later checkout that asks for it. It returns c.Close's error.
+//
+// If tag is invalid (ErrInvalidTag), c is already closed or is not a hasql
+// connection, or c has no session bound at the moment (its session was lost
+// and no call has bound another yet), Release returns that error and leaves
+// c open; the caller still has to close it.
 func Release(c *sql.Conn, tag string) error {
 	s, err := SessionOf(c)
 	if err != nil {
