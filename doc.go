@@ -229,7 +229,8 @@
 // the session callback, a recovery function, the failover callback, the
 // event receiver — fails only the call it served, with an error wrapping
 // [ErrCallbackPanic] and naming the panic's value; the process keeps running
-// and no panic is dropped unreported.
+// and no panic is dropped unreported: Stats.CallbackPanics counts them all,
+// including the event receiver's, which serves no call.
 //
 // # Testing
 //

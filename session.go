@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 )
 
@@ -244,21 +245,24 @@ func Acquire(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 // Release gives back a connection from Acquire, as OCISessionRelease does:
 // it sets the session's tag to tag ("" clears it; see Session.SetTag) and
 // closes c, which returns the session to the pool carrying that tag, for a
-// later checkout that asks for it. It returns c.Close's error.
+// later checkout that asks for it.
 //
-// If tag is invalid (ErrInvalidTag), c is already closed or is not a hasql
-// connection, or c has no session bound at the moment (its session was lost
-// and no call has bound another yet), Release returns that error and leaves
-// c open; the caller still has to close it.
+// Release closes c whatever happens, so the caller never has to close it
+// again. It returns c.Close's error, joined with the tagging's when the tag
+// could not be set: ErrInvalidTag for a malformed tag, or ErrSessionClosed
+// when c has no session bound (its session was lost and no call bound
+// another: the state the tag would name is gone; with tag "" that is no
+// error). If c is not a hasql connection it is closed too, and the error
+// wraps ErrNotHasql.
 func Release(c *sql.Conn, tag string) error {
 	s, err := SessionOf(c)
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.SetTag(tag)
+		if tag == "" && errors.Is(err, ErrSessionClosed) {
+			err = nil // nothing to clear
+		}
 	}
-	if err := s.SetTag(tag); err != nil {
-		return err
-	}
-	return c.Close()
+	return errors.Join(err, c.Close())
 }
 
 // Unwrap returns the inner driver's connection behind x, a hasql driver
