@@ -20,7 +20,15 @@ type handle struct {
 	c    *Connector
 	ph   *session // the bound session; nil between checkouts
 	sel  selector // what the binding was asked for
-	view Session  // the user's view of this handle (stable across bindings)
+	view Session  // the user's view of this handle (stable across bindings, not checkouts)
+
+	// checkout counts the handle's checkouts that ended (IsValid, Close): a
+	// Session made during one is valid while it has the same count. shared
+	// is the Session of the current checkout handed to the application
+	// (SessionOf, the session callback, recovery and failover functions),
+	// made on first use: one per checkout, so that it goes stale with it.
+	checkout uint64
+	shared   *Session
 
 	verified bool // bound with the caller's own selector (not a background context's)
 	tagFound bool // the checkout matched the requested tag exactly
@@ -261,7 +269,7 @@ func (v *handle) runSessionCallback(ctx context.Context, tag string) (err error)
 			err = v.c.userPanic("session callback", p)
 		}
 	}()
-	return v.c.cfg.sessionCB(ctx, &v.view, tag)
+	return v.c.cfg.sessionCB(ctx, v.session(), tag)
 }
 
 // release returns the bound session to the pool, or ends it if the inner
@@ -611,7 +619,25 @@ func (v *handle) IsValid() bool {
 		v.resetErr, v.rebind, v.recovery, v.nextReconnect, v.reconnectFails = nil, nil, nil, time.Time{}, 0
 	}
 	v.release()
+	v.endCheckout()
 	return !v.c.closed.Load()
+}
+
+// endCheckout invalidates the Sessions handed out during the checkout that
+// ends (see Session).
+func (v *handle) endCheckout() {
+	v.checkout++
+	v.view.checkout = v.checkout
+	v.shared = nil
+}
+
+// session returns the current checkout's Session for the application (see
+// handle.shared); callbacks get the handle's view, valid while they run.
+func (v *handle) session() *Session {
+	if v.shared == nil {
+		v.shared = &Session{v: v, checkout: v.checkout}
+	}
+	return v.shared
 }
 
 // CheckNamedValue, which database/sql calls only for ad-hoc work (hasql's
@@ -658,6 +684,7 @@ func (v *handle) Close() error {
 		v.release()
 	}
 	v.parked = nil
+	v.endCheckout()
 	if v.owns {
 		return v.c.Close()
 	}

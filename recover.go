@@ -80,7 +80,7 @@ func (v *handle) failover(ctx context.Context, cause error, rec Recovery, oldHos
 				panicErr = v.c.userPanic(fmt.Sprintf("failover callback (%v)", ev), p)
 			}
 		}()
-		return fo(ctx, &v.view, ev)
+		return fo(ctx, v.session(), ev)
 	}
 	tell(FoBegin)
 	for try := 0; ; try++ {
@@ -127,7 +127,7 @@ func (v *handle) runRecovery(ctx context.Context, rec Recovery, cause error) (er
 			err = v.c.userPanic("recovery function", p)
 		}
 	}()
-	return rec(ctx, &v.view, cause)
+	return rec(ctx, v.session(), cause)
 }
 
 // sessionLost handles the loss of session ph: the host is reported down and every session
@@ -374,7 +374,7 @@ func (o *outage) wait(ctx context.Context) error {
 // the session's tag so its state comes back. After a failed attempt, calling
 // it again before the back-off interval has passed returns ErrRetryTooSoon.
 func (s *Session) Reconnect(ctx context.Context) error {
-	v := s.v
+	v := s.handle()
 	if v == nil {
 		return errNotBound
 	}
@@ -426,7 +426,7 @@ func (v *handle) keepSelector(ph *session) {
 // lasts until the *sql.Conn is closed: the handle's next user starts
 // without it.
 func (s *Session) Attach(r Recovery, flags AttachFlag) error {
-	v := s.v
+	v := s.handle()
 	if v == nil {
 		return errNotBound
 	}

@@ -14,23 +14,43 @@ import (
 // session callback, a recovery function or the failover callback. A Session
 // follows a virtual handle, not one connection: it stays valid across
 // reconnects and always shows the physical session the handle is bound to
-// now. Its methods are for the goroutine that holds the *sql.Conn (or runs
-// the callback); they are not safe for concurrent use.
+// now.
+//
+// A Session is valid only while the checkout it came from lasts (QNX's
+// ha_attach answers EBADF, PCP PM_ERR_NOCONTEXT): once its *sql.Conn is
+// closed or released — database/sql then hands the connection to other
+// callers — every method that returns an error returns one wrapping
+// ErrSessionClosed, the others their zero value, and nothing attached to it
+// (Attach) survives. Its methods are for the goroutine that holds the
+// *sql.Conn (or runs the callback); they are not safe for concurrent use.
 type Session struct {
-	v *handle  // the virtual handle, or nil for a bare physical session
-	p *session // for bare physical sessions (FnConnect and FnClose callbacks)
+	v        *handle  // the virtual handle, or nil for a bare physical session
+	p        *session // for bare physical sessions (FnConnect and FnClose callbacks)
+	checkout uint64   // v.checkout when this view was made; the view is valid while they match
 }
 
 // errNotBound is returned by Session methods that need a connection when the
-// session's handle is between checkouts.
+// session's checkout has ended or its handle has no session bound.
 var errNotBound = newError(ErrSessionClosed, "session is not bound to a connection (use it while its *sql.Conn is open)", nil)
+
+// handle returns the virtual handle of a Session whose checkout still lasts,
+// else nil.
+func (s *Session) handle() *handle {
+	if s == nil || s.v == nil || s.v.checkout != s.checkout {
+		return nil
+	}
+	return s.v
+}
 
 func (s *Session) phys() *session {
 	if s == nil {
 		return nil
 	}
 	if s.v != nil {
-		return s.v.ph
+		if v := s.handle(); v != nil {
+			return v.ph
+		}
+		return nil
 	}
 	return s.p
 }
@@ -46,7 +66,8 @@ func (s *Session) Tag() string {
 // TagFound reports whether the checkout found a session with exactly the
 // requested tag.
 func (s *Session) TagFound() bool {
-	return s != nil && s.v != nil && s.v.tagFound
+	v := s.handle()
+	return v != nil && v.tagFound
 }
 
 // SetTag sets the tag the session keeps when it is released ("" clears it).
@@ -200,17 +221,18 @@ func handleOf(c *sql.Conn, ctx context.Context) (*handle, error) {
 // was lost and no call has bound another yet), the view's methods that need
 // one return an error (ErrSessionClosed).
 //
-// Like c, the view is for one goroutine at a time. It must not be used after
-// c is closed or released: database/sql then hands the connection behind it
-// to other callers. SessionOf fails if c is closed (sql.ErrConnDone) or is
-// not a hasql connection. It costs one c.Raw call and takes no lock of
-// hasql's.
+// Like c, the view is for one goroutine at a time. It is valid until c is
+// closed or released: database/sql then hands the connection behind it to
+// other callers, and the view's methods return ErrSessionClosed. SessionOf
+// fails if c is closed (sql.ErrConnDone) or is not a hasql connection. It
+// costs one c.Raw call (and one small allocation for the first view of a
+// checkout), and takes no lock of hasql's.
 func SessionOf(c *sql.Conn) (*Session, error) {
 	v, err := handleOf(c, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &v.view, nil
+	return v.session(), nil
 }
 
 // Acquire checks out a connection of db and binds it at once to a session
