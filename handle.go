@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"reflect"
 	"time"
 )
@@ -328,35 +327,14 @@ func (v *handle) call(ch *chain, c *Call, inv invoker) error {
 
 // invoke performs the driver call behind a Call on the bound session.
 func (v *handle) invoke(c *Call) error {
-	ph := v.ph
-	var err error
-	switch c.Fn {
-	case FnExec:
-		c.Result, err = v.execAdhoc(c.Ctx, c.Query, c.Args)
-	case FnQuery:
-		c.Rows, err = v.queryAdhoc(c.Ctx, c.Query, c.Args)
-	case FnPing:
-		err = ph.ping(c.Ctx)
-	case FnPrepare:
-		v.prepared, err = v.acquireExplicit(c.Ctx, c.Query, stmtTagFrom(c.Ctx))
-	case FnBegin:
-		opts := v.beginOpts
-		if len(c.Args) == 1 {
-			// What the callbacks saw, and may have changed.
-			opts, _ = c.Args[0].Value.(driver.TxOptions)
-		}
-		v.began, err = ph.begin(c.Ctx, opts)
-	case FnCommit:
-		err = v.curTx.inner.Commit()
-	case FnRollback:
-		err = v.curTx.inner.Rollback()
-	case FnReset:
+	if c.Fn == FnReset {
 		if c.Query != "fresh" {
-			err = ph.resetSession(c.Ctx)
+			return v.ph.resetSession(c.Ctx)
 		}
-	default:
-		err = newError(ErrCallbackOutcome, fmt.Sprintf("%v is not a connection call", c.Fn), nil)
+		return nil
 	}
+	var err error
+	c.Result, c.Rows, err = v.perform(c.Fn, c.Ctx, c.Query, c.Args, nil)
 	return err
 }
 
@@ -450,14 +428,8 @@ func (v *handle) ExecContext(ctx context.Context, query string, args []driver.Na
 			}
 		}
 	}
-	c := v.newCall(FnExec, ctx, query, args)
-	err := v.run(c, nil, false)
-	r := c.Result
-	v.doneCall(c)
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
+	r, _, err := v.run(FnExec, ctx, query, args, nil, false)
+	return r, err
 }
 
 // QueryContext runs an ad-hoc query on the bound session. The inner driver's
@@ -475,10 +447,7 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 			}
 		}
 	}
-	c := v.newCall(FnQuery, ctx, query, args)
-	err := v.run(c, nil, false)
-	r := c.Rows
-	v.doneCall(c)
+	_, r, err := v.run(FnQuery, ctx, query, args, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -504,10 +473,8 @@ func (v *handle) Query(query string, args []driver.Value) (driver.Rows, error) {
 // an inner Pinger's own driver.ErrSkip reaches the caller bare, as it would
 // through database/sql.
 func (v *handle) Ping(ctx context.Context) error {
-	c := v.newCall(FnPing, ctx, "", nil)
 	// A ping changes nothing, so it is always safe to run again.
-	err := v.run(c, nil, true)
-	v.doneCall(c)
+	_, _, err := v.run(FnPing, ctx, "", nil, nil, true)
 	return err
 }
 
@@ -522,11 +489,9 @@ func (v *handle) Prepare(query string) (driver.Stmt, error) {
 // this handle is bound to another session, it is prepared there.
 func (v *handle) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	tag := stmtTagFrom(ctx)
-	c := v.newCall(FnPrepare, ctx, query, nil)
 	v.prepared = nil
 	// Preparing changes no data, so it is always safe to run again.
-	err := v.run(c, nil, true)
-	v.doneCall(c)
+	_, _, err := v.run(FnPrepare, ctx, query, nil, nil, true)
 	cs := v.prepared
 	v.prepared = nil
 	if err != nil {
@@ -554,16 +519,10 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		// driver decides what that means, and each Tx needs its own state.
 		t = &tx{v: v}
 	}
-	c := v.newCall(FnBegin, ctx, "", nil)
-	if v.c.reg.chain(FnBegin) != nil {
-		// Callbacks see the options (and may change them) as Args[0].
-		c.Args = []driver.NamedValue{{Ordinal: 1, Value: opts}}
-	}
 	v.beginOpts, v.began = opts, nil
 	// A transaction that failed to begin on a lost connection holds
 	// nothing: beginning it again is safe, unless one is open already.
-	err := v.run(c, nil, !v.inTx)
-	v.doneCall(c)
+	_, _, err := v.run(FnBegin, ctx, "", nil, nil, !v.inTx)
 	itx := v.began
 	v.began = nil
 	if err == nil && itx == nil {

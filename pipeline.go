@@ -3,6 +3,7 @@ package hasql
 import (
 	"context"
 	"database/sql/driver"
+	"fmt"
 )
 
 // Bounds of the call pipeline. Each keeps a call from looping when every new
@@ -36,20 +37,25 @@ const (
 )
 
 // run is the call pipeline: every driver call a handle or a statement makes
-// for database/sql goes through it, and it alone owns the call's life. c is
-// the call as callbacks see it (the handle's own Call, from newCall); s is
-// the statement for statement calls, nil otherwise; safe says that running
-// the call again can never run work twice (a ping, a prepare, a begin).
+// for database/sql goes through it, and it alone owns the call's life. fn,
+// ctx, query and args are the call as the caller made it; s is the statement
+// for statement calls, nil otherwise; safe says that running the call again
+// can never run work twice (a ping, a prepare, a begin). It returns what the
+// call produced: a Result for FnExec and FnStmtExec, Rows for FnQuery and
+// FnStmtQuery (FnPrepare and FnBegin hand theirs over in v.prepared and
+// v.began).
 //
 // The steps, in order:
 //
-//  1. bind: ensure the handle has a session for c.Ctx (v.ensure); a
-//     statement is also made to exist there (s.ready). Read routing (the
-//     clusters issue) chooses the session's role here, from the context.
-//  2. call: the callback chain registered for c.Fn, or the driver call
-//     directly (invoke). Stale-statement recovery happens inside this step
-//     (runStmt), so that callbacks see one call. A transaction recorder
-//     (replay) digests c.Result and c.Rows here, after a call succeeds.
+//  1. bind: ensure the handle has a session for ctx (v.ensure); a statement
+//     is also made to exist there (s.ready). Commit and Rollback run on the
+//     session their transaction has. Read routing (the clusters issue)
+//     chooses the session's role here, from the context.
+//  2. call: the callback chain registered for fn, with the handle's Call,
+//     or else the driver call directly (perform). Stale-statement recovery
+//     happens inside this step (runStmt), so that callbacks see one call. A
+//     transaction recorder (replay) digests the Result and the Rows here,
+//     after a call succeeds.
 //  3. classify: the dialect turns the error into a class (dead, not sent,
 //     stale statement, wrong role, conflict).
 //  4. decide: v.decide applies the retry rules: an ordinary error is the
@@ -59,52 +65,96 @@ const (
 //  5. rebind: the recovery function, the failover callback's events and a
 //     new session (v.failover), then step 1 again, at most maxReruns times.
 //
-// run allocates nothing on its own: the Call is the handle's, and the
-// callback chain is loaded with one atomic read.
-func (v *handle) run(c *Call, s *stmt, safe bool) error {
-	ctx, query, args := c.Ctx, c.Query, c.Args
+// run allocates nothing of its own, and without callbacks it builds no Call:
+// the chain is loaded with one atomic read, and the direct call is one
+// switch.
+func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt, safe bool) (driver.Result, driver.Rows, error) {
 	for attempt := 0; ; attempt++ {
 		var err error
-		if s != nil {
+		switch {
+		case s != nil:
 			err = s.ready(ctx)
-		} else {
+		case fn != FnCommit && fn != FnRollback:
 			err = v.ensure(ctx)
 		}
 		if err != nil {
-			if s == nil || v.ph == nil {
-				return err
+			if s == nil {
+				return nil, nil, err
 			}
 			// The statement could not be prepared on the bound session:
 			// preparing changes no data, so that is safe to run again.
-			if retry, err := v.decide(ctx, c.Fn, err, attempt, true); !retry {
-				return err
+			if retry, err := v.decide(ctx, fn, err, attempt, true); !retry {
+				return nil, nil, err
 			}
 			continue
 		}
-		if attempt > 0 {
-			// An entry callback of the failed attempt may have rewritten
-			// these; each attempt starts from what the caller asked.
-			c.Ctx, c.Query, c.Args, c.Result, c.Rows, c.Err = ctx, query, args, nil, nil, nil
-		}
-		if ch := v.c.reg.chain(c.Fn); ch != nil {
-			if s != nil {
-				err = ch.run(c, s)
-			} else {
-				err = ch.run(c, v)
-			}
-		} else if s != nil {
-			err = s.invoke(c)
+		var r driver.Result
+		var rows driver.Rows
+		if ch := v.c.reg.chain(fn); ch != nil {
+			r, rows, err = v.intercept(ch, fn, ctx, query, args, s)
 		} else {
-			err = v.invoke(c)
+			r, rows, err = v.perform(fn, ctx, query, args, s)
 		}
 		if err == nil {
-			return nil
+			return r, rows, nil
 		}
-		retry, err := v.decide(ctx, c.Fn, err, attempt, safe)
+		retry, err := v.decide(ctx, fn, err, attempt, safe)
 		if !retry {
-			return err
+			return nil, nil, err
 		}
 	}
+}
+
+// intercept is run's call step when callbacks are registered for fn: the
+// chain runs on the handle's Call (see newCall), and the driver call, if the
+// callbacks let it happen, is perform's.
+func (v *handle) intercept(ch *chain, fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (driver.Result, driver.Rows, error) {
+	c := v.newCall(fn, ctx, query, args)
+	if fn == FnBegin {
+		// Callbacks see the options (and may change them) as Args[0].
+		c.Args = []driver.NamedValue{{Ordinal: 1, Value: v.beginOpts}}
+	}
+	var err error
+	if s != nil {
+		err = ch.run(c, s)
+	} else {
+		err = ch.run(c, v)
+	}
+	r, rows := c.Result, c.Rows
+	v.doneCall(c)
+	return r, rows, err
+}
+
+// perform is the driver call behind one pipeline call, on the bound session:
+// what callbacks call "the driver call" (invoke) and what run calls directly
+// when there are none.
+func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (r driver.Result, rows driver.Rows, err error) {
+	switch fn {
+	case FnExec:
+		r, err = v.execAdhoc(ctx, query, args)
+	case FnQuery:
+		rows, err = v.queryAdhoc(ctx, query, args)
+	case FnStmtExec, FnStmtQuery:
+		r, rows, err = v.runStmt(ctx, fn, &s.cs, s, args)
+	case FnPing:
+		err = v.ph.ping(ctx)
+	case FnPrepare:
+		v.prepared, err = v.acquireExplicit(ctx, query, stmtTagFrom(ctx))
+	case FnBegin:
+		opts := v.beginOpts
+		if len(args) == 1 {
+			// What the callbacks saw, and may have changed.
+			opts, _ = args[0].Value.(driver.TxOptions)
+		}
+		v.began, err = v.ph.begin(ctx, opts)
+	case FnCommit:
+		err = v.curTx.inner.Commit()
+	case FnRollback:
+		err = v.curTx.inner.Rollback()
+	default:
+		err = newError(ErrCallbackOutcome, fmt.Sprintf("%v is not a call of the pipeline", fn), nil)
+	}
+	return r, rows, err
 }
 
 // runStmt runs a prepared statement of the bound session (the handle's own

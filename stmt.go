@@ -3,7 +3,6 @@ package hasql
 import (
 	"context"
 	"database/sql/driver"
-	"fmt"
 	"sync"
 )
 
@@ -135,24 +134,15 @@ func (s *stmt) release() error {
 // ExecContext executes the statement on the bound session.
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	v := s.v
-	c := v.newCall(FnStmtExec, ctx, s.query, args)
-	err := v.run(c, s, false)
-	r := c.Result
-	v.doneCall(c)
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
+	r, _, err := v.run(FnStmtExec, ctx, s.query, args, s, false)
+	return r, err
 }
 
 // QueryContext runs the statement on the bound session and returns the inner
 // driver's rows as they are.
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	v := s.v
-	c := v.newCall(FnStmtQuery, ctx, s.query, args)
-	err := v.run(c, s, false)
-	r := c.Rows
-	v.doneCall(c)
+	_, r, err := v.run(FnStmtQuery, ctx, s.query, args, s, false)
 	if err != nil {
 		return nil, err
 	}
@@ -214,16 +204,10 @@ func (s *stmt) close() error {
 
 // invoke performs a statement's driver call for its callback chain.
 func (s *stmt) invoke(c *Call) error {
-	var err error
-	switch c.Fn {
-	case FnStmtExec:
-		c.Result, _, err = s.v.runStmt(c.Ctx, c.Fn, &s.cs, s, c.Args)
-	case FnStmtQuery:
-		_, c.Rows, err = s.v.runStmt(c.Ctx, c.Fn, &s.cs, s, c.Args)
-	case FnStmtClose:
-		err = s.release()
-	default:
-		err = newError(ErrCallbackOutcome, fmt.Sprintf("%v is not a statement call", c.Fn), nil)
+	if c.Fn == FnStmtClose {
+		return s.release()
 	}
+	var err error
+	c.Result, c.Rows, err = s.v.perform(c.Fn, c.Ctx, c.Query, c.Args, s)
 	return err
 }

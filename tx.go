@@ -64,11 +64,9 @@ func (v *handle) endTx(t *tx, fn Fn) error {
 		// after it ended.
 		ctx = context.WithoutCancel(t.ctx)
 	}
-	c := v.newCall(fn, ctx, "", nil)
 	v.curTx = t
-	err := v.run(c, nil, false)
+	_, _, err := v.run(fn, ctx, "", nil, nil, false)
 	v.curTx = nil
-	v.doneCall(c)
 	return err
 }
 
