@@ -270,6 +270,10 @@ func (d dialect) withUser(dsn, user, password string) (string, error) {
 	return out, err
 }
 
+// roleQuery is the query roleOf asks a new session's server its role with,
+// or "" when the dialect knows none (see driverDialect.roleQuery).
+func (d dialect) roleQuery() string { return d.get().roleQuery() }
+
 // remoteHost returns the host:port a new inner connection reached, where the
 // driver exposes it, else fallback (the DSN's address).
 func (d dialect) remoteHost(inner driver.Conn, fallback string) string {

@@ -394,7 +394,7 @@ func TestDialectSessionTraits(t *testing.T) {
 // tell and roleOf reports roleUnknown without a query.
 func TestDialectRoleQuery(t *testing.T) {
 	for d, want := range map[dialect]bool{dialectPgx: true, dialectMySQL: true, dialectGeneric: false, dialectSQLMock: false} {
-		if got := d.get().roleQuery() != ""; got != want {
+		if got := d.roleQuery() != ""; got != want {
 			t.Errorf("%v has a role query: %v", d, got)
 		}
 	}

@@ -338,7 +338,7 @@ func wants(t Target, r role, strict bool) bool {
 
 // roleOf asks a new inner connection for its server's role.
 func (d dialect) roleOf(ctx context.Context, ph *session) (role, error) {
-	q := d.get().roleQuery()
+	q := d.roleQuery()
 	if q == "" {
 		return roleUnknown, nil
 	}
