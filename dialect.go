@@ -24,7 +24,11 @@ import (
 // driverDialect beside roleQuery: replication lag and the write and replay
 // positions used for read-your-writes routing (PostgreSQL LSNs, MariaDB
 // GTIDs), the statements the commit-outcome guard runs, and server states
-// such as a Galera node that is not ready, as further errClass bits.
+// such as a Galera node that is not ready, as further errClass bits; so do
+// quirks of a pooler between hasql and the server.
+//
+// Code outside the dialect files asks a dialect's methods and never compares
+// dialects; the dialect values below are for dialectOf and tests.
 type dialect struct{ impl driverDialect }
 
 // The dialects hasql has. sqlmock is the generic dialect under its own name:
@@ -112,6 +116,9 @@ type driverDialect interface {
 var errUnsupported = errors.New("not supported by this dialect")
 
 // errClass is what a dialect concludes from a driver error; the bits combine.
+// They are facts the error proves, not decisions: what becomes of the call
+// (run again, rebind, fail with a LostError) is the call pipeline's to decide
+// from them. A context error never carries classDead.
 type errClass uint8
 
 const (
