@@ -13,8 +13,12 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"io"
 	"net"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -502,6 +506,38 @@ func TestClassifyConstructed(t *testing.T) {
 		if dead != r.dead || ns != r.notSent || wr != r.wrongRole || cr != r.connectRetrying {
 			t.Errorf("%s: connDead=%v notSent=%v wrongRole=%v connectRetryable=%v; want %v %v %v %v",
 				r.name, dead, ns, wr, cr, r.dead, r.notSent, r.wrongRole, r.connectRetrying)
+		}
+	}
+}
+
+// TestDialectImports keeps the seam whole: of the root package's files only
+// the dialect files import an inner driver, and none imports go-sqlmock, so
+// that a production binary does not link the mock (go list -deps . must not
+// list it).
+func TestDialectImports(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			switch {
+			case strings.Contains(path, "go-sqlmock"):
+				t.Errorf("%s imports %s: the root package must not link go-sqlmock", name, path)
+			case strings.HasPrefix(path, "github.com/jackc/pgx/") || strings.HasPrefix(path, "github.com/go-sql-driver/mysql"):
+				if !strings.HasPrefix(name, "dialect_") {
+					t.Errorf("%s imports %s: driver knowledge belongs in a dialect file", name, path)
+				}
+			}
 		}
 	}
 }
