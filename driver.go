@@ -7,16 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func init() {
@@ -214,12 +209,9 @@ func openInner(name, dsn string, opts []Option) (*Connector, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if dialectOf(name, d) == dialectPgx {
-		// pgx parses its DSN on every connect; one its parser panics on
-		// must fail here, once, with an error (not crash the program later).
-		if _, err := pgxParseConfig(stripped); errors.Is(err, errPgxPanic) {
-			return nil, newError(ErrDSN, fmt.Sprintf("inner driver %s cannot parse its DSN", quoteValue(name)), err)
-		}
+	dl := dialectOf(name, d)
+	if err := dl.checkDSN(stripped); err != nil {
+		return nil, newError(ErrDSN, fmt.Sprintf("inner driver %s cannot parse its DSN", quoteValue(name)), err)
 	}
 	var ic driver.Connector
 	if dc, ok := d.(driver.DriverContext); ok {
@@ -229,7 +221,7 @@ func openInner(name, dsn string, opts []Option) (*Connector, error) {
 	} else {
 		ic = dsnConnector{d: d, dsn: stripped}
 	}
-	return newConnector(ic, d, dialectOf(name, d), cfg, stripped, secrets)
+	return newConnector(ic, d, dl, cfg, stripped, secrets)
 }
 
 // dsnConnector is database/sql's own adapter for drivers without
@@ -555,37 +547,6 @@ type closeInvoker struct {
 }
 
 func (ci *closeInvoker) invoke(*Call) error { ci.ran = true; return ci.ph.inner.Close() }
-
-// errPgxPanic is the error pgxParseConfig reports for a DSN that makes pgx's
-// parser panic.
-var errPgxPanic = errors.New("pgx's DSN parser panics on it (check the quoting of key=value pairs, e.g. a quoted value ending in a backslash)")
-
-// pgxParseConfig is pgconn.ParseConfig, with a panic (pgx v5.8 panics on a
-// key=value DSN whose quoted value ends in a backslash: a='\ ) turned into
-// errPgxPanic.
-func pgxParseConfig(dsn string) (cfg *pgconn.Config, err error) {
-	defer func() {
-		if recover() != nil {
-			cfg, err = nil, errPgxPanic
-		}
-	}()
-	return pgconn.ParseConfig(dsn)
-}
-
-// dsnHost returns the host:port an inner DSN points at, or "".
-func dsnHost(dl dialect, dsn string) string {
-	switch dl {
-	case dialectMySQL:
-		if cfg, err := mysql.ParseDSN(dsn); err == nil {
-			return cfg.Addr
-		}
-	case dialectPgx:
-		if cfg, err := pgxParseConfig(dsn); err == nil {
-			return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
-		}
-	}
-	return ""
-}
 
 // Stats is a snapshot of a connector's pool and failure handling.
 type Stats struct {

@@ -45,24 +45,6 @@ func splitDSN(dsn string) (driverName, inner string, err error) {
 	return name, dsn[i+1:], nil
 }
 
-// formOf tells where the parameters of an inner DSN are, from the dialect and
-// the DSN's shape.
-func formOf(d dialect, inner string) dsnForm {
-	switch d {
-	case dialectMySQL:
-		return formMySQL
-	case dialectPgx:
-		if strings.HasPrefix(inner, "postgres://") || strings.HasPrefix(inner, "postgresql://") {
-			return formQuery
-		}
-		return formKeyValue
-	}
-	if d == dialectGeneric && looksKeyValue(inner) {
-		return formKeyValue // e.g. lib/pq's "host=h dbname=d"
-	}
-	return formQuery
-}
-
 // looksKeyValue reports whether a DSN of an unknown driver is a libpq-style
 // "key=value ..." list: its first word is a plain key followed by '=' (a URL
 // or "file:x.db?..." has ':' there), and it has blanks between pairs or no

@@ -192,40 +192,6 @@ func TestDSNSplit(t *testing.T) {
 	}
 }
 
-func TestDSNFormOf(t *testing.T) {
-	for _, tc := range []struct {
-		d     dialect
-		inner string
-		want  dsnForm
-	}{
-		{dialectPgx, "postgres://h/db", formQuery},
-		{dialectPgx, "postgresql://h/db", formQuery},
-		{dialectPgx, "host=h dbname=d", formKeyValue},
-		{dialectPgx, "", formKeyValue},
-		{dialectMySQL, "u:p@tcp(h)/db?x=1", formMySQL},
-		{dialectSQLMock, "x-1?hasql.stmtcache=1", formQuery},
-		{dialectGeneric, "file:x.db?_pragma=busy_timeout(5000)", formQuery},
-		{dialectGeneric, "postgres://h/db", formQuery},
-		{dialectGeneric, "host=h dbname=d", formKeyValue}, // lib/pq's key=value form
-		{dialectGeneric, "  sslmode = disable", formKeyValue},
-		{dialectGeneric, "x.db", formQuery},
-		{dialectGeneric, "name=x?hasql.stmtcache=1", formQuery},
-		{dialectGeneric, "host=h password=a?b", formKeyValue},
-	} {
-		if got := formOf(tc.d, tc.inner); got != tc.want {
-			t.Errorf("formOf(%v, %q) = %v, want %v", tc.d, tc.inner, got, tc.want)
-		}
-	}
-	// Before the driver is looked up, the names the drivers register under
-	// already select their form.
-	if d := dialectOf("pgx", nil); d != dialectPgx {
-		t.Errorf("dialectOf(pgx, nil) = %v", d)
-	}
-	if d := dialectOf("mysql", nil); d != dialectMySQL {
-		t.Errorf("dialectOf(mysql, nil) = %v", d)
-	}
-}
-
 func TestDSNStripSettings(t *testing.T) {
 	type S = []setting
 	for _, tc := range []struct {

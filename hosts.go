@@ -5,14 +5,8 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The host set: where new physical sessions go. Several hosts come from
@@ -69,8 +63,8 @@ type hostSet struct {
 func newHostSet(c *Connector) (*hostSet, error) {
 	hs := &hostSet{c: c}
 	addrs := c.cfg.hosts
-	if len(addrs) == 0 && c.dialect == dialectPgx && c.dsn != "" {
-		addrs = pgxHosts(c.dsn)
+	if len(addrs) == 0 && c.dsn != "" {
+		addrs = c.dialect.hosts(c.dsn)
 	}
 	if len(addrs) <= 1 && len(c.cfg.hosts) == 0 {
 		hs.hosts = []*host{{addr: c.host}}
@@ -87,29 +81,6 @@ func newHostSet(c *Connector) (*hostSet, error) {
 		hs.hosts = append(hs.hosts, &host{addr: a, dsn: dsn})
 	}
 	return hs, nil
-}
-
-// pgxHosts lists the hosts of a pgx multi-host DSN ("host=a,b" or
-// "postgres://a:5432,b:5433/db"), in order.
-func pgxHosts(dsn string) []string {
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil || strings.HasPrefix(cfg.Host, "/") {
-		return nil
-	}
-	seen := map[string]bool{}
-	var out []string
-	add := func(h string, p uint16) {
-		a := net.JoinHostPort(h, strconv.Itoa(int(p)))
-		if !seen[a] {
-			seen[a] = true
-			out = append(out, a)
-		}
-	}
-	add(cfg.Host, cfg.Port)
-	for _, f := range cfg.Fallbacks {
-		add(f.Host, f.Port)
-	}
-	return out
 }
 
 // order returns the hosts to try for a new session, best first: the
@@ -367,16 +338,8 @@ func wants(t Target, r role, strict bool) bool {
 
 // roleOf asks a new inner connection for its server's role.
 func (d dialect) roleOf(ctx context.Context, ph *session) (role, error) {
-	var q string
-	switch d {
-	case dialectPgx:
-		// Read-only by default counts as a standby, as libpq's
-		// target_session_attrs=read-write sees it: a primary switched to
-		// read-only (a switchover under way) takes no writes either.
-		q = "select pg_is_in_recovery() or current_setting('transaction_read_only') = 'on'"
-	case dialectMySQL:
-		q = "select @@global.read_only"
-	default:
+	q := d.roleQuery()
+	if q == "" {
 		return roleUnknown, nil
 	}
 	rows, err := ph.query(ctx, q, nil)
@@ -410,39 +373,4 @@ func (d dialect) roleOf(ctx context.Context, ph *session) (role, error) {
 		return roleStandby, nil
 	}
 	return rolePrimary, nil
-}
-
-// pointAt returns the inner DSN with its address replaced by addr.
-func (d dialect) pointAt(dsn, addr string) (string, error) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", newError(ErrDSN, fmt.Sprintf("host %s is not host:port", quoteValue(addr)), nil)
-	}
-	switch d {
-	case dialectMySQL:
-		cfg, err := mysql.ParseDSN(dsn)
-		if err != nil {
-			return "", newError(ErrDSN, "the mysql DSN does not parse, so hasql.hosts cannot be applied", nil)
-		}
-		cfg.Net, cfg.Addr = "tcp", addr
-		return cfg.FormatDSN(), nil
-	case dialectPgx:
-		if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-			i := strings.Index(dsn, "://") + 3
-			rest := dsn[i:]
-			end := strings.IndexAny(rest, "/?#")
-			if end < 0 {
-				end = len(rest)
-			}
-			auth := rest[:end]
-			userinfo := ""
-			if at := strings.LastIndexByte(auth, '@'); at >= 0 {
-				userinfo = auth[:at+1]
-			}
-			return dsn[:i] + userinfo + addr + rest[end:], nil
-		}
-		// key=value: a later key wins.
-		return dsn + " host=" + kvQuote(h) + " port=" + p, nil
-	}
-	return "", newError(ErrDSN, fmt.Sprintf("hasql.hosts is not supported for %v inner drivers (hasql cannot point their DSN at a host)", d), nil)
 }

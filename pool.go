@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // session is one real connection of the inner driver: a session session.
@@ -31,8 +29,6 @@ type session struct {
 	pinger     driver.Pinger
 	resetter   driver.SessionResetter
 	checker    driver.NamedValueChecker
-	validator  driver.Validator
-	pgxConn    *stdlib.Conn // pgx's connection, which says itself whether it closed
 
 	created  time.Time
 	retireAt int64 // created + jittered MaxLifetime, in Unix nanoseconds; 0: never
@@ -59,8 +55,9 @@ type session struct {
 
 	bad atomic.Bool // never pool again: terminate on release
 
-	cache      stmtCache // owned like the fields above
-	namesBySQL bool      // the inner connection names prepared statements by SQL text (pgx)
+	cache stmtCache // owned like the fields above
+
+	sessionTraits // what the dialect knows about the inner connection; fixed at open
 
 	mu      sync.Mutex
 	pending []*cachedStmt // statement releases deferred until the session is next owned
@@ -90,11 +87,7 @@ func newPhysical(p *pool, inner driver.Conn, key poolKey) *session {
 	ph.pinger, _ = inner.(driver.Pinger)
 	ph.resetter, _ = inner.(driver.SessionResetter)
 	ph.checker, _ = inner.(driver.NamedValueChecker)
-	ph.validator, _ = inner.(driver.Validator)
-	ph.pgxConn, _ = inner.(*stdlib.Conn)
-	// pgx's stdlib connection names prepared statements by their SQL text
-	// and runs ad-hoc work with that text on such a statement.
-	ph.namesBySQL = ph.pgxConn != nil
+	ph.sessionTraits = p.c.dialect.sessionTraits(inner)
 	ph.view.p = ph
 	return ph
 }
@@ -686,7 +679,7 @@ func (ph *session) close(terminated bool) {
 	p.mu.Lock()
 	delete(p.all, ph)
 	p.unlock()
-	if !terminated && p.c.dialect != dialectPgx {
+	if !terminated && !ph.keepStmtsAtClose {
 		// As database/sql closes a connection's statements before the
 		// connection (a driver may hold resources per statement; sqlmock
 		// checks WillBeClosed). A dead connection's go with it, and so do

@@ -2,11 +2,11 @@ package hasql
 
 // Internal tests of the failure handling that needs no server: the back-off
 // schedules (Backoff.delay, Backoff.reconnectDelay, and where their settings
-// come from), the host set (blacklist doubling on fake times, picker order,
-// blacklisted hosts tried last but still tried) and the error classification
-// on constructed errors. The classification of errors provoked on real
-// servers is in failover_integration_test.go; it reaches the dialect through
-// RecoverTestClassify below.
+// come from) and the host set (blacklist doubling on fake times, picker order,
+// blacklisted hosts tried last but still tried). The error classification on
+// constructed errors is in dialect_test.go; that of errors provoked on real
+// servers is in failover_integration_test.go, which reaches the dialect
+// through RecoverTestClassify below.
 
 import (
 	"context"
@@ -14,13 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // RecoverTestClassify reports how hasql's dialect for driverName ("pgx" or
@@ -409,79 +405,6 @@ func TestHostTargetWants(t *testing.T) {
 	for _, c := range cases {
 		if got := wants(c.t, c.r, c.strict); got != c.expect {
 			t.Errorf("wants(%v, %v, strict=%v) = %v", c.t, c.r, c.strict, got)
-		}
-	}
-}
-
-func TestHostPointAt(t *testing.T) {
-	cases := []struct {
-		d         dialect
-		dsn, addr string
-		want      string
-	}{
-		{dialectPgx, "postgres://u:pw@db1:5432,db2:5433/shop?sslmode=disable", "db3:7", "postgres://u:pw@db3:7/shop?sslmode=disable"},
-		{dialectPgx, "postgresql://db1/shop", "10.0.0.1:5432", "postgresql://10.0.0.1:5432/shop"},
-		{dialectPgx, "host=a,b port=1,2 dbname=x", "h:9", "host=a,b port=1,2 dbname=x host='h' port=9"},
-		{dialectMySQL, "root@tcp(127.0.0.1:3306)/test", "db2:3307", "root@tcp(db2:3307)/test"},
-	}
-	for _, c := range cases {
-		got, err := c.d.pointAt(c.dsn, c.addr)
-		if err != nil || got != c.want {
-			t.Errorf("pointAt(%q, %q) = %q, %v; want %q", c.dsn, c.addr, got, err, c.want)
-		}
-	}
-	for _, dsn := range []string{"host=a,b port=1,2 dbname=x", "postgres://u@a:1,b:2/db"} {
-		if got := strings.Join(pgxHosts(dsn), ","); got != "a:1,b:2" {
-			t.Errorf("pgxHosts(%q) = %s, want a:1,b:2", dsn, got)
-		}
-	}
-}
-
-// ---------------------------------------------------------------------------------------------
-// Classification on constructed errors (the real servers' errors are in
-// failover_integration_test.go).
-
-func TestClassifyConstructed(t *testing.T) {
-	pg := func(sev, code string) error { return &pgconn.PgError{Severity: sev, Code: code, Message: "m"} }
-	my := func(n uint16) error { return &mysql.MySQLError{Number: n, Message: "m"} }
-	wrapped := func(err error) error { return fmt.Errorf("layer: %w", err) }
-	opErr := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
-	type row struct {
-		name                                      string
-		d                                         dialect
-		err                                       error
-		dead, notSent, wrongRole, connectRetrying bool
-	}
-	rows := []row{
-		{"ctx canceled", dialectPgx, context.Canceled, false, false, false, false},
-		{"ctx deadline", dialectPgx, context.DeadlineExceeded, false, false, false, true},
-		{"ctx canceled + EOF", dialectPgx, errors.Join(context.Canceled, io.ErrUnexpectedEOF), false, false, false, false},
-		{"wrapped canceled (mysql)", dialectMySQL, wrapped(context.Canceled), false, false, false, false},
-		{"bad conn", dialectMySQL, driver.ErrBadConn, true, true, false, true},
-		{"invalid conn", dialectMySQL, mysql.ErrInvalidConn, true, false, false, true},
-		{"unexpected EOF", dialectPgx, io.ErrUnexpectedEOF, true, false, false, true},
-		{"net.OpError", dialectPgx, opErr, true, false, false, true},
-		{"pg 57P01 FATAL", dialectPgx, pg("FATAL", "57P01"), true, false, false, true},
-		{"pg 57P03 FATAL", dialectPgx, pg("FATAL", "57P03"), true, false, false, true},
-		{"pg 08006", dialectPgx, pg("ERROR", "08006"), true, false, false, true},
-		{"pg 25006", dialectPgx, pg("ERROR", "25006"), false, false, true, true},
-		{"pg 23505", dialectPgx, pg("ERROR", "23505"), false, false, false, true},
-		{"pg 28P01", dialectPgx, pg("FATAL", "28P01"), true, false, false, false},
-		{"pg 3D000", dialectPgx, pg("FATAL", "3D000"), true, false, false, false},
-		{"my 1927 killed", dialectMySQL, my(1927), true, false, false, true},
-		{"my 1053 shutdown", dialectMySQL, my(1053), true, false, false, true},
-		{"my 1290 read-only", dialectMySQL, my(1290), false, false, true, true},
-		{"my 1792 ro tx", dialectMySQL, my(1792), false, false, true, true},
-		{"my 1062 dup", dialectMySQL, my(1062), false, false, false, true},
-		{"my 1045 denied", dialectMySQL, my(1045), false, false, false, false},
-		{"my 1049 unknown db", dialectMySQL, my(1049), false, false, false, false},
-		{"wrong role", dialectPgx, errWrongRole, false, false, false, true},
-	}
-	for _, r := range rows {
-		dead, ns, wr, cr := r.d.connDead(r.err), r.d.notSent(r.err), r.d.wrongRole(r.err), r.d.connectRetryable(r.err)
-		if dead != r.dead || ns != r.notSent || wr != r.wrongRole || cr != r.connectRetrying {
-			t.Errorf("%s: connDead=%v notSent=%v wrongRole=%v connectRetryable=%v; want %v %v %v %v",
-				r.name, dead, ns, wr, cr, r.dead, r.notSent, r.wrongRole, r.connectRetrying)
 		}
 	}
 }
