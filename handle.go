@@ -390,7 +390,7 @@ func (v *handle) queryAdhoc(ctx context.Context, query string, args []driver.Nam
 // had a schema change made it stale, running it would abort the transaction,
 // where the prepare database/sql makes without hasql would have succeeded.
 func (v *handle) acquireExplicit(ctx context.Context, query, tag string) (*cachedStmt, error) {
-	if v.inTx && v.c.dialect == dialectPgx {
+	if v.inTx && v.c.dialect.stmtErrAbortsTx() {
 		v.ph.dropIdle(stmtKey{query, tag})
 	}
 	return v.ph.acquireStmt(ctx, query, tag)

@@ -23,7 +23,7 @@ func (c *Connector) mayRerun(ctx context.Context, notSent bool) bool {
 // transaction on a server where an error aborts the transaction there is
 // nothing left to run it in.
 func (c *Connector) canRetryStale(err error, inTx bool) bool {
-	return c.cfg.retry != RetryOff && c.dialect.staleStmt(err) && !(inTx && c.dialect == dialectPgx)
+	return c.cfg.retry != RetryOff && c.dialect.staleStmt(err) && !(inTx && c.dialect.stmtErrAbortsTx())
 }
 
 // decide is the pipeline's decision after a call on the bound session failed
@@ -46,13 +46,13 @@ func (c *Connector) canRetryStale(err error, inTx bool) bool {
 //     that certainly did not run, but a caller who is not re-run gets the
 //     server's own error.
 func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe bool) (retry bool, out error) {
-	d := v.c.dialect
 	if err == driver.ErrSkip || v.ph == nil {
 		return false, err
 	}
 	ph := v.ph
+	class := v.c.dialect.classify(err) // step 3: one classification per failed call
 	if fn == FnRollback {
-		if !ph.bad.Load() && !d.connDead(err) {
+		if !ph.bad.Load() && class&classDead == 0 {
 			return false, err
 		}
 		// The server rolls back a transaction whose connection died: the
@@ -66,11 +66,11 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	// A read-only transaction the application asked for makes its own
 	// writes fail with a wrong-role error: that is its error, not the
 	// server's role.
-	wrongRole := d.wrongRole(err) && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly)
-	if !wrongRole && !d.connDead(err) {
+	wrongRole := class&classWrongRole != 0 && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly)
+	if !wrongRole && class&classDead == 0 {
 		return false, err
 	}
-	notSent := wrongRole || safe || d.notSent(err)
+	notSent := wrongRole || safe || class&classNotSent != 0
 	if wrongRole {
 		v.c.hosts.setRole(ph.host, roleStandby)
 	}
