@@ -31,9 +31,12 @@ import (
 // (1) In busy while a checkout opens it for itself (get, GetForce, a slot
 // granted to a waiter); not when it is opened in the background (Min,
 // Incr) or by the outage prober, which offer it to the pool once open.
+//
 // (2) Not in busy, which only the lock may change; stats counts it as busy
-// by scanning the lists. An opening session is adopted into all (and into
-// Created) under mu once its connect succeeds; a failed open frees its slot.
+// by scanning the lists.
+//
+// An opening session is adopted into all (and into Created) under mu once
+// its connect succeeds; a failed open frees its slot.
 //
 // bad is a mark, not a state: a session whose connection died, whose reset
 // or session callback failed, or that a purge marked, is never handed out
@@ -63,7 +66,10 @@ import (
 //	    offerLocked: to the waiter
 //	}
 //
-// In the single total order of the four operations one store comes first.
+// Every store to contended is made under mu (by unlock, and by get's
+// announcement), so from get's store until its waiter is served it stays
+// true. In the single total order of the four operations one store comes
+// first.
 // If put's store does, get's scan, which follows get's store, sees the flag
 // and takes the session. If get's store does, put's load, which follows
 // put's store, sees contended and goes to the lock; it gets it only after

@@ -1,6 +1,6 @@
 package hasql
 
-// Internal tests of the physical session pool (tagpool.go, poolsize.go) on a deterministic fake
+// Internal tests of the physical session pool (pool*.go) on a deterministic fake
 // inner driver that counts every open, close and reset, so that Stats can be checked against a
 // model. Time is injected: the pool's clock is a fake one and reaping is driven by calling
 // p.reap(fakeNow) directly; nothing here asserts on background timing, it only waits (bounded)
