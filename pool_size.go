@@ -10,7 +10,9 @@ import (
 // when every session is busy, closing sessions idle past IdleTimeout (never
 // below Min) and retiring sessions past a jittered MaxLifetime. One
 // maintainer goroutine per connector does the periodic part; Connector.Close
-// stops it and waits for it and for every background open.
+// stops it and waits for it and for every background open. Sessions opened
+// outside a checkout (Min, Incr, the outage prober's) are opened here too
+// (openIdle), and Reconfigure's changes to the pool.
 
 // maintainInterval is how often the maintainer looks at the idle sessions.
 func maintainInterval(cfg PoolConfig) time.Duration {
