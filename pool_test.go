@@ -2171,6 +2171,50 @@ func TestPoolPurgeHandsFreedSlotsToWaiters(t *testing.T) {
 	}
 }
 
+// TestPoolProbeFailureHandsSlotToWaiter: the outage prober opens in a slot of its own; a
+// checkout that found the pool full because of that slot gets it when the probe fails.
+func TestPoolProbeFailureHandsSlotToWaiter(t *testing.T) {
+	d := newTPDriver()
+	probing, fail := make(chan struct{}), make(chan struct{})
+	d.hook = func(ctx context.Context, n int64) error {
+		if n != 1 {
+			return nil
+		}
+		close(probing)
+		<-fail
+		return errors.New("tp: the database is still down")
+	}
+	db, c := tpOpen(t, d, tpPC(0, 1, 1), newTPClock())
+	probed := make(chan error, 1)
+	go func() {
+		_, err := c.pool.openProbe()
+		probed <- err
+	}()
+	<-probing
+
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		cn, err := Acquire(ctx, db)
+		if err == nil {
+			cn.Close()
+		}
+		got <- err
+	}()
+	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+	close(fail)
+	if err := <-probed; err == nil {
+		t.Fatal("openProbe succeeded; want the hook's error")
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter got %v; want the slot the failed probe freed", err)
+	}
+	tpEventually(t, "the waiter's release", func() bool { return c.Stats().Busy == 0 })
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1})
+	tpCheckDriver(t, c, d)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Close: nothing outlives the connector, even background opens in flight.
 
