@@ -505,7 +505,7 @@ func (ci *connectInvoker) connect(ctx context.Context) error {
 		}
 		return err
 	}
-	ph := newPhysical(ci.c.pool, inner, ci.key)
+	ph := newSession(ci.c.pool, inner, ci.key)
 	ph.hostRef, ph.hostGen = ci.h, gen
 	ph.host = ci.h.addr
 	if ph.host == "" {
@@ -548,27 +548,6 @@ type closeInvoker struct {
 
 func (ci *closeInvoker) invoke(*Call) error { ci.ran = true; return ci.ph.inner.Close() }
 
-// Stats is a snapshot of a connector's pool and failure handling.
-type Stats struct {
-	Open, Busy, Idle    int // physical sessions
-	Waits, WaitTimeouts int64
-	WaitTime            time.Duration
-	Created, Closed     int64
-	Terminated          int64 // destroyed after an error
-	TagHits, TagMisses  int64
-
-	StmtCacheHits, StmtCacheMisses, StmtCacheEvictions int64
-
-	Reconnects, Failovers, Retries int64
-
-	// CallbackPanics counts the panics recovered from the application's
-	// functions: callbacks, the session callback, recovery functions, the
-	// failover callback and the event receiver (see ErrCallbackPanic).
-	CallbackPanics int64
-
-	Hosts []HostStats // per host
-}
-
 // HostState is a host's health as hasql sees it.
 type HostState uint8
 
@@ -589,37 +568,4 @@ func (s HostState) String() string {
 		return "blacklisted"
 	}
 	return fmt.Sprintf("HostState(%d)", uint8(s))
-}
-
-// HostStats is one host's part of Stats.
-type HostStats struct {
-	Addr      string
-	State     HostState
-	Open      int
-	Failures  int64
-	LastError error
-}
-
-// Stats returns a snapshot of the connector's pool, statement caches, failure
-// handling and hosts. The session counts (Open, Busy, Idle) are read together
-// under the pool's lock and agree with each other; the other counters are
-// read one by one while the pool runs, so two of them may be a moment apart.
-// Stats may be called at any time, also after Close; it holds the pool's
-// lock and the host set's briefly, and allocates Hosts.
-func (c *Connector) Stats() Stats {
-	var s Stats
-	if c.pool != nil {
-		c.pool.stats(&s)
-	}
-	s.StmtCacheHits = c.stmtHits.Load()
-	s.StmtCacheMisses = c.stmtMisses.Load()
-	s.StmtCacheEvictions = c.stmtEvictions.Load()
-	s.Reconnects = c.reconnects.Load()
-	s.Failovers = c.failovers.Load()
-	s.Retries = c.retries.Load()
-	s.CallbackPanics = c.callbackPanics.Load()
-	if c.hosts != nil {
-		s.Hosts = c.hosts.stats()
-	}
-	return s
 }

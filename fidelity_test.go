@@ -677,7 +677,7 @@ func checkScriptExpectations(t *testing.T, caps fidCaps, out []string) {
 // withoutStmtClosesAtClose drops the statement closes that come right before
 // their connection's close. database/sql closes every statement it still has
 // on a connection before closing the connection; hasql lets a session's
-// statements go with its connection (tagpool.go, physical.close), which the
+// statements go with its connection (pool_session.go, session.close), which the
 // driver frees anyway.
 func withoutStmtClosesAtClose(events []string) []string {
 	var out []string

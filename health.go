@@ -17,7 +17,9 @@ func (c *Connector) startHealth() {
 		return
 	}
 	p := c.pool
-	p.wg.Add(1)
+	if !p.addWorker() {
+		return
+	}
 	go func() {
 		defer p.wg.Done()
 		t := time.NewTicker(iv)

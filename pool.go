@@ -2,139 +2,110 @@ package hasql
 
 import (
 	"context"
-	"database/sql/driver"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// session is one real connection of the inner driver: a session session.
-// At most one virtual handle owns it at a time; only the owner touches inner.
-type session struct {
-	pool    *pool
-	inner   driver.Conn
-	key     poolKey
-	host    string // host:port it is connected to, where known
-	hostRef *host
-	hostGen uint64 // hostRef's purge generation when the session was opened
-
-	// The inner connection's optional interfaces, looked up once.
-	execerCtx  driver.ExecerContext
-	queryerCtx driver.QueryerContext
-	execer     driver.Execer
-	queryer    driver.Queryer
-	prepCtx    driver.ConnPrepareContext
-	beginTx    driver.ConnBeginTx
-	pinger     driver.Pinger
-	resetter   driver.SessionResetter
-	checker    driver.NamedValueChecker
-
-	created  time.Time
-	retireAt int64 // created + jittered MaxLifetime, in Unix nanoseconds; 0: never
-
-	// idle is set while the session is in the pool's idle list and nobody
-	// holds it: whoever swaps it from true to false owns the session. Only
-	// that swap hands a listed session over, so the handle that parked it
-	// (see pool.put) can take it back without the pool's lock.
-	idle   atomic.Bool
-	idleAt atomic.Int64 // the pool's stamp when last parked or listed
-
-	// listed: the session has an entry in the pool's idle list. Changed
-	// under pool.mu, by its holder or by whoever won it with idle; so the
-	// holder may read it without the lock. A held session can stay listed
-	// (its handle took it back without the lock); the list's readers skip
-	// entries that are not idle.
-	listed bool
-
-	// Owned by whoever holds the session (the pool's lock hands it over).
-	tag           string // normalised; "" = untagged
-	used          bool   // handed out before, so the next checkout resets it
-	forced        bool   // opened beyond Max by GetForce
-	stmtCacheSize int
-
-	bad atomic.Bool // never pool again: terminate on release
-
-	cache stmtCache // owned like the fields above
-
-	sessionTraits // what the dialect knows about the inner connection; fixed at open
-
-	mu      sync.Mutex
-	pending []*cachedStmt // statement releases deferred until the session is next owned
-
-	// hasPending is set with pending non-empty, so that a checkout with
-	// nothing deferred skips mu; spare is pending's previous backing array,
-	// owned like the fields above, so that deferring allocates nothing.
-	hasPending atomic.Bool
-	spare      []*cachedStmt
-
-	view Session // a view of this session alone, for FnConnect and FnClose callbacks
-}
-
-// poolKey partitions the pool: sessions never cross users (with their
-// passwords: a wrong password never gets a session another caller
-// authenticated) or connection classes.
-type poolKey struct{ user, pass, class string }
-
-func newPhysical(p *pool, inner driver.Conn, key poolKey) *session {
-	ph := &session{pool: p, inner: inner, key: key, created: p.now()}
-	ph.execerCtx, _ = inner.(driver.ExecerContext)
-	ph.queryerCtx, _ = inner.(driver.QueryerContext)
-	ph.execer, _ = inner.(driver.Execer)   //nolint:staticcheck // fidelity with database/sql's fallbacks
-	ph.queryer, _ = inner.(driver.Queryer) //nolint:staticcheck
-	ph.prepCtx, _ = inner.(driver.ConnPrepareContext)
-	ph.beginTx, _ = inner.(driver.ConnBeginTx)
-	ph.pinger, _ = inner.(driver.Pinger)
-	ph.resetter, _ = inner.(driver.SessionResetter)
-	ph.checker, _ = inner.(driver.NamedValueChecker)
-	ph.sessionTraits = p.c.dialect.sessionTraits(inner)
-	ph.view.p = ph
-	return ph
-}
-
-// deferRelease queues a statement release for the session's next owner: a
-// statement can be closed by database/sql while its session is in another
-// handle's hands, and neither the inner connection nor the statement cache
-// is safe for concurrent use.
-func (ph *session) deferRelease(cs *cachedStmt) {
-	ph.mu.Lock()
-	ph.pending = append(ph.pending, cs)
-	ph.hasPending.Store(true)
-	ph.mu.Unlock()
-}
-
-// drainPending runs the deferred statement releases; the caller owns ph.
-func (ph *session) drainPending() {
-	if !ph.hasPending.Load() {
-		return
-	}
-	ph.mu.Lock()
-	pending := ph.pending
-	ph.pending, ph.spare = ph.spare[:0], nil
-	ph.hasPending.Store(false)
-	ph.mu.Unlock()
-	for _, cs := range pending {
-		if err := ph.releaseStmt(cs); ph.pool.c.dialect.connDead(err) {
-			ph.bad.Store(true)
-		}
-	}
-	clear(pending)
-	ph.spare = pending[:0]
-}
-
-// pool is the physical session pool: LIFO per (user, class), bounded by Max,
-// with FIFO waiters when it is full.
+// pool is hasql's pool of physical sessions: LIFO per key (user, password,
+// class), bounded by PoolConfig.Max, with FIFO waiters when it is full.
+//
+// The boundary. The files pool*.go are the only code that takes mu or
+// changes open, busy, idle, waiters or all. The rest of hasql goes through
+// get, reclaim, put, terminate (checkout and release), retag and borrowIdle
+// (a session's tag and its statements), purgeHost and purgeAll, addWorker
+// and openProbe (the outage gate), Reconfigure, stats and close.
+//
+// Session states. Each session is in one state at a time; the table gives
+// the counts each state is in (all: the set purges walk).
+//
+//	state        reached by                                  open  busy  listed  all
+//	opening      a slot taken for it (get, Min, Incr, probe) yes   (1)   no      no
+//	idle         listed by offerLocked, or parked by put     yes   no    yes     yes
+//	held-listed  taken back by its handle (reclaim)          yes   (2)   yes     yes
+//	busy         handed out by get or to a waiter            yes   yes   no      yes
+//	retiring     taken out of the counts under mu, closing   no    no    no      until closed
+//	closed       session.close done                          no    no    no      no
+//
+// (1) In busy while a checkout opens it for itself (get, GetForce, a slot
+// granted to a waiter); not when it is opened in the background (Min,
+// Incr) or by the outage prober, which offer it to the pool once open.
+//
+// (2) Not in busy, which only the lock may change; stats counts it as busy
+// by scanning the lists.
+//
+// An opening session is adopted into all (and into Created) under mu once
+// its connect succeeds; a failed open frees its slot.
+//
+// bad is a mark, not a state: a session whose connection died, whose reset
+// or session callback failed, or that a purge marked, is never handed out
+// again. Held, it retires when released (offerLocked); idle (parked just as
+// a purge marked it), checkouts skip it and the reaper retires it. Every
+// session leaves through retiring: its slot is given up under mu, handed to
+// the first waiter (freeSlotsLocked), and the session closed outside mu.
+//
+// Ownership. While a session is listed, its idle flag is its ownership
+// token: whoever swaps it from true to false holds the session (a checkout
+// or scanner under mu, or its handle's reclaim without mu). A listed
+// session whose flag is false is held by someone; list readers skip it.
+// Fields of a session other than the atomics belong to its holder.
+//
+// Parking. put releases a listed session by parking it: one atomic store
+// of true to its idle flag, no lock, so that the handle's next checkout
+// takes it back with one compare-and-swap (reclaim). A checkout about to
+// wait for a full pool must not sleep beside a session parked as it looked.
+// Two sequentially consistent atomics (Go's sync/atomic) form a Dekker pair
+// that rules it out:
+//
+//	put, parking                        get, about to wait, holding mu throughout
+//	idle.Store(true)                    contended.Store(true)
+//	if contended.Load() {               scan the idle lists (idle.CompareAndSwap)
+//	    lock mu                         queue a waiter; unlock
+//	    CAS idle true→false, or return  (unlock keeps contended true: a waiter)
+//	    offerLocked: to the waiter
+//	}
+//
+// Every store to contended is made under mu (by unlock, and by get's
+// announcement), so from get's store until its waiter is served it stays
+// true. In the single total order of the four operations one store comes
+// first.
+// If put's store does, get's scan, which follows get's store, sees the flag
+// and takes the session. If get's store does, put's load, which follows
+// put's store, sees contended and goes to the lock; it gets it only after
+// get has queued (scan and queueing are one critical section), so either
+// get's scan took the session (put's CAS fails: nothing to do) or
+// offerLocked hands it to the waiter. No wake-up is lost. Every unlock
+// recomputes contended from the state under mu (waiters, closed, above
+// Max); a stale true only sends a release through the lock.
+//
+// Lock order: outage.mu → pool.mu (outage.enter registers its prober with
+// addWorker holding the gate's lock). Otherwise mu is a leaf: holding it,
+// the pool takes no other lock (hostSet.mu, session.mu, the callback
+// registry's and event queue's locks are taken only outside it), calls no
+// user code (FnConnect and FnClose callbacks, session callbacks, event
+// receivers) and emits no events. Sessions are opened and closed outside
+// mu: a slot is counted first, the connect runs without the lock. Under mu
+// the pool sends only on waiters' channels, buffered and each granted once,
+// so a send never blocks.
+//
+// Background goroutines (the maintainer, background opens, the outage
+// prober, the host health checker) are counted in wg before they start:
+// by start before the pool is in use, under mu while the pool is not closed
+// (addWorker, growLocked), or by the maintainer, itself counted, so that
+// the count is above zero. close sets closed under mu, cancels bgCtx and
+// waits on wg: it waits for every one of them, and none starts after.
 type pool struct {
 	c   *Connector
 	now func() time.Time
 
 	mu      sync.Mutex
 	cfg     PoolConfig
-	idle    map[poolKey][]*session // most recently listed last; entries not idle are skipped
-	all     map[*session]struct{}  // every open session, for purges
-	open    int                    // open or being opened; counts toward Max
-	busy    int                    // held and not listed, or a slot being opened by a caller (listed and held: see stats)
-	waiters []*waiter
+	idle    map[poolKey][]*session // listed sessions, most recently listed last; entries not idle are held
+	all     map[*session]struct{}  // every session adopted and not yet closed, for purges
+	open    int                    // slots: sessions open or being opened; counts toward Max
+	busy    int                    // held and not listed, or being opened by a checkout for itself
+	waiters []*waiter              // FIFO
 	closed  bool
 
 	// contended is set while the pool has waiters, is closed or is above
@@ -150,12 +121,13 @@ type pool struct {
 	clock     atomic.Int64
 	fakeClock bool
 
-	// Background work (poolsize.go).
+	// Background work (pool_size.go).
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	kickCh   chan struct{}
 	wg       sync.WaitGroup
 
+	// Counters for Stats (pool_stats.go), changed without the lock.
 	created, closedN, terminated atomic.Int64
 	waits, waitTimeouts          atomic.Int64
 	waitTime                     atomic.Int64 // nanoseconds
@@ -199,11 +171,6 @@ func (p *pool) stamp() int64 {
 func (p *pool) unlock() {
 	p.contended.Store(p.closed || len(p.waiters) > 0 || p.cfg.Max > 0 && p.open > p.cfg.Max)
 	p.mu.Unlock()
-}
-
-// expired reports whether ph is past its lifetime at stamp now.
-func (ph *session) expired(now int64) bool {
-	return ph.retireAt != 0 && now >= ph.retireAt
 }
 
 // checkout is the result of a get: the session and how it was found.
@@ -307,9 +274,8 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 	ph, err := p.c.openPhysical(ctx, sel, key)
 	if err != nil {
 		p.mu.Lock()
-		p.open--
 		p.busy--
-		p.grantSlotLocked()
+		p.freeSlotsLocked(1)
 		p.unlock()
 		if tag != "" {
 			p.tagMisses.Add(1)
@@ -317,10 +283,8 @@ func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel sele
 		return checkout{}, err
 	}
 	ph.forced = forced
-	p.created.Add(1)
 	p.mu.Lock()
-	p.setLifetime(ph)
-	p.all[ph] = struct{}{}
+	p.adoptLocked(ph)
 	p.unlock()
 	if tag != "" {
 		p.tagMisses.Add(1)
@@ -369,9 +333,8 @@ func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny
 		p.put(g.ph)
 	} else if !g.closed {
 		p.mu.Lock()
-		p.open--
 		p.busy--
-		p.grantSlotLocked()
+		p.freeSlotsLocked(1)
 		p.unlock()
 	}
 	return grant{}, err
@@ -418,13 +381,6 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *sessi
 		}
 		// Its handle took it back as we looked: look again.
 	}
-}
-
-// usable reports whether a listed session may be handed out: idle, and not
-// marked bad (a purge marks the sessions it cannot take, and a handle may
-// park one just before the mark; the reaper closes those).
-func (ph *session) usable() bool {
-	return ph.idle.Load() && !ph.bad.Load()
 }
 
 // unlistIdleLocked takes the session at index i of key's idle list if it is
@@ -604,8 +560,7 @@ func (p *pool) offerLocked(ph *session, now int64) {
 		retire = len(p.waiters) > 0
 	}
 	if retire {
-		p.open--
-		p.grantSlotLocked()
+		p.freeSlotsLocked(1)
 		p.unlock()
 		ph.close(ph.bad.Load())
 		p.kick()
@@ -623,6 +578,26 @@ func (p *pool) offerLocked(ph *session, now int64) {
 // else no tag, else (matchAny) any tag; never to a purity NEW waiter.
 func (w *waiter) fits(ph *session) bool {
 	return w.key == ph.key && !w.purityNew && (ph.tag == w.tag || ph.tag == "" || w.matchAny)
+}
+
+// adoptLocked makes a session just opened in a slot the pool's: counted in
+// Created, given its lifetime, and put in all, where purges find it.
+func (p *pool) adoptLocked(ph *session) {
+	p.created.Add(1)
+	p.setLifetime(ph)
+	p.all[ph] = struct{}{}
+}
+
+// freeSlotsLocked gives up n slots counted in open whose sessions are gone
+// or on their way out (failed to open, retiring, purged), handing each to
+// the first waiter while there are waiters and the pool is below Max. Every
+// path that frees a slot goes through here, so no waiter sleeps beside a
+// free slot.
+func (p *pool) freeSlotsLocked(n int) {
+	p.open -= n
+	for ; n > 0 && len(p.waiters) > 0; n-- {
+		p.grantSlotLocked()
+	}
 }
 
 // grantSlotLocked gives a free slot to the first waiter, if any; the slot is
@@ -644,6 +619,55 @@ func (p *pool) terminate(ph *session) {
 	p.put(ph)
 }
 
+// retag sets the tag of ph, which the caller holds. A listed session's tag
+// is read by checkouts scanning the idle lists under mu whether the entry is
+// held or not, so it changes under the lock; an unlisted one's is the
+// holder's alone.
+func (p *pool) retag(ph *session, tag string) {
+	if !ph.listed {
+		ph.tag = tag
+		return
+	}
+	p.mu.Lock()
+	ph.tag = tag
+	p.unlock()
+}
+
+// borrowIdle takes ph out of the pool's idle list, if it is there and idle,
+// so that the caller owns it until it hands it back with put: a statement
+// closed while its session is idle is released at once, as database/sql
+// closes its statement at once (with the cache off, or evicting, a close on
+// the server that cannot wait for the session's next checkout).
+func (p *pool) borrowIdle(ph *session) bool {
+	p.mu.Lock()
+	defer p.unlock()
+	list := p.idle[ph.key]
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i] == ph {
+			if !p.unlistIdleLocked(ph.key, i) {
+				return false
+			}
+			p.busy++
+			return true
+		}
+	}
+	return false
+}
+
+// addWorker counts a background goroutine in wg, unless the pool is closed,
+// and reports whether it did; the goroutine calls p.wg.Done when it ends.
+// Counting under mu after seeing the pool open is what lets close wait for
+// it.
+func (p *pool) addWorker() bool {
+	p.mu.Lock()
+	defer p.unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	return true
+}
+
 // close closes every idle session, stops the background work and waits for
 // it; busy sessions are closed as they are released.
 func (p *pool) close() {
@@ -661,58 +685,9 @@ func (p *pool) close() {
 	}
 	p.mu.Lock()
 	idle := p.takeIdleWhereLocked(func(*session) bool { return true })
-	p.open -= len(idle)
+	p.freeSlotsLocked(len(idle)) // no waiters are left: only the count changes
 	p.unlock()
 	for _, ph := range idle {
 		ph.close(false)
 	}
-}
-
-// close closes the inner connection, running FnClose callbacks. terminated
-// says it ends after an error rather than by choice.
-func (ph *session) close(terminated bool) {
-	p := ph.pool
-	if terminated {
-		p.terminated.Add(1)
-	}
-	p.closedN.Add(1)
-	p.mu.Lock()
-	delete(p.all, ph)
-	p.unlock()
-	if !terminated && !ph.keepStmtsAtClose {
-		// As database/sql closes a connection's statements before the
-		// connection (a driver may hold resources per statement; sqlmock
-		// checks WillBeClosed). A dead connection's go with it, and so do
-		// pgx's, where each close would be a round trip for nothing.
-		ph.drainPending()
-		ph.closeStmts()
-	}
-	p.c.closePhysical(ph)
-}
-
-// stats fills the pool's part of Stats.
-func (p *pool) stats(s *Stats) {
-	p.mu.Lock()
-	// A listed session is idle or held by the handle that took it back;
-	// each is counted once, as one or the other, so Busy+Idle is exact even
-	// while handles park and take back without the lock.
-	s.Open, s.Busy = p.open, p.busy
-	for _, list := range p.idle {
-		for _, ph := range list {
-			if ph.idle.Load() {
-				s.Idle++
-			} else {
-				s.Busy++
-			}
-		}
-	}
-	p.unlock()
-	s.Created = p.created.Load()
-	s.Closed = p.closedN.Load()
-	s.Terminated = p.terminated.Load()
-	s.Waits = p.waits.Load()
-	s.WaitTimeouts = p.waitTimeouts.Load()
-	s.WaitTime = time.Duration(p.waitTime.Load())
-	s.TagHits = p.tagHits.Load()
-	s.TagMisses = p.tagMisses.Load()
 }

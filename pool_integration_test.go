@@ -5,7 +5,7 @@ package hasql_test
 // and absent from untagged sessions; purity NEW gets a new backend every time; connection
 // classes and users never share a session, under concurrent load; the get modes under
 // contention; idle and lifetime reaping driven by a fake clock (PoolTest* hooks from
-// tagpool_test.go); and no goroutine outlives Connector.Close.
+// pool_test.go); and no goroutine outlives Connector.Close.
 //
 // Nothing here asserts on background timing: tests wait (bounded) for background work to settle.
 

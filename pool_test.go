@@ -1,6 +1,6 @@
 package hasql
 
-// Internal tests of the physical session pool (tagpool.go, poolsize.go) on a deterministic fake
+// Internal tests of the physical session pool (pool*.go) on a deterministic fake
 // inner driver that counts every open, close and reset, so that Stats can be checked against a
 // model. Time is injected: the pool's clock is a fake one and reaping is driven by calling
 // p.reap(fakeNow) directly; nothing here asserts on background timing, it only waits (bounded)
@@ -2093,6 +2093,125 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 	if s.Open != 0 || s.Idle != 0 || s.Busy != 0 || s.Closed != s.Created || len(d.liveIDs()) != 0 {
 		t.Errorf("after Close: %+v; driver has %d open", s, len(d.liveIDs()))
 	}
+	tpCheckDriver(t, c, d)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Purges.
+
+// TestPoolPurgeHandsFreedSlotsToWaiters: a purge that closes an idle session frees its slot, and
+// a checkout waiting on the full pool gets it at once and opens a new session. Through the
+// public API a checkout waits only when no session is idle (a release hands its session to a
+// waiter first), so the test puts the pool in that state by hand: every purge must free slots
+// the one way (freeSlotsLocked), not count on that.
+func TestPoolPurgeHandsFreedSlotsToWaiters(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		purge func(p *pool, host string)
+	}{
+		{"purgeAll", func(p *pool, _ string) { p.purgeAll() }},
+		{"purgeHost", func(p *pool, host string) { p.purgeHost(host) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTPDriver()
+			db, c := tpOpen(t, d, tpPC(0, 1, 1), newTPClock())
+			p := c.pool
+			ctx := context.Background()
+			key := p.defaultKey()
+			co, err := p.get(ctx, key, "", selector{}, false)
+			if err != nil {
+				t.Fatalf("get: %v", err)
+			}
+			old := co.ph.inner.(*tpConn).id
+
+			type res struct {
+				id  int64
+				err error
+			}
+			got := make(chan res, 1)
+			go func() {
+				wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				cn, err := Acquire(wctx, db)
+				if err != nil {
+					got <- res{0, err}
+					return
+				}
+				defer cn.Close()
+				var id int64
+				if s, err := SessionOf(cn); err == nil {
+					if inner, ok := s.Unwrap().(*tpConn); ok {
+						id = inner.id
+					}
+				}
+				got <- res{id, nil}
+			}()
+			tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+
+			// The held session becomes idle without passing the waiter's way.
+			p.mu.Lock()
+			p.busy--
+			p.idle[key] = append(p.idle[key], co.ph)
+			co.ph.listed = true
+			co.ph.idle.Store(true)
+			p.unlock()
+
+			tc.purge(p, co.ph.host)
+			r := <-got
+			if r.err != nil {
+				t.Fatalf("the waiter got %v; want the slot the purge freed", r.err)
+			}
+			if r.id == old {
+				t.Fatalf("the waiter got the purged session %d", old)
+			}
+			tpEventually(t, "the waiter's release", func() bool { return c.Stats().Busy == 0 })
+			tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 2, Closed: 1, Terminated: 1, checkTerminated: true})
+			tpCheckDriver(t, c, d)
+		})
+	}
+}
+
+// TestPoolProbeFailureHandsSlotToWaiter: the outage prober opens in a slot of its own; a
+// checkout that found the pool full because of that slot gets it when the probe fails.
+func TestPoolProbeFailureHandsSlotToWaiter(t *testing.T) {
+	d := newTPDriver()
+	probing, fail := make(chan struct{}), make(chan struct{})
+	d.hook = func(ctx context.Context, n int64) error {
+		if n != 1 {
+			return nil
+		}
+		close(probing)
+		<-fail
+		return errors.New("tp: the database is still down")
+	}
+	db, c := tpOpen(t, d, tpPC(0, 1, 1), newTPClock())
+	probed := make(chan error, 1)
+	go func() {
+		_, err := c.pool.openProbe()
+		probed <- err
+	}()
+	<-probing
+
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		cn, err := Acquire(ctx, db)
+		if err == nil {
+			cn.Close()
+		}
+		got <- err
+	}()
+	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+	close(fail)
+	if err := <-probed; err == nil {
+		t.Fatal("openProbe succeeded; want the hook's error")
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter got %v; want the slot the failed probe freed", err)
+	}
+	tpEventually(t, "the waiter's release", func() bool { return c.Stats().Busy == 0 })
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1})
 	tpCheckDriver(t, c, d)
 }
 

@@ -175,44 +175,6 @@ func (c *Connector) MarkHostDown(host string) {
 	c.events.emit(Event{Kind: SessionsPurged, Host: host, Sessions: n, Err: err})
 }
 
-// purgeHost closes the idle sessions to host and marks its busy ones bad,
-// returning how many sessions it affected.
-func (p *pool) purgeHost(host string) int {
-	marked := 0
-	p.mu.Lock()
-	doomed := p.takeIdleWhereLocked(func(ph *session) bool { return ph.host == host })
-	for ph := range p.all {
-		if ph.host == host && !ph.bad.Load() {
-			ph.bad.Store(true)
-			marked++
-		}
-	}
-	p.open -= len(doomed)
-	for range doomed {
-		p.grantSlotLocked()
-	}
-	p.unlock()
-	for _, ph := range doomed {
-		ph.close(true)
-	}
-	return marked
-}
-
-// purgeAll closes every idle session and marks every busy one, for the start
-// of an outage: sessions opened before it are not reused after it.
-func (p *pool) purgeAll() {
-	p.mu.Lock()
-	doomed := p.takeIdleWhereLocked(func(*session) bool { return true })
-	for ph := range p.all {
-		ph.bad.Store(true)
-	}
-	p.open -= len(doomed)
-	p.unlock()
-	for _, ph := range doomed {
-		ph.close(true)
-	}
-}
-
 // delay is the wait before reconnect attempt i (from 0), elapsed into the
 // outage. With Delays set it is Delays[i] (the last repeats). Otherwise it is
 // Initial while the outage is younger than Hold, then doubles per attempt up
@@ -268,13 +230,7 @@ func (o *outage) enter(err error) {
 		return
 	}
 	p := o.c.pool
-	p.mu.Lock()
-	closed := p.closed
-	if !closed {
-		p.wg.Add(1)
-	}
-	p.unlock()
-	if closed {
+	if !p.addWorker() {
 		o.mu.Unlock()
 		return
 	}
@@ -303,24 +259,13 @@ func (o *outage) probe() {
 			return
 		case <-t.C:
 		}
-		p.mu.Lock()
-		p.open++
-		p.unlock()
-		ph, err := o.c.openPhysical(p.bgCtx, selector{}, p.defaultKey())
+		ph, err := p.openProbe()
 		if err != nil {
-			p.mu.Lock()
-			p.open--
-			p.unlock()
 			o.mu.Lock()
 			o.lastErr = err
 			o.mu.Unlock()
 			continue
 		}
-		p.created.Add(1)
-		p.mu.Lock()
-		p.setLifetime(ph)
-		p.all[ph] = struct{}{}
-		p.offerLocked(ph, p.stamp())
 		o.end(ph)
 		return
 	}

@@ -84,14 +84,7 @@ func (s *Session) SetTag(tag string) error {
 	if ph.tag == t {
 		return nil
 	}
-	if ph.listed {
-		// The pool's lists are read under its lock, entries held or not.
-		ph.pool.mu.Lock()
-		ph.tag = t
-		ph.pool.unlock()
-	} else {
-		ph.tag = t
-	}
+	ph.pool.retag(ph, t)
 	return nil
 }
 

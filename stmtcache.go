@@ -243,27 +243,6 @@ func (ph *session) closeStmts() {
 	ph.trimStmts(0)
 }
 
-// borrowIdle takes ph out of the pool's idle list, if it is there, so that
-// the caller owns it until it hands it back with put: a statement closed
-// while its session is idle is released at once, as database/sql closes its
-// statement at once (with the cache off, or evicting, a close on the server
-// that cannot wait for the session's next checkout).
-func (p *pool) borrowIdle(ph *session) bool {
-	p.mu.Lock()
-	defer p.unlock()
-	list := p.idle[ph.key]
-	for i := len(list) - 1; i >= 0; i-- {
-		if list[i] == ph {
-			if !p.unlistIdleLocked(ph.key, i) {
-				return false
-			}
-			p.busy++
-			return true
-		}
-	}
-	return false
-}
-
 // errArgCount is database/sql's own message for a wrong argument count,
 // returned when hasql runs ad-hoc work on a cached statement itself.
 func errArgCount(want, got int) error {

@@ -10,7 +10,9 @@ import (
 // when every session is busy, closing sessions idle past IdleTimeout (never
 // below Min) and retiring sessions past a jittered MaxLifetime. One
 // maintainer goroutine per connector does the periodic part; Connector.Close
-// stops it and waits for it and for every background open.
+// stops it and waits for it and for every background open. Sessions opened
+// outside a checkout (Min, Incr, the outage prober's) are opened here too
+// (openIdle), and Reconfigure's changes to the pool.
 
 // maintainInterval is how often the maintainer looks at the idle sessions.
 func maintainInterval(cfg PoolConfig) time.Duration {
@@ -106,25 +108,42 @@ func (p *pool) growLocked(key poolKey) {
 	}
 }
 
-// openInBackground opens a session in a slot already counted in open and
-// offers it to the pool like a released one.
+// openInBackground opens a session in a slot already counted in open (and
+// not in busy) and offers it to the pool like a released one.
 func (p *pool) openInBackground(key poolKey) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		ph, err := p.c.openPhysical(p.bgCtx, selector{}, key)
-		p.mu.Lock()
-		if err != nil {
-			p.open--
-			p.grantSlotLocked()
-			p.unlock()
-			return
-		}
-		p.created.Add(1)
-		p.setLifetime(ph)
-		p.all[ph] = struct{}{}
-		p.offerLocked(ph, p.stamp())
+		p.openIdle(p.bgCtx, key)
 	}()
+}
+
+// openProbe opens a session for the outage prober (outage.probe), which
+// must learn whether the database is back even while the pool is full of
+// purged sessions still held: its slot is counted beyond Max, like
+// GetForce's. Once open, the session is offered to the pool like a released
+// one, so a waiter may have it by the time openProbe returns; the caller may
+// read only its immutable fields (host).
+func (p *pool) openProbe() (*session, error) {
+	p.mu.Lock()
+	p.open++
+	p.unlock()
+	return p.openIdle(p.bgCtx, p.defaultKey())
+}
+
+// openIdle opens a session of key in a slot already counted in open (and
+// not in busy) and offers it to the pool; a failed open frees the slot.
+func (p *pool) openIdle(ctx context.Context, key poolKey) (*session, error) {
+	ph, err := p.c.openPhysical(ctx, selector{}, key)
+	p.mu.Lock()
+	if err != nil {
+		p.freeSlotsLocked(1)
+		p.unlock()
+		return nil, err
+	}
+	p.adoptLocked(ph)
+	p.offerLocked(ph, p.stamp())
+	return ph, nil
 }
 
 // setLifetime fixes when a new session retires: MaxLifetime less up to a
@@ -138,8 +157,9 @@ func (p *pool) setLifetime(ph *session) {
 }
 
 // reap closes idle sessions past their lifetime or marked bad, and idle
-// sessions unused for longer than IdleTimeout while more than Min are open. It takes the
-// time as an argument so tests can drive it with a fake clock.
+// sessions unused for longer than IdleTimeout while more than Min are open,
+// handing the freed slots to waiters. It takes the time as an argument so
+// tests can drive it with a fake clock.
 func (p *pool) reap(now time.Time) {
 	p.mu.Lock()
 	min, idleTimeout, open := p.cfg.Min, p.cfg.IdleTimeout, p.open
@@ -154,10 +174,7 @@ func (p *pool) reap(now time.Time) {
 		}
 		return false
 	})
-	p.open -= len(doomed)
-	for range doomed {
-		p.grantSlotLocked()
-	}
+	p.freeSlotsLocked(len(doomed))
 	p.unlock()
 	for _, ph := range doomed {
 		ph.close(ph.bad.Load())
