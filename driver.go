@@ -386,14 +386,14 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, purityNew bo
 	return poolKey{user: sel.user, pass: sel.password, class: class}, tag, purity == PurityNew, nil
 }
 
-// openPhysical opens a physical session on the first host, in the picker's
+// openSession opens a physical session on the first host, in the picker's
 // order, that accepts a connection and has the wanted role. A host that
 // fails to connect is blacklisted and the next one tried.
 //
 // hasql.connect_timeout bounds each host's attempt on its own (see openOn):
 // a host that swallows the connect (a black hole) costs one timeout, and the
 // next host is tried; only the caller's own context ends the search.
-func (c *Connector) openPhysical(ctx context.Context, sel selector, key poolKey) (*session, error) {
+func (c *Connector) openSession(ctx context.Context, sel selector, key poolKey) (*session, error) {
 	order := c.hosts.order(c.pool.now())
 	strict := c.cfg.target == TargetPreferPrimary || c.cfg.target == TargetPreferStandby
 	var lastErr error
@@ -524,9 +524,9 @@ func (ci *connectInvoker) invoke(call *Call) error {
 	return err
 }
 
-// closePhysical closes a session's inner connection, running FnClose
+// closeSession closes a session's inner connection, running FnClose
 // callbacks around it.
-func (c *Connector) closePhysical(ph *session) {
+func (c *Connector) closeSession(ph *session) {
 	c.hosts.closedOne(ph.hostRef)
 	if ch := c.reg.chain(FnClose); ch != nil {
 		ci := &closeInvoker{ph: ph}

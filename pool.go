@@ -271,7 +271,7 @@ func (p *pool) countTag(tag string, exact bool) {
 
 // openInSlot opens a session in a slot already counted in open and busy.
 func (p *pool) openInSlot(ctx context.Context, key poolKey, tag string, sel selector, forced bool) (checkout, error) {
-	ph, err := p.c.openPhysical(ctx, sel, key)
+	ph, err := p.c.openSession(ctx, sel, key)
 	if err != nil {
 		p.mu.Lock()
 		p.busy--

@@ -156,5 +156,5 @@ func (ph *session) close(terminated bool) {
 		ph.drainPending()
 		ph.closeStmts()
 	}
-	p.c.closePhysical(ph)
+	p.c.closeSession(ph)
 }

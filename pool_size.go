@@ -134,7 +134,7 @@ func (p *pool) openProbe() (*session, error) {
 // openIdle opens a session of key in a slot already counted in open (and
 // not in busy) and offers it to the pool; a failed open frees the slot.
 func (p *pool) openIdle(ctx context.Context, key poolKey) (*session, error) {
-	ph, err := p.c.openPhysical(ctx, selector{}, key)
+	ph, err := p.c.openSession(ctx, selector{}, key)
 	p.mu.Lock()
 	if err != nil {
 		p.freeSlotsLocked(1)

@@ -1,0 +1,177 @@
+package hasql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// delay is the wait before reconnect attempt i (from 0), elapsed into the
+// outage. With Delays set it is Delays[i] (the last repeats). Otherwise it is
+// Initial while the outage is younger than Hold, then doubles per attempt up
+// to Max; jittered.
+func (b *Backoff) delay(i int, elapsed time.Duration) time.Duration {
+	if n := len(b.Delays); n > 0 {
+		return b.Delays[min(i, n-1)]
+	}
+	d := b.Initial
+	if elapsed >= b.Hold {
+		for j := b.doublings(elapsed); j > 0 && d < b.Max; j-- {
+			d *= 2
+		}
+	}
+	d = min(d, b.Max)
+	if d <= 0 {
+		return 0
+	}
+	// Jitter: between three quarters and all of d, so that many processes
+	// restarted together do not reconnect in step.
+	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// doublings is how many times the delay has doubled elapsed into an outage:
+// once per delay served since Hold ended.
+func (b *Backoff) doublings(elapsed time.Duration) int {
+	n, d := 0, b.Initial
+	for t := b.Hold; t+d <= elapsed && d < b.Max && d > 0; n++ {
+		t += d
+		d *= 2
+	}
+	return n
+}
+
+// outage is the connector's outage gate (the reconnect design of seed 001):
+// once a reconnect fails, one prober reconnects on the back-off schedule
+// while callers wait for it, so N waiting callers cost one attempt per
+// interval, not N.
+type outage struct {
+	c       *Connector
+	on      atomic.Bool
+	mu      sync.Mutex
+	done    chan struct{} // closed when the outage ends
+	lastErr error
+}
+
+// enter starts an outage after err, unless one is already on.
+func (o *outage) enter(err error) {
+	o.mu.Lock()
+	if o.on.Load() {
+		o.lastErr = err
+		o.mu.Unlock()
+		return
+	}
+	p := o.c.pool
+	if !p.addWorker() {
+		o.mu.Unlock()
+		return
+	}
+	o.on.Store(true)
+	o.done = make(chan struct{})
+	o.lastErr = err
+	o.mu.Unlock()
+	o.c.events.emit(Event{Kind: OutageBegin, Err: err})
+	o.c.hosts.bumpGen(nil)
+	p.purgeAll()
+	go o.probe()
+}
+
+// probe reconnects on the back-off schedule until a host answers or the
+// connector closes.
+func (o *outage) probe() {
+	p := o.c.pool
+	defer p.wg.Done()
+	began := time.Now()
+	for i := 0; ; i++ {
+		t := time.NewTimer(o.c.cfg.backoff.delay(i, time.Since(began)))
+		select {
+		case <-p.bgCtx.Done():
+			t.Stop()
+			o.end(nil)
+			return
+		case <-t.C:
+		}
+		ph, err := p.openProbe()
+		if err != nil {
+			o.mu.Lock()
+			o.lastErr = err
+			o.mu.Unlock()
+			continue
+		}
+		o.end(ph)
+		return
+	}
+}
+
+func (o *outage) end(ph *session) {
+	o.mu.Lock()
+	o.on.Store(false)
+	close(o.done)
+	o.mu.Unlock()
+	if ph != nil {
+		o.c.events.emit(Event{Kind: OutageEnd, Host: ph.host})
+	}
+}
+
+// wait holds a caller while an outage is on, up to outage_wait or its
+// context. It returns nil when the database is back (or no outage is on),
+// else ErrNoHosts wrapping the last connect error.
+func (o *outage) wait(ctx context.Context) error {
+	if !o.on.Load() {
+		return nil
+	}
+	o.mu.Lock()
+	if !o.on.Load() {
+		o.mu.Unlock()
+		return nil
+	}
+	done := o.done
+	o.mu.Unlock()
+	t := time.NewTimer(o.c.cfg.backoff.OutageWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		o.mu.Lock()
+		last := o.lastErr
+		o.mu.Unlock()
+		return newError(ErrNoHosts, "the database did not come back before the context ended", errors.Join(ctx.Err(), last))
+	case <-t.C:
+		o.mu.Lock()
+		last := o.lastErr
+		o.mu.Unlock()
+		return newError(ErrNoHosts, fmt.Sprintf("the database did not come back within %v (hasql.outage_wait)", o.c.cfg.backoff.OutageWait), last)
+	}
+}
+
+// outageFor starts an outage when err is a failed reconnect — the connector
+// had sessions before, and the failure is the server's, not the
+// configuration's — and reports whether the caller should wait at the gate.
+// A connector that never connected fails fast instead: that is a
+// misconfiguration, not an outage.
+func (c *Connector) outageFor(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || !c.everConnected.Load() || errors.Is(err, ErrClosed) ||
+		errors.Is(err, ErrPoolExhausted) || !c.dialect.connectRetryable(err) {
+		return false
+	}
+	c.outage.enter(err)
+	return true
+}
+
+// reconnectDelay is Session.Reconnect's wait after its i-th failure in a row
+// (from 0): Delays[i] when set (PCP's 5,10,20,40,80), else Initial doubling
+// per failure up to Max.
+func (b *Backoff) reconnectDelay(i int) time.Duration {
+	if n := len(b.Delays); n > 0 {
+		return b.Delays[min(i, n-1)]
+	}
+	d := b.Initial
+	for ; i > 0 && d < b.Max; i-- {
+		d *= 2
+	}
+	return min(d, b.Max)
+}
