@@ -73,13 +73,7 @@ func (m *MariaDB) DSN(db string) string {
 func (m *MariaDB) External() bool { return m.external != "" }
 
 func (m *MariaDB) controllable() error {
-	switch {
-	case m.external != "":
-		return fmt.Errorf("testserver: the MariaDB server from HASQL_TEST_MYSQL_DSN is external: it cannot be stopped, started or killed; use testserver.StartMariaDB(t) in tests that need that")
-	case m.shared:
-		return fmt.Errorf("testserver: the MariaDB server of testserver.SharedMariaDB is shared by all tests: it cannot be stopped, started or killed; use testserver.StartMariaDB(t) in tests that need that")
-	}
-	return nil
+	return refuseControl(m.external != "", m.shared, "MariaDB", "HASQL_TEST_MYSQL_DSN", "SharedMariaDB", "StartMariaDB")
 }
 
 // StartMariaDB starts a throwaway MariaDB instance (root, empty password, TCP on loopback) with

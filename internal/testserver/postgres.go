@@ -69,13 +69,19 @@ func (p *Postgres) DSN(db string) string {
 func (p *Postgres) External() bool { return p.external != "" }
 
 func (p *Postgres) controllable() error {
-	switch {
-	case p.external != "":
-		return fmt.Errorf("testserver: the PostgreSQL server from HASQL_TEST_PG_DSN is external: it cannot be stopped, started or killed; use testserver.StartPostgres(t) in tests that need that")
-	case p.shared:
-		return fmt.Errorf("testserver: the PostgreSQL server of testserver.SharedPostgres is shared by all tests: it cannot be stopped, started or killed; use testserver.StartPostgres(t) in tests that need that")
+	return refuseControl(p.external != "", p.shared, "PostgreSQL", "HASQL_TEST_PG_DSN", "SharedPostgres", "StartPostgres")
+}
+
+// controllableIn is controllable, and mode a pg_ctl stop mode.
+func (p *Postgres) controllableIn(mode string) error {
+	if err := p.controllable(); err != nil {
+		return err
 	}
-	return nil
+	switch mode {
+	case "fast", "immediate", "smart":
+		return nil
+	}
+	return fmt.Errorf("testserver: pg_ctl stop mode %q: want fast, immediate or smart", mode)
 }
 
 // StartPostgres starts a throwaway PostgreSQL instance with database "test" for test t, stopped
@@ -188,21 +194,10 @@ func (p *Postgres) StartContext(ctx context.Context) error {
 	return p.startRetrying(ctx)
 }
 
-func checkStopMode(mode string) error {
-	switch mode {
-	case "fast", "immediate", "smart":
-		return nil
-	}
-	return fmt.Errorf("testserver: pg_ctl stop mode %q: want fast, immediate or smart", mode)
-}
-
 // Stop runs pg_ctl stop -m mode -w; mode is "fast", "immediate" or "smart" ("smart" waits for
 // clients to disconnect, and fails after 30 s if they do not).
 func (p *Postgres) Stop(mode string) error {
-	if err := p.controllable(); err != nil {
-		return err
-	}
-	if err := checkStopMode(mode); err != nil {
+	if err := p.controllableIn(mode); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -226,10 +221,7 @@ func (p *Postgres) Restart(mode string) error { return p.RestartContext(context.
 
 // RestartContext is Restart with a context that bounds it.
 func (p *Postgres) RestartContext(ctx context.Context, mode string) error {
-	if err := p.controllable(); err != nil {
-		return err
-	}
-	if err := checkStopMode(mode); err != nil {
+	if err := p.controllableIn(mode); err != nil {
 		return err
 	}
 	p.mu.Lock()

@@ -4,6 +4,7 @@ package testserver
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -76,4 +77,16 @@ func StopShared() {
 	if m := shared.maria; m != nil {
 		m.destroy()
 	}
+}
+
+// refuseControl is the error for stopping, starting or killing a server that is external or
+// shared, nil for one's own.
+func refuseControl(external, isShared bool, server, env, sharedFunc, startFunc string) error {
+	switch {
+	case external:
+		return fmt.Errorf("testserver: the %s server from %s is external: it cannot be stopped, started or killed; use testserver.%s(t) in tests that need that", server, env, startFunc)
+	case isShared:
+		return fmt.Errorf("testserver: the %s server of testserver.%s is shared by all tests: it cannot be stopped, started or killed; use testserver.%s(t) in tests that need that", server, sharedFunc, startFunc)
+	}
+	return nil
 }
