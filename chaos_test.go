@@ -336,7 +336,7 @@ func (r *chaosRig) verify(ids []string) {
 // chaosPGIDs reads a table's ids with psql.
 func chaosPGIDs(t *testing.T, p *pgServer, db, table string) []string {
 	t.Helper()
-	out, err := p.psql(db, "select id from "+table)
+	out, err := p.QueryIn(db, "select id from "+table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,7 +459,7 @@ func TestChaosMariaDB(t *testing.T) {
 	}
 	admin := func(sql string) error { return m.ExecIn("test", sql) }
 	ids := func(t *testing.T, table string) []string {
-		out, err := m.mariadb("test", "select id from "+table, 10)
+		out, err := m.QueryIn("test", "select id from "+table)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -523,7 +523,7 @@ func TestChaosFailover(t *testing.T) {
 				// Wait until the standby has the table too.
 				deadline := time.Now().Add(10 * time.Second)
 				for {
-					out, err := stby.psql("test", "select count(*) from pg_tables where tablename = 'chaos_failover'")
+					out, err := stby.QueryIn("test", "select count(*) from pg_tables where tablename = 'chaos_failover'")
 					if err == nil && strings.TrimSpace(out) == "1" {
 						return nil
 					}

@@ -336,7 +336,7 @@ func TestClassifyPostgresReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := fmt.Sprintf("-p %d -k '%s' -c listen_addresses=127.0.0.1 -c hot_standby=off", p.Port, p.Dir)
-	if _, err := p.tool(30*time.Second, "pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-o", opts, "-l", filepath.Join(p.Dir, "log"), "-W", "start"); err != nil {
+	if _, err := p.Tool(30*time.Second, "pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-o", opts, "-l", filepath.Join(p.Dir, "log"), "-W", "start"); err != nil {
 		t.Fatal(err)
 	}
 	var startErr error
@@ -1833,7 +1833,7 @@ func TestHostsRolesAndFailover(t *testing.T) {
 			}
 		}
 		// Every write the writer was told succeeded is on the new primary.
-		out, err := stby.psql("test", "select string_agg(id, ',') from t")
+		out, err := stby.QueryIn("test", "select string_agg(id, ',') from t")
 		out = strings.TrimSpace(out)
 		if err != nil {
 			t.Fatal(err)

@@ -535,7 +535,7 @@ func TestClassUserIsolationMaria(t *testing.T) {
 	dsn := srv.FreshDB(t)
 	users := ptMariaUsers(t, srv, dsn)
 	def := "root"
-	if srv.external != "" {
+	if srv.External() {
 		def = dsn[:strings.IndexAny(dsn, ":@")]
 	}
 	t.Run("unbounded", func(t *testing.T) { ptIsolation(t, ptMaria, dsn, def, users, hasql.PoolConfig{Incr: 1}, true) })

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/hasqlgo/hasql"
-	"github.com/hasqlgo/hasql/examples/internal/throwaway"
+	"github.com/hasqlgo/hasql/internal/testserver"
 )
 
 // failoverConfig is what the failover subcommand's flags set.
@@ -133,7 +133,7 @@ func runFailover(ctx context.Context, cfg failoverConfig) (res *failoverResult, 
 	out := &printer{w: cfg.Stdout, tty: cfg.TTY}
 
 	out.line("starting a throwaway PostgreSQL server ...")
-	srv, err := throwaway.StartPostgres(ctx, "demo", 100)
+	srv, err := testserver.NewPostgres(ctx, testserver.PostgresOptions{MaxConnections: 100})
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func runFailover(ctx context.Context, cfg failoverConfig) (res *failoverResult, 
 		srv.Destroy()
 		out.line("stopped the server and removed %s", srv.Dir)
 	}()
-	dsn := srv.DSN()
+	dsn := srv.DSN("postgres") + "&connect_timeout=5" // a query part: hasql.* keys are appended with '&'
 	rawDB, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, err
@@ -228,7 +228,7 @@ func runFailover(ctx context.Context, cfg failoverConfig) (res *failoverResult, 
 			current.Store(&label)
 			began := time.Since(start)
 			out.note("%5.1fs  pg_ctl restart -m %s", began.Seconds(), mode)
-			err := srv.Restart(ctx, mode)
+			err := srv.RestartContext(ctx, mode)
 			m := restartMark{Mode: mode, At: began, Took: time.Since(start) - began}
 			current.Store(nil)
 			if err != nil {

@@ -38,7 +38,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hasqlgo/hasql/examples/internal/throwaway"
+	"github.com/hasqlgo/hasql/internal/testserver"
 )
 
 func main() {
@@ -107,8 +107,8 @@ func failoverCmd(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	_, err := runFailover(ctx, cfg)
 	switch {
-	case errors.Is(err, throwaway.ErrNoPostgres):
-		fmt.Fprintf(stderr, "hasql-demo: %v\n%s\n", err, throwaway.InstallHint)
+	case errors.Is(err, testserver.ErrNoPostgres):
+		fmt.Fprintf(stderr, "hasql-demo: %v\n%s\n", err, testserver.PostgresInstallHint)
 		return 2
 	case err != nil && ctx.Err() != nil:
 		fmt.Fprintln(stderr, "hasql-demo: interrupted")

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hasqlgo/hasql/examples/internal/throwaway"
+	"github.com/hasqlgo/hasql/internal/testserver"
 )
 
 // TestFailover runs the demo for 6 s with two restarts and checks the chart
@@ -32,8 +32,8 @@ func TestFailover(t *testing.T) {
 		Stdout:   &log,
 	})
 	t.Logf("demo output:\n%s", log.String())
-	if errors.Is(err, throwaway.ErrNoPostgres) {
-		t.Fatalf("%v\n%s", err, throwaway.InstallHint)
+	if errors.Is(err, testserver.ErrNoPostgres) {
+		t.Fatalf("%v\n%s", err, testserver.PostgresInstallHint)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -128,9 +128,9 @@ func TestRenderSVGEmpty(t *testing.T) {
 // TestNoPostgres: without the server binaries the command says how to get
 // them and exits with status 2.
 func TestNoPostgres(t *testing.T) {
-	old := throwaway.PGBinGlob
-	throwaway.PGBinGlob = filepath.Join(t.TempDir(), "nothing", "*", "bin")
-	defer func() { throwaway.PGBinGlob = old }()
+	old := testserver.PostgresBinGlob
+	testserver.PostgresBinGlob = filepath.Join(t.TempDir(), "nothing", "*", "bin")
+	defer func() { testserver.PostgresBinGlob = old }()
 	t.Setenv("PATH", t.TempDir())
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"failover", "-out", ""}, &stdout, &stderr)

@@ -77,7 +77,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hasqlgo/hasql/examples/internal/throwaway"
+	"github.com/hasqlgo/hasql/internal/testserver"
 )
 
 func main() {
@@ -183,11 +183,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	switch {
-	case errors.Is(err, throwaway.ErrNoPostgres):
-		fmt.Fprintf(stderr, "hasql-recovery: %v\n%s\n", err, throwaway.InstallHint)
+	case errors.Is(err, testserver.ErrNoPostgres):
+		fmt.Fprintf(stderr, "hasql-recovery: %v\n%s\n", err, testserver.PostgresInstallHint)
 		return 2
-	case errors.Is(err, errNoMariaDB):
-		fmt.Fprintf(stderr, "hasql-recovery: %v\n%s\n", err, mariaInstallHint)
+	case errors.Is(err, testserver.ErrNoMariaDB):
+		fmt.Fprintf(stderr, "hasql-recovery: %v\n%s\n", err, testserver.MariaDBInstallHint)
 		return 2
 	case err != nil:
 		fmt.Fprintf(stderr, "hasql-recovery: %v\n", err)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/hasqlgo/hasql/examples/internal/throwaway"
+	"github.com/hasqlgo/hasql/internal/testserver"
 )
 
 // target is one throwaway server as the measurement sees it: how to reach
@@ -35,7 +35,7 @@ type target struct {
 const kvRows = 1000
 
 func newPGTarget(ctx context.Context, maxConns int) (*target, error) {
-	p, err := throwaway.StartPostgres(ctx, "recovery", maxConns)
+	p, err := testserver.NewPostgres(ctx, testserver.PostgresOptions{MaxConnections: max(100, maxConns)})
 	if err != nil {
 		return nil, err
 	}
@@ -43,11 +43,11 @@ func newPGTarget(ctx context.Context, maxConns int) (*target, error) {
 		Key:     "postgres",
 		Label:   "PostgreSQL",
 		Driver:  "pgx",
-		DSN:     p.DSN(),
+		DSN:     p.DSN("postgres") + "&connect_timeout=5", // a query part: hasql.* keys are appended with '&'
 		Addr:    fmt.Sprintf("127.0.0.1:%d", p.Port),
 		Dir:     p.Dir,
 		Modes:   []string{"fast", "immediate"},
-		Restart: p.Restart,
+		Restart: p.RestartContext,
 		Destroy: p.Destroy,
 		ModeText: map[string]string{
 			"fast":      "pg_ctl restart -m fast",
@@ -67,7 +67,13 @@ func newPGTarget(ctx context.Context, maxConns int) (*target, error) {
 }
 
 func newMariaTarget(ctx context.Context, maxConns int) (*target, error) {
-	m, err := startMariaDB(ctx, maxConns)
+	m, err := testserver.NewMariaDB(ctx, testserver.MariaDBOptions{
+		MaxConnections: max(151, maxConns),
+		// Commits reach the OS at once (a killed mariadbd loses none); a small buffer pool.
+		ServerArgs: []string{"--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"},
+		// A Ctrl-C in the terminal reaches only us, and we stop the server.
+		NewProcessGroup: true,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -79,15 +85,24 @@ func newMariaTarget(ctx context.Context, maxConns int) (*target, error) {
 		values += fmt.Sprintf("(%d,'value %d')", i, i)
 	}
 	return &target{
-		Key:     "mariadb",
-		Label:   "MariaDB",
-		Driver:  "mysql",
-		DSN:     m.DSN(),
-		Addr:    fmt.Sprintf("127.0.0.1:%d", m.port),
-		Dir:     m.dir,
-		Modes:   []string{"sigterm", "sigkill"},
-		Restart: m.restart,
-		Destroy: m.destroy,
+		Key:    "mariadb",
+		Label:  "MariaDB",
+		Driver: "mysql",
+		DSN:    m.DSN("test") + "?timeout=5s", // a query part: hasql.* keys are appended with '&'
+		Addr:   fmt.Sprintf("127.0.0.1:%d", m.Port),
+		Dir:    m.Dir,
+		Modes:  []string{"sigterm", "sigkill"},
+		Restart: func(ctx context.Context, mode string) error {
+			stop := m.Stop // SIGTERM, and wait for the exit
+			if mode == "sigkill" {
+				stop = m.Kill9
+			}
+			if err := stop(); err != nil {
+				return err
+			}
+			return m.StartContext(ctx) // returns once the server answers queries
+		},
+		Destroy: m.Destroy,
 		ModeText: map[string]string{
 			"sigterm": "SIGTERM, wait for exit, start mariadbd",
 			"sigkill": "SIGKILL, start mariadbd (InnoDB crash recovery)",
