@@ -260,22 +260,26 @@ func Acquire(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 // Release gives back a connection from Acquire, as OCISessionRelease does:
 // it sets the session's tag to tag ("" clears it; see Session.SetTag) and
 // closes c, which returns the session to the pool carrying that tag, for a
-// later checkout that asks for it.
+// later checkout that asks for it. It returns c.Close's error.
 //
-// Release closes c whatever happens, so the caller never has to close it
-// again. It returns c.Close's error, joined with the tagging's when the tag
-// could not be set: ErrInvalidTag for a malformed tag, or ErrSessionClosed
-// when c has no session bound (its session was lost and no call bound
-// another: the state the tag would name is gone; with tag "" that is no
-// error). If c is not a hasql connection it is closed too, and the error
-// wraps ErrNotHasql.
+// A malformed tag (ErrInvalidTag) is refused before anything happens: c
+// stays open, so the caller can release it with a good tag. When c has no
+// session bound (its session was lost and no call bound another), the state
+// the tag would name is gone: c is closed all the same, and the error wraps
+// ErrSessionClosed (with tag "" there is nothing to clear and no error). If
+// c is closed already or is not a hasql connection, Release returns that
+// error.
 func Release(c *sql.Conn, tag string) error {
 	s, err := SessionOf(c)
-	if err == nil {
-		err = s.SetTag(tag)
-		if tag == "" && errors.Is(err, ErrSessionClosed) {
-			err = nil // nothing to clear
-		}
+	if err != nil {
+		return err
+	}
+	err = s.SetTag(tag)
+	switch {
+	case errors.Is(err, ErrInvalidTag):
+		return err
+	case tag == "" && errors.Is(err, ErrSessionClosed):
+		err = nil // nothing to clear
 	}
 	return errors.Join(err, c.Close())
 }
