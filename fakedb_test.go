@@ -1224,6 +1224,18 @@ type FakeConn struct {
 	failReset atomic.Bool // ResetSession fails as if the server had gone
 }
 
+// FakeConnOf returns the base of a connection the fakedb driver handed out
+// (what Session.Unwrap returns), or nil.
+func FakeConnOf(c driver.Conn) *FakeConn {
+	if f, ok := c.(interface{ Fake() *FakeConn }); ok {
+		return f.Fake()
+	}
+	return nil
+}
+
+// Fake returns c, through any combination that embeds it.
+func (c *FakeConn) Fake() *FakeConn { return c }
+
 // DB is the connection's server.
 func (c *FakeConn) DB() *FakeDB { return c.db }
 

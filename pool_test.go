@@ -15,7 +15,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -28,187 +27,53 @@ import (
 )
 
 // ---------------------------------------------------------------------------------------------
-// The fake inner driver.
+// The fake inner driver: fakedb_test.go's, counting every open, close and reset (FakeDB's
+// counters), with sessions of FakeCapsPool whose hooks keep session variables: "SET k = v" sets
+// one, "SHOW k" returns it, "SELECT id" returns the session's id.
 
-// tpDriver hands out tpConns and counts what hasql does with them.
-type tpDriver struct {
-	// hook, when set before the connector is made, runs in every Connect with the attempt's
-	// ordinal (1-based); it may block (honouring ctx) or fail the attempt.
-	hook func(ctx context.Context, n int64) error
-
-	started   atomic.Int64 // Connect calls
-	opens     atomic.Int64 // successful Connects
-	closes    atomic.Int64 // Close calls (first per connection)
-	dupCloses atomic.Int64 // Close on an already closed connection
-	resets    atomic.Int64 // ResetSession calls
-	badResets atomic.Int64 // ResetSession calls that failed (dead connection)
-	overlaps  atomic.Int64 // a connection used by two goroutines at once
-	useClosed atomic.Int64 // a call on a closed connection
-
-	mu   sync.Mutex
-	live map[int64]*tpConn
-}
-
-func newTPDriver() *tpDriver { return &tpDriver{live: make(map[int64]*tpConn)} }
-
-func (d *tpDriver) Open(string) (driver.Conn, error) { return d.connect(context.Background()) }
-
-func (d *tpDriver) connect(ctx context.Context) (driver.Conn, error) {
-	n := d.started.Add(1)
-	if d.hook != nil {
-		if err := d.hook(ctx, n); err != nil {
-			return nil, err
-		}
+// newTPDriver makes a FakeDB whose sessions answer as above. Set OnConnect before the connector
+// is made to run a hook in every Connect with the attempt's ordinal (1-based); it may block
+// (honouring ctx) or fail the attempt.
+func newTPDriver() *FakeDB {
+	d := NoopFakeDB()
+	d.OnExec = func(c *FakeConn, _ context.Context, q string, _ []driver.NamedValue) (driver.Result, error) {
+		return tpExec(c, q)
 	}
-	c := &tpConn{d: d, id: n, vars: make(map[string]string)}
-	d.mu.Lock()
-	d.live[n] = c
-	d.mu.Unlock()
-	d.opens.Add(1)
-	return c, nil
-}
-
-// liveIDs returns the ids of the connections open now.
-func (d *tpDriver) liveIDs() map[int64]bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	m := make(map[int64]bool, len(d.live))
-	for id := range d.live {
-		m[id] = true
+	d.OnQuery = func(c *FakeConn, _ context.Context, q string, _ []driver.NamedValue) (driver.Rows, error) {
+		return tpQuery(c, q)
 	}
-	return m
-}
-
-func (d *tpDriver) conn(id int64) *tpConn {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.live[id]
-}
-
-type tpConnector struct{ d *tpDriver }
-
-func (c tpConnector) Connect(ctx context.Context) (driver.Conn, error) { return c.d.connect(ctx) }
-func (c tpConnector) Driver() driver.Driver                            { return c.d }
-
-// tpConn is one fake server session. "SET k = v" sets a session variable, "SHOW k" returns it,
-// "SELECT id" returns the session's id.
-type tpConn struct {
-	d    *tpDriver
-	id   int64
-	vars map[string]string // touched only by the session's owner
-
-	inUse     atomic.Int32
-	closed    atomic.Bool
-	dead      atomic.Bool // every call fails, IsValid false
-	failReset atomic.Bool // the next ResetSession fails as if the server had gone
-}
-
-var (
-	_ driver.ExecerContext   = (*tpConn)(nil)
-	_ driver.QueryerContext  = (*tpConn)(nil)
-	_ driver.SessionResetter = (*tpConn)(nil)
-	_ driver.Validator       = (*tpConn)(nil)
-)
-
-func (c *tpConn) enter() {
-	if c.inUse.Add(1) != 1 {
-		c.d.overlaps.Add(1)
+	d.NumInput = func(string) int { return -1 }
+	d.OnStmtExec = func(s *FakeStmt, _ context.Context, _ []driver.NamedValue) (driver.Result, error) {
+		return tpExec(s.Conn(), s.SQL)
 	}
-	if c.closed.Load() {
-		c.d.useClosed.Add(1)
+	d.OnStmtQuery = func(s *FakeStmt, _ context.Context, _ []driver.NamedValue) (driver.Rows, error) {
+		return tpQuery(s.Conn(), s.SQL)
 	}
-}
-func (c *tpConn) exit() { c.inUse.Add(-1) }
-
-func (c *tpConn) Prepare(q string) (driver.Stmt, error) { return &tpStmt{c: c, q: q}, nil }
-func (c *tpConn) Begin() (driver.Tx, error)             { return tpTx{}, nil } //nolint:staticcheck
-func (c *tpConn) Close() error {
-	if !c.closed.CompareAndSwap(false, true) {
-		c.d.dupCloses.Add(1)
-		return nil
-	}
-	c.d.mu.Lock()
-	delete(c.d.live, c.id)
-	c.d.mu.Unlock()
-	c.d.closes.Add(1)
-	return nil
+	return d
 }
 
-func (c *tpConn) ExecContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Result, error) {
-	c.enter()
-	defer c.exit()
-	if c.dead.Load() {
-		return nil, driver.ErrBadConn
-	}
+func tpExec(c *FakeConn, q string) (driver.Result, error) {
 	f := strings.Fields(q)
 	if len(f) == 4 && strings.EqualFold(f[0], "SET") && f[2] == "=" {
-		c.vars[f[1]] = f[3]
+		c.Vars[f[1]] = f[3]
 		return driver.RowsAffected(0), nil
 	}
 	return nil, fmt.Errorf("tpConn: cannot exec %q", q)
 }
 
-func (c *tpConn) QueryContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Rows, error) {
-	c.enter()
-	defer c.exit()
-	if c.dead.Load() {
-		return nil, driver.ErrBadConn
-	}
+func tpQuery(c *FakeConn, q string) (driver.Rows, error) {
 	switch {
 	case q == "SELECT id":
-		return &tpRows{v: c.id}, nil
+		return FakeOneRow(c.ID), nil
 	case strings.HasPrefix(q, "SHOW "):
-		return &tpRows{v: c.vars[strings.TrimPrefix(q, "SHOW ")]}, nil
+		return FakeOneRow(c.Vars[strings.TrimPrefix(q, "SHOW ")]), nil
 	}
 	return nil, fmt.Errorf("tpConn: cannot query %q", q)
 }
 
-func (c *tpConn) ResetSession(context.Context) error {
-	c.enter()
-	defer c.exit()
-	c.d.resets.Add(1)
-	if c.dead.Load() || c.failReset.Load() {
-		c.d.badResets.Add(1)
-		return driver.ErrBadConn
-	}
-	return nil
-}
-
-func (c *tpConn) IsValid() bool { return !c.dead.Load() && !c.closed.Load() }
-
-type tpStmt struct {
-	c *tpConn
-	q string
-}
-
-func (s *tpStmt) Close() error  { return nil }
-func (s *tpStmt) NumInput() int { return -1 }
-func (s *tpStmt) Exec([]driver.Value) (driver.Result, error) { //nolint:staticcheck
-	return s.c.ExecContext(context.Background(), s.q, nil)
-}
-func (s *tpStmt) Query([]driver.Value) (driver.Rows, error) { //nolint:staticcheck
-	return s.c.QueryContext(context.Background(), s.q, nil)
-}
-
-type tpTx struct{}
-
-func (tpTx) Commit() error   { return nil }
-func (tpTx) Rollback() error { return nil }
-
-type tpRows struct {
-	v    any
-	done bool
-}
-
-func (r *tpRows) Columns() []string { return []string{"v"} }
-func (r *tpRows) Close() error      { return nil }
-func (r *tpRows) Next(dest []driver.Value) error {
-	if r.done {
-		return io.EOF
-	}
-	r.done = true
-	dest[0] = r.v
-	return nil
+// tpConnector is an inner connector on d.
+func tpConnector(d *FakeDB) driver.Connector {
+	return (&FakeDriver{Caps: FakeCapsPool, DB: d}).Connector()
 }
 
 // tpCallerKey marks a caller's context, so that a hook can tell the caller's own open from the
@@ -265,9 +130,9 @@ func installPool(c *Connector, pc PoolConfig, now func() time.Time) error {
 
 // tpOpen opens a *sql.DB over a connector on d whose pool has config pc and runs on clk (nil:
 // the real clock). opts must not set the pool (pc does).
-func tpOpen(t *testing.T, d *tpDriver, pc PoolConfig, clk *tpClock, opts ...Option) (*sql.DB, *Connector) {
+func tpOpen(t *testing.T, d *FakeDB, pc PoolConfig, clk *tpClock, opts ...Option) (*sql.DB, *Connector) {
 	t.Helper()
-	c, err := NewConnector(tpConnector{d}, opts...)
+	c, err := NewConnector(tpConnector(d), opts...)
 	if err != nil {
 		t.Fatalf("NewConnector: %v", err)
 	}
@@ -318,11 +183,11 @@ func tpIDOf(t *testing.T, c *sql.Conn) int64 {
 	if err != nil {
 		t.Fatalf("SessionOf: %v", err)
 	}
-	inner, ok := s.Unwrap().(*tpConn)
-	if !ok {
-		t.Fatalf("Session.Unwrap() = %T, want *tpConn", s.Unwrap())
+	inner := FakeConnOf(s.Unwrap())
+	if inner == nil {
+		t.Fatalf("Session.Unwrap() = %T, want a fakedb connection", s.Unwrap())
 	}
-	return inner.id
+	return inner.ID
 }
 
 func tpSession(t *testing.T, c *sql.Conn) *Session {
@@ -385,19 +250,19 @@ func tpCheckStats(t *testing.T, c *Connector, w tpStatsWant) Stats {
 }
 
 // tpCheckDriver checks that hasql's figures agree with what the driver saw.
-func tpCheckDriver(t *testing.T, c *Connector, d *tpDriver) {
+func tpCheckDriver(t *testing.T, c *Connector, d *FakeDB) {
 	t.Helper()
 	s := c.Stats()
-	if s.Created != d.opens.Load() || s.Closed != d.closes.Load() || int64(s.Open) != d.opens.Load()-d.closes.Load() {
-		t.Errorf("Stats Created %d Closed %d Open %d; the driver opened %d and closed %d", s.Created, s.Closed, s.Open, d.opens.Load(), d.closes.Load())
+	if s.Created != d.Opens.Load() || s.Closed != d.Closes.Load() || int64(s.Open) != d.Opens.Load()-d.Closes.Load() {
+		t.Errorf("Stats Created %d Closed %d Open %d; the driver opened %d and closed %d", s.Created, s.Closed, s.Open, d.Opens.Load(), d.Closes.Load())
 	}
-	if n := d.dupCloses.Load(); n != 0 {
+	if n := d.DupCloses.Load(); n != 0 {
 		t.Errorf("%d connections were closed twice", n)
 	}
-	if n := d.overlaps.Load(); n != 0 {
+	if n := d.Overlaps.Load(); n != 0 {
 		t.Errorf("%d calls found their connection in use by another goroutine", n)
 	}
-	if n := d.useClosed.Load(); n != 0 {
+	if n := d.UseClosed.Load(); n != 0 {
 		t.Errorf("%d calls ran on a closed connection", n)
 	}
 }
@@ -443,7 +308,7 @@ func TestPoolMinOpenedInBackgroundAndKept(t *testing.T) {
 	p.reap(clk.Now().Add(time.Minute))
 	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 5, Closed: 2})
 	tpCheckDriver(t, c, d)
-	if n := len(d.liveIDs()); n != 3 {
+	if n := len(d.LiveIDs()); n != 3 {
 		t.Errorf("driver has %d connections open, want 3", n)
 	}
 
@@ -456,15 +321,15 @@ func TestPoolMinOpenedInBackgroundAndKept(t *testing.T) {
 	}
 	p.reap(clk.Now().Add(31 * time.Second)) // the two others idle 61s, the used one 31s
 	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 5, Closed: 4})
-	if !d.liveIDs()[used] {
-		t.Errorf("reap closed the recently used session %d; open now: %v", used, d.liveIDs())
+	if !d.LiveIDs()[used] {
+		t.Errorf("reap closed the recently used session %d; open now: %v", used, d.LiveIDs())
 	}
 }
 
 func TestPoolGrowByIncrCallerWaitsOnlyForFirst(t *testing.T) {
 	d := newTPDriver()
 	gate := make(chan struct{})
-	d.hook = func(ctx context.Context, n int64) error {
+	d.OnConnect = func(ctx context.Context, n int64) error {
 		if tpIsCaller(ctx) {
 			return nil // the caller's own session
 		}
@@ -480,8 +345,8 @@ func TestPoolGrowByIncrCallerWaitsOnlyForFirst(t *testing.T) {
 
 	// The caller gets its session although the other two of the step are still being opened.
 	c1, _ := tpAcquire(t, ctx, db)
-	tpEventually(t, "two background opens started", func() bool { return d.started.Load() == 3 })
-	if n := d.opens.Load(); n != 1 {
+	tpEventually(t, "two background opens started", func() bool { return d.Started.Load() == 3 })
+	if n := d.Opens.Load(); n != 1 {
 		t.Fatalf("%d connects finished; want only the caller's", n)
 	}
 	if s := c.Stats(); s.Open != 3 || s.Busy != 1 || s.Idle != 0 || s.Created != 1 {
@@ -494,7 +359,7 @@ func TestPoolGrowByIncrCallerWaitsOnlyForFirst(t *testing.T) {
 	// No growth while an idle session fits.
 	c2, _ := tpAcquire(t, ctx, db)
 	c3, _ := tpAcquire(t, ctx, db)
-	if n := d.started.Load(); n != 3 {
+	if n := d.Started.Load(); n != 3 {
 		t.Errorf("%d connects started, want 3: the idle sessions should have been used", n)
 	}
 	// All busy: grow again by up to incr, capped by max (5): one for the caller, one more.
@@ -714,7 +579,7 @@ func TestPoolSameSessionWhenSerial(t *testing.T) {
 		}
 	}
 	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1})
-	if n := d.resets.Load(); n != 10 {
+	if n := d.Resets.Load(); n != 10 {
 		t.Errorf("inner ResetSession ran %d times, want 10 (every reuse is checked)", n)
 	}
 }
@@ -727,7 +592,7 @@ func TestPoolDeadSessionReplacedSilently(t *testing.T) {
 	// Found dead when reused (ResetSession fails): terminated, and the caller gets a new one.
 	cn, id := tpAcquire(t, ctx, db)
 	cn.Close()
-	d.conn(id).failReset.Store(true)
+	d.Conn(id).failReset.Store(true)
 	got := tpQueryID(t, ctx, db)
 	if got == id {
 		t.Fatalf("the dead session %d was handed out", id)
@@ -743,7 +608,7 @@ func TestPoolDeadSessionReplacedSilently(t *testing.T) {
 	for _, cn := range held {
 		id := tpIDOf(t, cn)
 		cn.Close()
-		d.conn(id).failReset.Store(true)
+		d.Conn(id).failReset.Store(true)
 	}
 	if _, err := db.ExecContext(ctx, "SET a = 1"); err != nil {
 		t.Fatalf("exec after three dead sessions: %v", err)
@@ -752,7 +617,7 @@ func TestPoolDeadSessionReplacedSilently(t *testing.T) {
 
 	// Dead at release (IsValid false): terminated, never pooled.
 	cn, id = tpAcquire(t, ctx, db)
-	d.conn(id).dead.Store(true)
+	d.Conn(id).dead.Store(true)
 	cn.Close()
 	tpCheckStats(t, c, tpStatsWant{Open: 0, Idle: 0, Created: 5, Closed: 5, Terminated: 5, checkTerminated: true})
 	tpCheckDriver(t, c, d)
@@ -802,7 +667,7 @@ func TestPoolMaxLifetimeJitteredAndRetired(t *testing.T) {
 	cn, id := tpAcquire(t, ctx, db)
 	clk.Advance(2 * time.Hour)
 	cn.Close()
-	if d.conn(id) != nil {
+	if d.Conn(id) != nil {
 		t.Errorf("session %d outlived its lifetime after release", id)
 	}
 	tpCheckStats(t, c, tpStatsWant{Created: n + 1, Closed: n + 1})
@@ -812,12 +677,12 @@ func TestPoolMaxLifetimeJitteredAndRetired(t *testing.T) {
 		t.Fatal(err)
 	}
 	tpEventually(t, "2 idle", func() bool { return c.Stats().Idle == 2 })
-	before := d.liveIDs()
+	before := d.LiveIDs()
 	p.reap(clk.Now().Add(time.Hour))
 	tpCheckStats(t, c, tpStatsWant{Created: n + 3, Closed: n + 3})
 	p.fillMin()
 	tpEventually(t, "2 new idle", func() bool { return c.Stats().Idle == 2 })
-	for id := range d.liveIDs() {
+	for id := range d.LiveIDs() {
 		if before[id] {
 			t.Errorf("session %d survived its lifetime", id)
 		}
@@ -876,7 +741,7 @@ func TestGetModeWait(t *testing.T) {
 		got <- res{id, err}
 	}()
 	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 3 })
-	d.conn(ida).dead.Store(true)
+	d.Conn(ida).dead.Store(true)
 	a.Close()
 	r = <-got
 	if r.err != nil || r.id == ida {
@@ -926,7 +791,7 @@ func TestGetModeForce(t *testing.T) {
 	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 3, Closed: 2})
 	e.Close() // at max: kept
 	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 3, Closed: 2})
-	live := d.liveIDs()
+	live := d.LiveIDs()
 	if len(live) != 1 || !live[ide] || live[ida] || live[idb] {
 		t.Errorf("open sessions %v, want only %d", live, ide)
 	}
@@ -1232,7 +1097,7 @@ func TestTagSelectionRules(t *testing.T) {
 		cn.Close()
 		// Nothing shared: any session (the most recently released), not a new one.
 		cn, id = tpAcquire(t, WithMatchAnyTag(WithTag(ctx, "q=1")), db)
-		if id == 0 || d.started.Load() != 3 {
+		if id == 0 || d.Started.Load() != 3 {
 			t.Errorf("matchany with nothing shared opened a new session (%d)", id)
 		}
 		if id != ids[1] {
@@ -1393,8 +1258,8 @@ type tpTZCallback struct {
 
 func (cb *tpTZCallback) fn(ctx context.Context, s *Session, requested string) error {
 	cb.calls.Add(1)
-	inner := s.Unwrap().(*tpConn)
-	if _, ok := inner.vars["tz"]; !ok {
+	inner := FakeConnOf(s.Unwrap())
+	if _, ok := inner.Vars["tz"]; !ok {
 		cb.fresh.Add(1)
 	}
 	v := "-"
@@ -1729,10 +1594,10 @@ func TestClassIsolationAndValidation(t *testing.T) {
 	if _, err := Acquire(WithClass(ctx, strings.Repeat("c", 1024)), db); err != nil {
 		t.Errorf("a 1024-byte class: %v", err)
 	}
-	if _, err := NewConnector(tpConnector{newTPDriver()}, WithDefaultClass("a*b")); !errors.Is(err, ErrInvalidClass) {
+	if _, err := NewConnector(tpConnector(newTPDriver()), WithDefaultClass("a*b")); !errors.Is(err, ErrInvalidClass) {
 		t.Errorf("WithDefaultClass(a*b): %v, want ErrInvalidClass", err)
 	}
-	if _, err := NewConnector(tpConnector{newTPDriver()}, WithDefaultClass(strings.Repeat("c", 1025))); !errors.Is(err, ErrInvalidClass) {
+	if _, err := NewConnector(tpConnector(newTPDriver()), WithDefaultClass(strings.Repeat("c", 1025))); !errors.Is(err, ErrInvalidClass) {
 		t.Errorf("WithDefaultClass(1025 bytes): %v, want ErrInvalidClass", err)
 	}
 
@@ -1835,8 +1700,8 @@ func TestAcquireReleaseSessionOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.opens.Load() != 1 || c.Stats().Busy != 1 {
-		t.Errorf("Acquire did not bind a session: opens %d busy %d", d.opens.Load(), c.Stats().Busy)
+	if d.Opens.Load() != 1 || c.Stats().Busy != 1 {
+		t.Errorf("Acquire did not bind a session: opens %d busy %d", d.Opens.Load(), c.Stats().Busy)
 	}
 	s, err := SessionOf(cn)
 	if err != nil {
@@ -1861,7 +1726,7 @@ func TestAcquireReleaseSessionOf(t *testing.T) {
 	cn.Close()
 
 	// Not a hasql connection.
-	raw := sql.OpenDB(tpConnector{d})
+	raw := sql.OpenDB(tpConnector(d))
 	defer raw.Close()
 	rc, err := raw.Conn(ctx)
 	if err != nil {
@@ -2017,7 +1882,7 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 						continue
 					}
 					s, _ := SessionOf(cn)
-					s.Unwrap().(*tpConn).dead.Store(true)
+					FakeConnOf(s.Unwrap()).dead.Store(true)
 					kills.Add(1)
 					cn.Close()
 				default: // the session dies while idle, in a class nobody asks a tag of
@@ -2027,7 +1892,7 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 						continue
 					}
 					s, _ := SessionOf(cn)
-					s.Unwrap().(*tpConn).failReset.Store(true)
+					FakeConnOf(s.Unwrap()).failReset.Store(true)
 					cn.Close()
 					if _, err := db.ExecContext(WithClass(context.Background(), "doom"), "SET x = 1"); err != nil {
 						fail("exec after a dead idle session: %v", err)
@@ -2061,15 +1926,15 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 	if s.Busy != 0 || s.Open != s.Idle {
 		t.Errorf("after quiescing: %+v", s)
 	}
-	if int64(s.Open) != d.opens.Load()-d.closes.Load() || len(d.liveIDs()) != s.Open {
-		t.Errorf("Open %d; the driver has %d open (%d opened, %d closed)", s.Open, len(d.liveIDs()), d.opens.Load(), d.closes.Load())
+	if int64(s.Open) != d.Opens.Load()-d.Closes.Load() || len(d.LiveIDs()) != s.Open {
+		t.Errorf("Open %d; the driver has %d open (%d opened, %d closed)", s.Open, len(d.LiveIDs()), d.Opens.Load(), d.Closes.Load())
 	}
 	if s.Created-s.Closed != int64(s.Open) {
 		t.Errorf("Created %d - Closed %d != Open %d", s.Created, s.Closed, s.Open)
 	}
 	tpCheckDriver(t, c, d)
-	if want := kills.Load() + d.badResets.Load(); s.Terminated != want {
-		t.Errorf("Terminated %d; want %d (%d killed while held, %d found dead at reset)", s.Terminated, want, kills.Load(), d.badResets.Load())
+	if want := kills.Load() + d.BadResets.Load(); s.Terminated != want {
+		t.Errorf("Terminated %d; want %d (%d killed while held, %d found dead at reset)", s.Terminated, want, kills.Load(), d.BadResets.Load())
 	}
 	// Every tagged checkout counts once, as a hit or a miss; the Acquires show which.
 	if got, want := s.TagHits+s.TagMisses, taggedAcq.Load()+taggedQueries.Load(); got != want {
@@ -2085,13 +1950,13 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 		t.Errorf("Open %d below min %d", s.Open, pc.Min)
 	}
 	t.Logf("%+v; %d killed, %d dead at reset, %d tagged acquires (%d found), max open seen %d",
-		s, kills.Load(), d.badResets.Load(), taggedAcq.Load(), found.Load(), maxOpenSeen.Load())
+		s, kills.Load(), d.BadResets.Load(), taggedAcq.Load(), found.Load(), maxOpenSeen.Load())
 
 	// Closing the DB closes every session.
 	db.Close()
 	s = c.Stats()
-	if s.Open != 0 || s.Idle != 0 || s.Busy != 0 || s.Closed != s.Created || len(d.liveIDs()) != 0 {
-		t.Errorf("after Close: %+v; driver has %d open", s, len(d.liveIDs()))
+	if s.Open != 0 || s.Idle != 0 || s.Busy != 0 || s.Closed != s.Created || len(d.LiveIDs()) != 0 {
+		t.Errorf("after Close: %+v; driver has %d open", s, len(d.LiveIDs()))
 	}
 	tpCheckDriver(t, c, d)
 }
@@ -2104,7 +1969,7 @@ func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
 	d := newTPDriver()
 	release := make(chan struct{})
 	var background atomic.Int64
-	d.hook = func(ctx context.Context, n int64) error {
+	d.OnConnect = func(ctx context.Context, n int64) error {
 		if tpIsCaller(ctx) || background.Add(1) <= 3 {
 			return nil // the caller's own and the first three (min)
 		}
@@ -2115,7 +1980,7 @@ func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	c, err := NewConnector(tpConnector{d})
+	c, err := NewConnector(tpConnector(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -2144,7 +2009,7 @@ func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(release)
-	if n := len(d.liveIDs()); n != 0 {
+	if n := len(d.LiveIDs()); n != 0 {
 		t.Errorf("%d sessions open after Close", n)
 	}
 	tpCheckDriver(t, c, d)
