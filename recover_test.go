@@ -176,7 +176,7 @@ func TestBackoffSources(t *testing.T) {
 	}
 
 	// And through a connector: environment, then DSN, then options.
-	c, err := NewConnector(rcNopConnector{}, WithBackoff(Backoff{Delays: []time.Duration{time.Millisecond, 2 * time.Millisecond}, ConnectTimeout: time.Second, OutageWait: time.Second}))
+	c, err := NewConnector(rcNopConnector(), WithBackoff(Backoff{Delays: []time.Duration{time.Millisecond, 2 * time.Millisecond}, ConnectTimeout: time.Second, OutageWait: time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestBackoffSources(t *testing.T) {
 	if got := c.cfg.backoff.reconnectDelay(9); got != 2*time.Millisecond {
 		t.Fatalf("WithBackoff: reconnectDelay(9) = %v, want 2ms", got)
 	}
-	c2, err := NewConnector(rcNopConnector{})
+	c2, err := NewConnector(rcNopConnector())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,22 +193,15 @@ func TestBackoffSources(t *testing.T) {
 		t.Fatalf("connector under HASQL_RECONNECT_TIMEOUT: delay(1) = %v, want 10s", got)
 	}
 	t.Setenv("HASQL_RECONNECT_TIMEOUT", "5,-1")
-	if _, err := NewConnector(rcNopConnector{}); err == nil || !errors.Is(err, ErrDSN) {
+	if _, err := NewConnector(rcNopConnector()); err == nil || !errors.Is(err, ErrDSN) {
 		t.Fatalf("bad HASQL_RECONNECT_TIMEOUT: %v, want ErrDSN", err)
 	}
 }
 
 // rcNopConnector is an inner connector that never connects.
-type rcNopConnector struct{}
-
-func (rcNopConnector) Connect(context.Context) (driver.Conn, error) {
-	return nil, errors.New("rcNopConnector: no connections")
+func rcNopConnector() driver.Connector {
+	return (&FakeDriver{Mode: FakeDSNRecord, Name: "rcNopConnector"}).Connector()
 }
-func (rcNopConnector) Driver() driver.Driver { return rcNopDriver{} }
-
-type rcNopDriver struct{}
-
-func (rcNopDriver) Open(string) (driver.Conn, error) { return nil, errors.New("rcNopDriver") }
 
 // ---------------------------------------------------------------------------------------------
 // Host set
