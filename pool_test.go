@@ -6,7 +6,7 @@ package hasql
 // p.reap(fakeNow) directly; nothing here asserts on background timing, it only waits (bounded)
 // for background work to settle.
 //
-// The exported PoolTest* helpers at the end let the external integration tests
+// The exported PoolTest* helpers in export_test.go let the external integration tests
 // (pool_integration_test.go) drive the same clock and reaper on real servers.
 
 import (
@@ -106,26 +106,6 @@ func (c *tpClock) Advance(d time.Duration) time.Time {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 	return c.t
-}
-
-// installPool replaces a new connector's pool (unused so far) by one with config pc running on
-// the clock now, and starts it. It must be called before the connector is used.
-func installPool(c *Connector, pc PoolConfig, now func() time.Time) error {
-	cfg := c.cfg
-	cfg.pool = pc
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	c.pool.close()
-	c.cfg.pool = pc
-	p := newPool(c, pc)
-	if now != nil {
-		p.now, p.fakeClock = now, true
-	}
-	c.pool = p
-	p.start()
-	c.startHealth() // the old pool's close stopped it (a no-op without health_interval)
-	return nil
 }
 
 // tpOpen opens a *sql.DB over a connector on d whose pool has config pc and runs on clk (nil:
@@ -2014,19 +1994,3 @@ func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
 	}
 	tpCheckDriver(t, c, d)
 }
-
-// ---------------------------------------------------------------------------------------------
-// Hooks for the external integration tests (package hasql_test): drive the pool's clock and
-// reaper on a real server.
-
-// PoolTestInstallClock gives a connector that has not been used yet a pool with config pc
-// running on the clock now. For tests only.
-func PoolTestInstallClock(c *Connector, pc PoolConfig, now func() time.Time) error {
-	return installPool(c, pc, now)
-}
-
-// PoolTestReap runs the pool's reaper as if the time were now. For tests only.
-func PoolTestReap(c *Connector, now time.Time) { c.pool.reap(now) }
-
-// PoolTestFillMin asks the pool to open sessions up to its min in the background. For tests only.
-func PoolTestFillMin(c *Connector) { c.pool.fillMin() }
