@@ -1,10 +1,10 @@
 package hasql
 
-// Internal tests of the physical session pool (pool.go) on fakedb (fakedb_test.go) configured as a
-// deterministic inner driver that counts every open, close and reset, so that Stats can be checked against a
-// model. Time is injected: the pool's clock is a fake one and reaping is driven by calling
-// p.reap(fakeNow) directly; nothing here asserts on background timing, it only waits (bounded)
-// for background work to settle.
+// Internal tests of the physical session pool (pool.go) on fakedb (fakedb_test.go), configured
+// as a deterministic inner driver that counts every open, close and reset, so that Stats can be
+// checked against a model. Time is injected: the pool's clock is a fake one and reaping is driven
+// by calling p.reap(fakeNow) directly; nothing here asserts on background timing, it only waits
+// (bounded) for background work to settle.
 //
 // The exported PoolTest* helpers in export_test.go let the external integration tests
 // (pool_integration_test.go) drive the same clock and reaper on real servers.
