@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Tests of the per-driver knowledge (dialect.go): which dialect a driver gets, and how each
@@ -58,6 +59,33 @@ func TestClassifyConstructed(t *testing.T) {
 		if dead != r.dead || ns != r.notSent || wr != r.wrongRole || cr != r.connectRetrying {
 			t.Errorf("%s: connDead=%v notSent=%v wrongRole=%v connectRetryable=%v; want %v %v %v %v",
 				r.name, dead, ns, wr, cr, r.dead, r.notSent, r.wrongRole, r.connectRetrying)
+		}
+	}
+}
+
+// TestDialectOf: the inner driver's type decides, else the name it registers under; anything
+// else is generic.
+func TestDialectOf(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		drv  driver.Driver
+		want dialect
+	}{
+		{"pgx", &stdlib.Driver{}, dialectPgx},
+		{"anything", &stdlib.Driver{}, dialectPgx},
+		{"mysql", &mysql.MySQLDriver{}, dialectMySQL},
+		{"anything", mysql.MySQLDriver{}, dialectMySQL},
+		{"pgx", nil, dialectPgx},
+		{"pgx/v5", nil, dialectPgx},
+		{"mysql", nil, dialectMySQL},
+		{"sqlmock", nil, dialectSQLMock},
+		{"sqlmock", &FakeDriver{}, dialectSQLMock},
+		{"postgres", nil, dialectGeneric},
+		{"mysql", &FakeDriver{}, dialectGeneric}, // a driver registered as "mysql" that is not go-sql-driver's
+		{"fakedb", &FakeDriver{}, dialectGeneric},
+	} {
+		if got := dialectOf(tc.name, tc.drv); got != tc.want {
+			t.Errorf("dialectOf(%q, %T) = %v, want %v", tc.name, tc.drv, got, tc.want)
 		}
 	}
 }

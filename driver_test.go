@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
+	"slices"
 	"testing"
 
 	"github.com/hasqlgo/hasql"
@@ -149,6 +151,72 @@ func checkClosedOnce(t *testing.T, label string, db *sql.DB, rec *hasql.FakeDB) 
 	for i, c := range rec.Connectors() {
 		if n := c.Closes.Load(); n != 1 {
 			t.Errorf("%s: inner connector %d closed %d times after a second db.Close, want 1", label, i, n)
+		}
+	}
+}
+
+// TestDriverRegisteredAndOpens: "hasql" is registered; sql.Open, hasql.Open, hasql.OpenDB and
+// hasql.NewConnector all reach the inner driver, and a DSN hasql cannot use fails with ErrDSN.
+func TestDriverRegisteredAndOpens(t *testing.T) {
+	if !slices.Contains(sql.Drivers(), "hasql") {
+		t.Fatalf("sql.Drivers() = %v lacks \"hasql\"", sql.Drivers())
+	}
+	inner := hasql.FakeDriverName(hasql.FakeCapsContext)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		open func(db *hasql.FakeDB) (*sql.DB, error)
+	}{
+		{"sql.Open", func(db *hasql.FakeDB) (*sql.DB, error) { return sql.Open("hasql", inner+":"+db.DSN()) }},
+		{"hasql.Open", func(db *hasql.FakeDB) (*sql.DB, error) { return hasql.Open(inner, db.DSN()) }},
+		{"hasql.OpenDB", func(db *hasql.FakeDB) (*sql.DB, error) {
+			c, err := hasql.FakeDriverFor(hasql.FakeCapsContext).OpenConnector(db.DSN())
+			if err != nil {
+				return nil, err
+			}
+			return hasql.OpenDB(c), nil
+		}},
+		{"hasql.NewConnector", func(db *hasql.FakeDB) (*sql.DB, error) {
+			c, err := hasql.NewConnector((&hasql.FakeDriver{Caps: hasql.FakeCapsContext, DB: db}).Connector())
+			if err != nil {
+				return nil, err
+			}
+			return sql.OpenDB(c), nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fdb := hasql.NewFakeDB(t)
+			db, err := tc.open(fdb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, ok := hasql.ConnectorOf(db); !ok {
+				t.Error("ConnectorOf found no hasql Connector")
+			}
+			if err := db.PingContext(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := fdb.Opens.Load(); n != 1 {
+				t.Errorf("the inner driver opened %d connections for a Ping, want 1", n)
+			}
+		})
+	}
+
+	for _, dsn := range []string{
+		"no-colon",
+		":x",
+		"hasql:x",
+		"not-registered-driver:x",
+		inner + ":x?hasql.nope=1",
+	} {
+		db, err := sql.Open("hasql", dsn)
+		if err == nil {
+			err = db.PingContext(ctx)
+			db.Close()
+		}
+		if !errors.Is(err, hasql.ErrDSN) {
+			t.Errorf("%q: %v, want ErrDSN", dsn, err)
 		}
 	}
 }

@@ -103,3 +103,59 @@ func TestTagNormalizeMatchesReference(t *testing.T) {
 		t.Errorf("normalizeTag of a normal tag allocates %v times", n)
 	}
 }
+
+// TestSelectorWithFunctions: each With* records its own field in a copy and keeps what the
+// context already asked for; the context it was given is not changed.
+func TestSelectorWithFunctions(t *testing.T) {
+	base := WithTag(context.Background(), "a=1")
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want selector
+	}{
+		{"none", context.Background(), selector{}},
+		{"tag", base, selector{tag: "a=1"}},
+		{"tag then match any", WithMatchAnyTag(base), selector{tag: "a=1", matchAny: true}},
+		{"tag then purity", WithPurity(base, PurityNew), selector{tag: "a=1", purity: PurityNew}},
+		{"tag then class", WithClass(base, "batch"), selector{tag: "a=1", class: "batch"}},
+		{"tag then user", WithUser(base, "u", "pw"), selector{tag: "a=1", user: "u", password: "pw"}},
+		{"later tag wins", WithTag(base, "b=2"), selector{tag: "b=2"}},
+		{"idempotent carries no selector", Idempotent(base), selector{tag: "a=1"}},
+	} {
+		if got := selectorFrom(tc.ctx); got != tc.want {
+			t.Errorf("%s: selector %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	if got := selectorFrom(base); got != (selector{tag: "a=1"}) {
+		t.Errorf("the base context changed: %+v", got)
+	}
+	if selectorIn(context.Background()) != nil {
+		t.Error("selectorIn of a bare context is not nil")
+	}
+}
+
+func TestIdempotentMarksOnlyItsContext(t *testing.T) {
+	ctx := context.Background()
+	if isIdempotent(ctx) || !isIdempotent(Idempotent(ctx)) || !isIdempotent(WithTag(Idempotent(ctx), "a=1")) {
+		t.Error("Idempotent marks the wrong contexts")
+	}
+}
+
+func TestValidateClass(t *testing.T) {
+	for _, tc := range []struct {
+		class string
+		ok    bool
+	}{
+		{"", true},
+		{"batch", true},
+		{strings.Repeat("c", maxClassLen), true},
+		{strings.Repeat("c", maxClassLen+1), false},
+		{"a*b", false},
+		{"a\x00b", false},
+	} {
+		err := validateClass(tc.class)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrInvalidClass)) {
+			t.Errorf("validateClass(%.20q) = %v, want ok=%v (ErrInvalidClass otherwise)", tc.class, err, tc.ok)
+		}
+	}
+}
