@@ -38,7 +38,7 @@ package hasql
 // each prototype's capability mask from its method set by reflection, so a
 // table entry cannot claim an interface it lacks.
 //
-// Query-text markers (recording behaviour, no hook set):
+// Query-text markers (applied before any hook):
 //
 //	badconn-once!  the first Exec/Query/Prepare/statement call that sees this
 //	               query text fails with driver.ErrBadConn
@@ -760,7 +760,7 @@ var (
 	fakeDBSeq atomic.Int64
 )
 
-// FakeDB is one fake server. Hooks and Caps must be set before its first
+// FakeDB is one fake server. Hooks must be set before its first
 // connection; counters and the log may be read at any time.
 type FakeDB struct {
 	// Hooks. Each, when set, answers its kind of call in place of the
@@ -2009,4 +2009,82 @@ func (r *FakeSliceRows) Next(dest []driver.Value) error {
 	copy(dest, r.Vals[r.i])
 	r.i++
 	return nil
+}
+
+// ---------------------------------------------------------------------------
+// The fake's own test: faults do what FakeFault says.
+
+func TestFakeDBFaults(t *testing.T) {
+	errX := errors.New("injected")
+	for _, tc := range []struct {
+		name   string
+		faults []FakeFault
+		calls  []string // queries run with ExecContext, in order
+		want   []string // "ok", "err" (errX), "bad" (driver.ErrBadConn)
+		execs  int      // calls that reached the server (OnExec ran)
+		dead   bool     // the session is dead afterwards
+	}{
+		{"no fault", nil, []string{"a", "b"}, []string{"ok", "ok"}, 2, false},
+		{"Nth call", []FakeFault{{Kind: "exec", Nth: 2, Err: errX}}, []string{"a", "a", "a"}, []string{"ok", "err", "ok"}, 2, false},
+		{"every matching call", []FakeFault{{Kind: "exec", Match: "b", Err: errX}}, []string{"a", "b", "b"}, []string{"ok", "err", "err"}, 1, false},
+		{"other kind", []FakeFault{{Kind: "query", Err: errX}}, []string{"a"}, []string{"ok"}, 1, false},
+		{"queued", []FakeFault{{Kind: "exec", Nth: 1, Err: errX}, {Kind: "exec", Nth: 1}}, []string{"a", "a", "a"}, []string{"err", "bad", "ok"}, 1, false},
+		{"sent before failing", []FakeFault{{Kind: "exec", Nth: 1, Err: errX, Sent: true}}, []string{"a"}, []string{"err"}, 1, false},
+		{"kill", []FakeFault{{Kind: "exec", Nth: 1, Kill: true}}, []string{"a", "b"}, []string{"bad", "bad"}, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := NoopFakeDB()
+			execs := 0
+			db.OnExec = func(*FakeConn, context.Context, string, []driver.NamedValue) (driver.Result, error) {
+				execs++
+				return driver.RowsAffected(1), nil
+			}
+			for _, f := range tc.faults {
+				db.Inject(f)
+			}
+			conn, err := (&FakeDriver{Caps: FakeCapsContext, DB: db}).Open("")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			for i, q := range tc.calls {
+				_, err := conn.(driver.ExecerContext).ExecContext(context.Background(), q, nil)
+				got := "ok"
+				switch {
+				case errors.Is(err, errX):
+					got = "err"
+				case errors.Is(err, driver.ErrBadConn):
+					got = "bad"
+				case err != nil:
+					got = err.Error()
+				}
+				if got != tc.want[i] {
+					t.Errorf("call %d (%q): %s, want %s", i+1, q, got, tc.want[i])
+				}
+			}
+			if execs != tc.execs {
+				t.Errorf("%d calls reached the server, want %d", execs, tc.execs)
+			}
+			valid := conn.(driver.Validator).IsValid()
+			reset := conn.(driver.SessionResetter).ResetSession(context.Background())
+			if valid == tc.dead || (reset != nil) != tc.dead {
+				t.Errorf("IsValid %v, ResetSession %v; want dead=%v", valid, reset, tc.dead)
+			}
+		})
+	}
+
+	t.Run("latency honours the context", func(t *testing.T) {
+		db := NoopFakeDB()
+		db.Inject(FakeFault{Kind: "ping", Delay: time.Hour, Nth: 1, Err: errX})
+		conn, err := (&FakeDriver{Caps: FakeCapsContext, DB: db}).Open("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		if err := conn.(driver.Pinger).Ping(ctx); !errors.Is(err, errX) {
+			t.Fatalf("Ping: %v, want the injected error after the context ended", err)
+		}
+	})
 }

@@ -112,3 +112,50 @@ func TestAcquireReleaseSessionOf(t *testing.T) {
 		t.Errorf("Acquire on a closed DB succeeded")
 	}
 }
+
+// TestSessionMethods: what a Session reports and does for the handle it came from.
+func TestSessionMethods(t *testing.T) {
+	ctx := context.Background()
+	d := newTPDriver()
+	db, _ := tpOpen(t, d, tpPC(0, 4, 1), nil)
+
+	conn, id := tpAcquire(t, ctx, db)
+	s := tpSession(t, conn)
+	if s.Tag() != "" || s.TagFound() {
+		t.Errorf("untagged checkout: Tag %q TagFound %v", s.Tag(), s.TagFound())
+	}
+	if inner := FakeConnOf(s.Unwrap()); inner == nil || inner.ID != id {
+		t.Errorf("Unwrap() = %T, want the inner connection %d", s.Unwrap(), id)
+	}
+	if err := s.Exec(ctx, "SET tz = utc"); err != nil {
+		t.Fatalf("Session.Exec: %v", err)
+	}
+	if got := tpShow(t, ctx, conn, "tz"); got != "utc" {
+		t.Errorf("SHOW tz after Session.Exec = %q, want utc", got)
+	}
+	for _, tc := range []struct {
+		tag, want string
+		err       error
+	}{
+		{"b=2; a=1", "a=1;b=2", nil},
+		{"a=1;b=2", "a=1;b=2", nil},
+		{"a", "a=1;b=2", ErrInvalidTag}, // refused: the tag stays
+		{"", "", nil},
+		{"tz=utc", "tz=utc", nil},
+	} {
+		if err := s.SetTag(tc.tag); !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
+			t.Errorf("SetTag(%q): %v, want %v", tc.tag, err, tc.err)
+		}
+		if got := s.Tag(); got != tc.want {
+			t.Errorf("after SetTag(%q): Tag() = %q, want %q", tc.tag, got, tc.want)
+		}
+	}
+	conn.Close()
+
+	// The tag set on the session is what a later checkout asking for it finds.
+	conn, id2 := tpAcquire(t, WithTag(ctx, "tz=utc"), db)
+	defer conn.Close()
+	if s := tpSession(t, conn); id2 != id || !s.TagFound() || s.Tag() != "tz=utc" {
+		t.Errorf("tagged checkout: session %d (want %d), TagFound %v, Tag %q", id2, id, s.TagFound(), s.Tag())
+	}
+}
