@@ -57,7 +57,7 @@ func tpExec(c *FakeConn, q string) (driver.Result, error) {
 		c.Vars[f[1]] = f[3]
 		return driver.RowsAffected(0), nil
 	}
-	return nil, fmt.Errorf("tpConn: cannot exec %q", q)
+	return nil, fmt.Errorf("tpExec: cannot exec %q", q)
 }
 
 func tpQuery(c *FakeConn, q string) (driver.Rows, error) {
@@ -67,7 +67,7 @@ func tpQuery(c *FakeConn, q string) (driver.Rows, error) {
 	case strings.HasPrefix(q, "SHOW "):
 		return FakeOneRow(c.Vars[strings.TrimPrefix(q, "SHOW ")]), nil
 	}
-	return nil, fmt.Errorf("tpConn: cannot query %q", q)
+	return nil, fmt.Errorf("tpQuery: cannot query %q", q)
 }
 
 // tpConnector is an inner connector on d.
