@@ -17,8 +17,6 @@ package hasql_test
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
-	"io"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -30,96 +28,12 @@ import (
 )
 
 // ---------------------------------------------------------------------------------------------
-// A no-op driver, registered as "hasql-noop". It has every optional interface hasql forwards and
-// allocates only what a driver must: a Stmt per prepare and a Rows per query.
+// A no-op driver, registered as "hasql-noop": fakedb_test.go's driver in its no-op configuration
+// (hasql.NoopFakeDB). It has every optional interface hasql forwards and allocates only what a
+// driver must: a Stmt per prepare and a Rows per query (one row, columns id and v).
 
 func init() {
-	sql.Register("hasql-noop", benchNoopDriver{})
-}
-
-type benchNoopDriver struct{}
-
-func (benchNoopDriver) Open(string) (driver.Conn, error) { return &benchNoopConn{}, nil }
-
-type benchNoopConn struct {
-	closed bool
-}
-
-var (
-	_ driver.Conn               = (*benchNoopConn)(nil)
-	_ driver.ExecerContext      = (*benchNoopConn)(nil)
-	_ driver.QueryerContext     = (*benchNoopConn)(nil)
-	_ driver.ConnPrepareContext = (*benchNoopConn)(nil)
-	_ driver.ConnBeginTx        = (*benchNoopConn)(nil)
-	_ driver.Pinger             = (*benchNoopConn)(nil)
-	_ driver.SessionResetter    = (*benchNoopConn)(nil)
-	_ driver.Validator          = (*benchNoopConn)(nil)
-	_ driver.NamedValueChecker  = (*benchNoopConn)(nil)
-	_ driver.Tx                 = (*benchNoopConn)(nil)
-	_ driver.StmtExecContext    = (*benchNoopStmt)(nil)
-	_ driver.StmtQueryContext   = (*benchNoopStmt)(nil)
-)
-
-// benchNoopResult is shared: a Result has no state worth allocating for.
-var benchNoopResult driver.Result = driver.RowsAffected(1)
-
-func (c *benchNoopConn) Prepare(query string) (driver.Stmt, error) {
-	return &benchNoopStmt{query: query}, nil
-}
-func (c *benchNoopConn) PrepareContext(_ context.Context, query string) (driver.Stmt, error) {
-	return &benchNoopStmt{query: query}, nil
-}
-func (c *benchNoopConn) Close() error               { c.closed = true; return nil }
-func (c *benchNoopConn) Begin() (driver.Tx, error)  { return c, nil } //nolint:staticcheck
-func (c *benchNoopConn) Commit() error              { return nil }
-func (c *benchNoopConn) Rollback() error            { return nil }
-func (c *benchNoopConn) Ping(context.Context) error { return nil }
-func (c *benchNoopConn) IsValid() bool              { return !c.closed }
-func (c *benchNoopConn) ResetSession(context.Context) error {
-	return nil
-}
-func (c *benchNoopConn) CheckNamedValue(*driver.NamedValue) error { return driver.ErrSkip }
-func (c *benchNoopConn) BeginTx(context.Context, driver.TxOptions) (driver.Tx, error) {
-	return c, nil
-}
-func (c *benchNoopConn) ExecContext(context.Context, string, []driver.NamedValue) (driver.Result, error) {
-	return benchNoopResult, nil
-}
-func (c *benchNoopConn) QueryContext(context.Context, string, []driver.NamedValue) (driver.Rows, error) {
-	return &benchNoopRows{}, nil
-}
-
-type benchNoopStmt struct{ query string }
-
-func (s *benchNoopStmt) Close() error  { return nil }
-func (s *benchNoopStmt) NumInput() int { return -1 }
-func (s *benchNoopStmt) Exec([]driver.Value) (driver.Result, error) { //nolint:staticcheck
-	return benchNoopResult, nil
-}
-func (s *benchNoopStmt) Query([]driver.Value) (driver.Rows, error) { //nolint:staticcheck
-	return &benchNoopRows{}, nil
-}
-func (s *benchNoopStmt) ExecContext(context.Context, []driver.NamedValue) (driver.Result, error) {
-	return benchNoopResult, nil
-}
-func (s *benchNoopStmt) QueryContext(context.Context, []driver.NamedValue) (driver.Rows, error) {
-	return &benchNoopRows{}, nil
-}
-
-// benchNoopRows is one row of two int64 columns.
-type benchNoopRows struct{ done bool }
-
-var benchNoopColumns = []string{"id", "v"}
-
-func (r *benchNoopRows) Columns() []string { return benchNoopColumns }
-func (r *benchNoopRows) Close() error      { return nil }
-func (r *benchNoopRows) Next(dest []driver.Value) error {
-	if r.done {
-		return io.EOF
-	}
-	r.done = true
-	dest[0], dest[1] = int64(1), int64(2)
-	return nil
+	sql.Register("hasql-noop", &hasql.FakeDriver{Caps: hasql.FakeCapsContext, DB: hasql.NoopFakeDB()})
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -77,21 +77,25 @@ func sameLines(t *testing.T, what string, got, want []string) {
 	}
 }
 
-// The tiny inner driver, "hasqlcbtest": every call it gets is recorded in its
-// backend's recorder, so tests see exactly where the driver call falls among
-// the callbacks. Its DSN is the backend's name.
+// The tiny inner driver, "hasqlcbtest": fakedb's driver, whose hooks record
+// every call it gets in the backend's recorder, so tests see exactly where the
+// driver call falls among the callbacks. Its DSN names the backend's FakeDB.
+// It has no DriverContext, so that a DSN naming no backend fails at the first
+// connection, not at Open.
 const tdName = "hasqlcbtest"
 
-func init() { sql.Register(tdName, tdDriver{}) }
+// tdCaps: ad-hoc work, PrepareContext, Ping, reset and argument checks; no
+// BeginTx, no Validator; statements and rows with nothing optional.
+const tdCaps = hasql.FakeExecerContext | hasql.FakeQueryerContext | hasql.FakeConnPrepareContext |
+	hasql.FakePinger | hasql.FakeSessionResetter | hasql.FakeConnChecker
 
-var tdBackends sync.Map // name → *tdBackend
+func init() { sql.Register(tdName, &hasql.FakePlainDriver{D: hasql.FakeDriver{Caps: tdCaps}}) }
 
 type tdBackend struct {
+	db       *hasql.FakeDB
 	rec      *recorder
 	skipExec bool // ExecContext returns driver.ErrSkip, as a driver without ad-hoc exec
 	quiet    bool // record nothing (concurrency test)
-	opened   atomic.Int64
-	closed   atomic.Int64
 }
 
 func (b *tdBackend) log(s string) {
@@ -101,87 +105,42 @@ func (b *tdBackend) log(s string) {
 }
 
 func newTD(t testing.TB) (string, *tdBackend) {
-	name := fmt.Sprintf("td%d", cbSeq.Add(1))
-	b := &tdBackend{rec: &recorder{}}
-	tdBackends.Store(name, b)
-	t.Cleanup(func() { tdBackends.Delete(name) })
-	return name, b
-}
-
-type tdDriver struct{}
-
-func (tdDriver) Open(dsn string) (driver.Conn, error) {
-	v, ok := tdBackends.Load(dsn)
-	if !ok {
-		return nil, fmt.Errorf("hasqlcbtest: no backend %q", dsn)
+	b := &tdBackend{db: hasql.NewQuietFakeDB(t), rec: &recorder{}}
+	d := b.db
+	d.OnPrepare = func(_ *hasql.FakeConn, _ context.Context, q string) error { b.log("prepare " + q); return nil }
+	d.OnClose = func(*hasql.FakeConn) { b.log("close") }
+	d.OnBegin = func(*hasql.FakeConn) error { b.log("begin"); return nil }
+	d.OnCommit = func(*hasql.FakeConn) error { b.log("commit"); return nil }
+	d.OnRollback = func(*hasql.FakeConn) error { b.log("rollback"); return nil }
+	d.OnExec = func(_ *hasql.FakeConn, _ context.Context, q string, _ []driver.NamedValue) (driver.Result, error) {
+		if b.skipExec {
+			b.log("exec " + q + " -> ErrSkip")
+			return nil, driver.ErrSkip
+		}
+		b.log("exec " + q)
+		return driver.RowsAffected(1), nil
 	}
-	b := v.(*tdBackend)
-	b.opened.Add(1)
-	return &tdConn{b: b}, nil
-}
-
-type tdConn struct{ b *tdBackend }
-
-var (
-	_ driver.ExecerContext      = (*tdConn)(nil)
-	_ driver.QueryerContext     = (*tdConn)(nil)
-	_ driver.ConnPrepareContext = (*tdConn)(nil)
-	_ driver.Pinger             = (*tdConn)(nil)
-	_ driver.SessionResetter    = (*tdConn)(nil)
-)
-
-func (c *tdConn) Prepare(q string) (driver.Stmt, error) {
-	return c.PrepareContext(context.Background(), q)
-}
-func (c *tdConn) PrepareContext(_ context.Context, q string) (driver.Stmt, error) {
-	c.b.log("prepare " + q)
-	return &tdStmt{c: c, q: q}, nil
-}
-func (c *tdConn) Close() error {
-	c.b.closed.Add(1)
-	c.b.log("close")
-	return nil
-}
-func (c *tdConn) Begin() (driver.Tx, error) { c.b.log("begin"); return tdTx{c}, nil }
-func (c *tdConn) ExecContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Result, error) {
-	if c.b.skipExec {
-		c.b.log("exec " + q + " -> ErrSkip")
-		return nil, driver.ErrSkip
+	d.OnQuery = func(_ *hasql.FakeConn, _ context.Context, q string, _ []driver.NamedValue) (driver.Rows, error) {
+		b.log("query " + q)
+		return oneRow(int64(1)), nil
 	}
-	c.b.log("exec " + q)
-	return driver.RowsAffected(1), nil
-}
-func (c *tdConn) QueryContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Rows, error) {
-	c.b.log("query " + q)
-	return oneRow(int64(1)), nil
-}
-func (c *tdConn) Ping(context.Context) error               { c.b.log("ping"); return nil }
-func (c *tdConn) ResetSession(context.Context) error       { c.b.log("reset"); return nil }
-func (c *tdConn) CheckNamedValue(*driver.NamedValue) error { return driver.ErrSkip }
-
-type tdStmt struct {
-	c *tdConn
-	q string
-}
-
-func (s *tdStmt) Close() error  { s.c.b.log("stmt close " + s.q); return nil }
-func (s *tdStmt) NumInput() int { return -1 }
-func (s *tdStmt) Exec([]driver.Value) (driver.Result, error) {
-	s.c.b.log("stmt exec " + s.q)
-	return driver.RowsAffected(1), nil
-}
-func (s *tdStmt) Query([]driver.Value) (driver.Rows, error) {
-	s.c.b.log("stmt query " + s.q)
-	return oneRow(int64(1)), nil
+	d.OnPing = func(*hasql.FakeConn) error { b.log("ping"); return nil }
+	d.OnReset = func(*hasql.FakeConn) error { b.log("reset"); return nil }
+	d.NumInput = func(string) int { return -1 }
+	d.OnStmtClose = func(s *hasql.FakeStmt) error { b.log("stmt close " + s.SQL); s.Forget(); return nil }
+	d.OnStmtExec = func(s *hasql.FakeStmt, _ context.Context, _ []driver.NamedValue) (driver.Result, error) {
+		b.log("stmt exec " + s.SQL)
+		return driver.RowsAffected(1), nil
+	}
+	d.OnStmtQuery = func(s *hasql.FakeStmt, _ context.Context, _ []driver.NamedValue) (driver.Rows, error) {
+		b.log("stmt query " + s.SQL)
+		return oneRow(int64(1)), nil
+	}
+	return d.DSN(), b
 }
 
-type tdTx struct{ c *tdConn }
-
-func (t tdTx) Commit() error   { t.c.b.log("commit"); return nil }
-func (t tdTx) Rollback() error { t.c.b.log("rollback"); return nil }
-
-// sliceRows is a minimal driver.Rows, for replacement callbacks and the tiny
-// driver.
+// sliceRows is a minimal driver.Rows, for replacement callbacks (and what
+// the tiny driver's hooks answer).
 type sliceRows struct {
 	cols   []string
 	vals   [][]driver.Value
@@ -1321,7 +1280,7 @@ func TestCallbacksPanicDoesNotLeak(t *testing.T) {
 			t.Fatal(err)
 		}
 		db.Close()
-		if o, c := b.opened.Load(), b.closed.Load(); o != 1 || c != 1 {
+		if o, c := b.db.Opens.Load(), b.db.Closes.Load(); o != 1 || c != 1 {
 			t.Fatalf("opened %d, closed %d inner connections", o, c)
 		}
 	})

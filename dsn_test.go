@@ -9,7 +9,6 @@ package hasql
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -34,58 +33,23 @@ const (
 // Callback packages for hasql.callbacks / HASQL_CALLBACK_PACKAGES.
 var dsntPackages = []string{"dsntest-a", "dsntest-b", "dsntest-c", "dsntest-d", "dsntest-e", "dsntest-f"}
 
+// The test drivers are fakedb's in its DSN modes: they keep no server, only the DSN.
 func init() {
-	sql.Register(dsntRec, dsntRecDriver{})
-	sql.Register(dsntEcho, dsntEchoDriver{})
-	sql.Register(dsntEchoOpen, dsntEchoDriver{failOpen: true})
-	sql.Register(dsntPlain, dsntPlainDriver{})
+	sql.Register(dsntRec, &FakeDriver{Mode: FakeDSNRecord, Name: "dsntest-rec"})
+	// The worst case for password hiding: their errors repeat the DSN whole, the way net/url's
+	// parse errors do.
+	sql.Register(dsntEcho, &FakeDriver{Mode: FakeDSNEcho, Name: "dsntest-echo"})
+	sql.Register(dsntEchoOpen, &FakeDriver{Mode: FakeDSNEchoOpen, Name: "dsntest-echo"})
+	sql.Register(dsntPlain, &FakePlainDriver{D: FakeDriver{Mode: FakeDSNEchoPlain, Name: "dsntest-plain"}})
 	for _, name := range dsntPackages {
 		RegisterPackage(name, func(*Callbacks) error { return nil })
 	}
 }
 
-type dsntRecDriver struct{}
-
-func (dsntRecDriver) Open(string) (driver.Conn, error) {
-	return nil, errors.New("dsntest-rec: no connections")
-}
-func (dsntRecDriver) OpenConnector(dsn string) (driver.Connector, error) {
-	return &dsntRecConnector{dsn: dsn}, nil
-}
-
-type dsntRecConnector struct{ dsn string }
-
-func (c *dsntRecConnector) Connect(context.Context) (driver.Conn, error) {
-	return nil, errors.New("dsntest-rec: no connections")
-}
-func (c *dsntRecConnector) Driver() driver.Driver { return dsntRecDriver{} }
-
-// dsntEchoDriver is the worst case for password hiding: its errors repeat the
-// DSN whole, the way net/url's parse errors do.
-type dsntEchoDriver struct{ failOpen bool }
-
-func (d dsntEchoDriver) Open(dsn string) (driver.Conn, error) {
-	return nil, fmt.Errorf("dsntest-echo: cannot connect with %s", dsn)
-}
-func (d dsntEchoDriver) OpenConnector(dsn string) (driver.Connector, error) {
-	if d.failOpen {
-		return nil, fmt.Errorf("dsntest-echo: cannot parse %s", dsn)
-	}
-	return dsntEchoConnector{d: d, dsn: dsn}, nil
-}
-
-type dsntEchoConnector struct {
-	d   dsntEchoDriver
-	dsn string
-}
-
-func (c dsntEchoConnector) Connect(context.Context) (driver.Conn, error) { return c.d.Open(c.dsn) }
-func (c dsntEchoConnector) Driver() driver.Driver                        { return c.d }
-
-type dsntPlainDriver struct{}
-
-func (dsntPlainDriver) Open(dsn string) (driver.Conn, error) {
-	return nil, fmt.Errorf("dsntest-plain: no server for %s", dsn)
+// dsntRecConnector is an inner connector of the recording driver, as if opened with dsn.
+func dsntRecConnector(dsn string) *FakeConnector {
+	c, _ := (&FakeDriver{Mode: FakeDSNRecord, Name: "dsntest-rec"}).OpenConnector(dsn)
+	return c.(*FakeConnector)
 }
 
 // dsntOpen opens a connector from a full hasql DSN and closes it when the test ends.
@@ -117,10 +81,8 @@ func dsntMustOpen(t *testing.T, dsn string) *Connector {
 func dsntSeen(t *testing.T, c *Connector) string {
 	t.Helper()
 	switch ic := c.inner.(type) {
-	case *dsntRecConnector:
-		return ic.dsn
-	case dsntEchoConnector:
-		return ic.dsn
+	case *FakeConnector:
+		return ic.DSN
 	case dsnConnector:
 		return ic.dsn
 	}
@@ -664,7 +626,7 @@ func TestDSNEnv(t *testing.T) {
 			}
 		}
 		// NewConnector reads the environment too.
-		c, err := NewConnector(&dsntRecConnector{dsn: "x"})
+		c, err := NewConnector(dsntRecConnector("x"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -701,7 +663,7 @@ func TestDSNEnv(t *testing.T) {
 			c.cfg.backoff.ConnectTimeout != 3*time.Second {
 			t.Errorf("config %+v", c.cfg)
 		}
-		nc, err := NewConnector(&dsntRecConnector{}, WithCallbackPackages())
+		nc, err := NewConnector(dsntRecConnector(""), WithCallbackPackages())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -731,7 +693,7 @@ func TestDSNEnv(t *testing.T) {
 			t.Setenv(tc.env, tc.value)
 			_, err := dsntOpen(t, dsntRec+":x")
 			dsntWantErr(t, "OpenConnector", err, tc.err)
-			_, err = NewConnector(&dsntRecConnector{})
+			_, err = NewConnector(dsntRecConnector(""))
 			dsntWantErr(t, "NewConnector", err, tc.err)
 		})
 	}

@@ -66,8 +66,12 @@ type faultProxy struct {
 
 // fpPair is one proxied connection: the client's side and the server's.
 type fpPair struct {
-	client, server net.Conn
-	once           sync.Once
+	client net.Conn
+	once   sync.Once
+
+	mu     sync.Mutex
+	server net.Conn // the upstream side once dialled; guarded by mu
+	closed bool     // guarded by mu: a server dialled after close is closed at once
 }
 
 // close ends both sides; rst makes the client see a reset rather than a FIN.
@@ -77,10 +81,27 @@ func (p *fpPair) close(rst bool) {
 			_ = tc.SetLinger(0)
 		}
 		p.client.Close()
-		if p.server != nil {
-			p.server.Close()
+		p.mu.Lock()
+		p.closed = true
+		s := p.server
+		p.mu.Unlock()
+		if s != nil {
+			s.Close()
 		}
 	})
+}
+
+// setServer records the upstream side; false (and s closed) when the pair
+// was closed while s was being dialled.
+func (p *fpPair) setServer(s net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		s.Close()
+		return false
+	}
+	p.server = s
+	return true
 }
 
 // newFaultProxy starts a proxy to upstream (host:port) on a free loopback
@@ -243,9 +264,9 @@ func (fp *faultProxy) serve(p *fpPair) {
 	if err != nil {
 		return // upstream down: the client sees its connection closed
 	}
-	fp.mu.Lock()
-	p.server = s
-	fp.mu.Unlock()
+	if !p.setServer(s) {
+		return // reset while dialling
+	}
 	if len(first) > 0 {
 		if _, err := s.Write(first); err != nil {
 			return

@@ -32,42 +32,42 @@ import (
 // fidCombo is one combination under test.
 type fidCombo struct {
 	name string
-	caps fidCaps
+	caps hasql.FakeCaps
 }
 
 // fidCombos: all on, all off, and each interface off with the rest on and on
 // with the rest off.
 func fidCombos() []fidCombo {
-	list := []fidCombo{{"all", capAll}, {"none", 0}}
-	for i := range capCount {
-		bit := fidCaps(1) << i
+	list := []fidCombo{{"all", hasql.FakeCapsAll}, {"none", 0}}
+	for i := range hasql.FakeCapCount {
+		bit := hasql.FakeCaps(1) << i
 		list = append(list,
-			fidCombo{"no-" + capInfo[i].name, capAll &^ bit},
-			fidCombo{"only-" + capInfo[i].name, bit})
+			fidCombo{"no-" + hasql.FakeCapInfo[i].Name, hasql.FakeCapsAll &^ bit},
+			fidCombo{"only-" + hasql.FakeCapInfo[i].Name, bit})
 	}
 	return list
 }
 
 func TestFidelityCombinationsCovered(t *testing.T) {
 	for _, c := range fidCombos() {
-		if !fidHasKinds(c.caps) {
+		if !hasql.FakeHasKinds(c.caps) {
 			t.Errorf("%s: no prototype for %v", c.name, c.caps)
 		}
 	}
 	// Each prototype has exactly the interfaces its mask says, and the
 	// values the driver hands out have them too.
-	for m := range connKinds {
-		if got := capsOfValue(connKinds.make(m, &FConn{}), capsConn); got != m {
+	for m := range hasql.FakeConnKinds {
+		if got := hasql.FakeCapsOfValue(hasql.FakeConnKinds.Make(m, &hasql.FakeConn{}), hasql.FakeCapsConn); got != m {
 			t.Errorf("conn prototype %v implements %v", m, got)
 		}
 	}
-	for m := range stmtKinds {
-		if got := capsOfValue(stmtKinds.make(m, &FStmt{}), capsStmt); got != m {
+	for m := range hasql.FakeStmtKinds {
+		if got := hasql.FakeCapsOfValue(hasql.FakeStmtKinds.Make(m, &hasql.FakeStmt{}), hasql.FakeCapsStmt); got != m {
 			t.Errorf("stmt prototype %v implements %v", m, got)
 		}
 	}
-	for m := range rowsKinds {
-		if got := capsOfValue(rowsKinds.make(m, &FRows{}), capsRows); got != m {
+	for m := range hasql.FakeRowsKinds {
+		if got := hasql.FakeCapsOfValue(hasql.FakeRowsKinds.Make(m, &hasql.FakeRows{}), hasql.FakeCapsRows); got != m {
 			t.Errorf("rows prototype %v implements %v", m, got)
 		}
 	}
@@ -77,18 +77,18 @@ func TestFidelity(t *testing.T) {
 	for _, combo := range fidCombos() {
 		t.Run(combo.name, func(t *testing.T) {
 			t.Parallel()
-			name := fidDriverName(combo.caps)
-			rawDB := func(rec *fidRecorder) (*sql.DB, error) {
-				return sql.Open(name, rec.dsn)
+			name := hasql.FakeDriverName(combo.caps)
+			rawDB := func(rec *hasql.FakeDB) (*sql.DB, error) {
+				return sql.Open(name, rec.DSN())
 			}
 			// Exact: no statement cache (it saves Prepare and Close calls)
 			// and no retries of hasql's own (database/sql's happen as
 			// without hasql).
-			exactDB := func(rec *fidRecorder) (*sql.DB, error) {
-				return sql.Open("hasql", name+":"+rec.dsn+"?hasql.stmtcache=0&hasql.retry=off")
+			exactDB := func(rec *hasql.FakeDB) (*sql.DB, error) {
+				return sql.Open("hasql", name+":"+rec.DSN()+"?hasql.stmtcache=0&hasql.retry=off")
 			}
-			defaultDB := func(rec *fidRecorder) (*sql.DB, error) {
-				return sql.Open("hasql", name+":"+rec.dsn)
+			defaultDB := func(rec *hasql.FakeDB) (*sql.DB, error) {
+				return sql.Open("hasql", name+":"+rec.DSN())
 			}
 
 			raw := runFidelity(t, fidelityScript, rawDB)
@@ -117,7 +117,7 @@ func TestFidelity(t *testing.T) {
 			// Work whose inner calls legitimately differ: only what the
 			// application sees is compared.
 			rawApp := runFidelity(t, fidelityAppOnlyScript, rawDB)
-			for _, open := range []func(*fidRecorder) (*sql.DB, error){exactDB, defaultDB} {
+			for _, open := range []func(*hasql.FakeDB) (*sql.DB, error){exactDB, defaultDB} {
 				run := runFidelity(t, fidelityAppOnlyScript, open)
 				checkNoUseAfterClose(t, run.label, run.events)
 				if d := fidDiff(withoutRecoverable(rawApp.out), withoutRecoverable(run.out)); d != "" {
@@ -138,7 +138,7 @@ type fidRun struct {
 	t     *testing.T
 	label string
 	db    *sql.DB
-	rec   *fidRecorder
+	rec   *hasql.FakeDB
 	hasql bool
 	out   []string // what the application saw
 
@@ -151,9 +151,9 @@ type fidRun struct {
 	events            []string // what the inner driver received
 }
 
-func runFidelity(t *testing.T, script func(*fidRun), open func(rec *fidRecorder) (*sql.DB, error)) *fidRun {
+func runFidelity(t *testing.T, script func(*fidRun), open func(rec *hasql.FakeDB) (*sql.DB, error)) *fidRun {
 	t.Helper()
-	rec := newFidRecorder(t)
+	rec := hasql.NewFakeDB(t)
 	db, err := open(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +183,7 @@ var fidSentinels = []struct {
 	{"ErrConnDone", sql.ErrConnDone},
 	{"ErrNoRows", sql.ErrNoRows},
 	{"EOF", io.EOF},
-	{"fidSentinel", errFidSentinel},
+	{"fidSentinel", hasql.ErrFakeSentinel},
 	{"hasql.ErrConnectionLost", hasql.ErrConnectionLost},
 	{"hasql.ErrTxResolutionUnknown", hasql.ErrTxResolutionUnknown},
 	{"hasql.ErrClosed", hasql.ErrClosed},
@@ -204,9 +204,9 @@ func describeErr(err error) string {
 			tags = append(tags, s.name)
 		}
 	}
-	var fe *FidError
+	var fe *hasql.FakeError
 	if errors.As(err, &fe) {
-		tags = append(tags, fmt.Sprintf("FidError(%d)", fe.Code))
+		tags = append(tags, fmt.Sprintf("hasql.FakeError(%d)", fe.Code))
 	}
 	return fmt.Sprintf("error %q %v", err.Error(), tags)
 }
@@ -327,31 +327,31 @@ func fidelityScript(r *fidRun) {
 	db.SetMaxOpenConns(1)
 
 	// --- connecting and pinging
-	rec.failNext("connect", &FidError{Code: 1, Msg: "connect refused"})
+	rec.FailNext("connect", &hasql.FakeError{Code: 1, Msg: "connect refused"})
 	r.note("connect/error", nil, db.PingContext(ctx))
-	rec.failNext("connect", driver.ErrBadConn)
+	rec.FailNext("connect", driver.ErrBadConn)
 	r.note("connect/badconn-retried", nil, db.PingContext(ctx))
 	r.note("ping", nil, db.PingContext(ctx))
-	rec.failNext("ping", driver.ErrBadConn)
+	rec.FailNext("ping", driver.ErrBadConn)
 	r.recoverable = true // database/sql does not retry a Ping; hasql does
 	r.note("ping/badconn", nil, db.PingContext(ctx))
 	r.recoverable = false
-	rec.failNext("ping", &FidError{Code: 2, Msg: "ping failed"})
+	rec.FailNext("ping", &hasql.FakeError{Code: 2, Msg: "ping failed"})
 	r.note("ping/error", nil, db.PingContext(ctx))
-	rec.failNext("ping", driver.ErrSkip)
+	rec.FailNext("ping", driver.ErrSkip)
 	r.note("ping/skip", nil, db.PingContext(ctx))
-	rec.clearInjections()
+	rec.ClearInjections()
 
 	// --- ad-hoc exec
 	r.exec(ctx, "exec/plain", db, "insert plain")
 	r.exec(ctx, "exec/args", db, "insert ? ?", 1, "two")
 	r.exec(ctx, "exec/named", db, "insert :a :b", sql.Named("a", 1), sql.Named("b", "x"))
 	r.exec(ctx, "exec/mixed-named", db, "insert ? :b", 1, sql.Named("b", 2.5))
-	r.exec(ctx, "exec/valuer", db, "insert ?", FidValuer{rec, "e"})
-	r.exec(ctx, "exec/remove", db, "insert ? ?", FidRemove{}, 5)
-	r.exec(ctx, "exec/checked", db, "insert ?", FidChecked{"e"})
-	r.exec(ctx, "exec/rejected", db, "insert ?", FidReject{"e"})
-	r.exec(ctx, "exec/cc-only", db, "insert ?", FidCCOnly{"e"})
+	r.exec(ctx, "exec/valuer", db, "insert ?", hasql.FakeValuer{rec, "e"})
+	r.exec(ctx, "exec/remove", db, "insert ? ?", hasql.FakeRemove{}, 5)
+	r.exec(ctx, "exec/checked", db, "insert ?", hasql.FakeChecked{"e"})
+	r.exec(ctx, "exec/rejected", db, "insert ?", hasql.FakeReject{"e"})
+	r.exec(ctx, "exec/cc-only", db, "insert ?", hasql.FakeCCOnly{"e"})
 	r.exec(ctx, "exec/int-nil-bytes", db, "insert ? ? ?", int(3), nil, []byte("b"))
 	r.exec(ctx, "exec/skip", db, "insert skip! ?", 1)
 	r.exec(ctx, "exec/skip-noargs", db, "insert skip!")
@@ -362,10 +362,10 @@ func fidelityScript(r *fidRun) {
 	r.query(ctx, "query/plain", db, "select rows=2")
 	r.query(ctx, "query/args", db, "select rows=1 ? ?", 1, "x")
 	r.query(ctx, "query/named", db, "select rows=1 :a", sql.Named("a", 2))
-	r.query(ctx, "query/valuer", db, "select rows=1 ?", FidValuer{rec, "q"})
-	r.query(ctx, "query/remove", db, "select rows=1 ? ?", 1, FidRemove{})
-	r.query(ctx, "query/checked", db, "select rows=1 ?", FidChecked{"q"})
-	r.query(ctx, "query/cc-only", db, "select rows=1 ?", FidCCOnly{"q"})
+	r.query(ctx, "query/valuer", db, "select rows=1 ?", hasql.FakeValuer{rec, "q"})
+	r.query(ctx, "query/remove", db, "select rows=1 ? ?", 1, hasql.FakeRemove{})
+	r.query(ctx, "query/checked", db, "select rows=1 ?", hasql.FakeChecked{"q"})
+	r.query(ctx, "query/cc-only", db, "select rows=1 ?", hasql.FakeCCOnly{"q"})
 	r.query(ctx, "query/sets", db, "select sets=3 rows=2")
 	r.query(ctx, "query/empty", db, "select rows=0")
 	r.query(ctx, "query/skip", db, "select skip! rows=1 ?", 1)
@@ -392,11 +392,11 @@ func fidelityScript(r *fidRun) {
 		r.stmtExec(ctx, "stmt/exec", st, 1, 2)
 		r.stmtExec(ctx, "stmt/exec-too-few", st, 1)
 		r.stmtExec(ctx, "stmt/exec-named", st, sql.Named("a", 1), 2)
-		r.stmtExec(ctx, "stmt/valuer", st, FidValuer{rec, "s"}, 2)
-		r.stmtExec(ctx, "stmt/remove", st, FidRemove{}, 1, 2)
-		r.stmtExec(ctx, "stmt/checked", st, FidChecked{"s"}, 2)
-		r.stmtExec(ctx, "stmt/rejected", st, FidReject{"s"}, 2)
-		r.stmtExec(ctx, "stmt/cc-only", st, FidCCOnly{"s"}, 2)
+		r.stmtExec(ctx, "stmt/valuer", st, hasql.FakeValuer{rec, "s"}, 2)
+		r.stmtExec(ctx, "stmt/remove", st, hasql.FakeRemove{}, 1, 2)
+		r.stmtExec(ctx, "stmt/checked", st, hasql.FakeChecked{"s"}, 2)
+		r.stmtExec(ctx, "stmt/rejected", st, hasql.FakeReject{"s"}, 2)
+		r.stmtExec(ctx, "stmt/cc-only", st, hasql.FakeCCOnly{"s"}, 2)
 		r.stmtQuery(ctx, "stmt/query", st, 1, 2)
 		var a, c any
 		var n int64
@@ -429,7 +429,7 @@ func fidelityScript(r *fidRun) {
 	if err == nil {
 		r.exec(ctx, "tx/exec", tx, "insert in-tx ?", 1)
 		r.exec(ctx, "tx/exec-skip", tx, "insert in-tx skip! ?", 1)
-		r.query(ctx, "tx/query", tx, "select in-tx rows=1 ?", FidValuer{rec, "tx"})
+		r.query(ctx, "tx/query", tx, "select in-tx rows=1 ?", hasql.FakeValuer{rec, "tx"})
 		r.queryRow(ctx, "tx/queryrow", tx, "select in-tx rows=1")
 		if tst, err := tx.PrepareContext(ctx, "insert tx-stmt ?"); err != nil {
 			r.note("tx/prepare", nil, err)
@@ -472,24 +472,24 @@ func fidelityScript(r *fidRun) {
 			r.note("tx/"+o.name+"/commit", nil, tx.Commit())
 		}
 	}
-	rec.failNext("begin", &FidError{Code: 3, Msg: "begin failed"})
+	rec.FailNext("begin", &hasql.FakeError{Code: 3, Msg: "begin failed"})
 	_, err = db.BeginTx(ctx, nil)
 	r.note("tx/begin-error", nil, err)
-	rec.failNext("begin", driver.ErrBadConn)
+	rec.FailNext("begin", driver.ErrBadConn)
 	tx, err = db.BeginTx(ctx, nil)
 	r.note("tx/begin-badconn-retried", nil, err)
 	if err == nil {
 		r.note("tx/begin-badconn-retried/rollback", nil, tx.Rollback())
 	}
-	rec.failNext("commit", &FidError{Code: 4, Msg: "commit failed"})
+	rec.FailNext("commit", &hasql.FakeError{Code: 4, Msg: "commit failed"})
 	if tx, err = db.BeginTx(ctx, nil); err == nil {
 		r.note("tx/commit-error", nil, tx.Commit())
 	}
-	rec.failNext("rollback", &FidError{Code: 5, Msg: "rollback failed"})
+	rec.FailNext("rollback", &hasql.FakeError{Code: 5, Msg: "rollback failed"})
 	if tx, err = db.BeginTx(ctx, nil); err == nil {
 		r.note("tx/rollback-error", nil, tx.Rollback())
 	}
-	rec.clearInjections()
+	rec.ClearInjections()
 	r.exec(ctx, "tx/after-rollback-error", db, "insert after-rollback-error")
 
 	// --- a pinned *sql.Conn
@@ -497,7 +497,7 @@ func fidelityScript(r *fidRun) {
 	r.note("conn", nil, err)
 	if err == nil {
 		r.note("conn/raw", nil, c.Raw(func(dc any) error {
-			r.note("conn/raw/inner-caps", capsOfValue(hasql.Unwrap(dc), capsConn).String(), nil)
+			r.note("conn/raw/inner-caps", hasql.FakeCapsOfValue(hasql.Unwrap(dc), hasql.FakeCapsConn).String(), nil)
 			return nil
 		}))
 		r.exec(ctx, "conn/exec", c, "insert pinned ?", 1)
@@ -507,7 +507,7 @@ func fidelityScript(r *fidRun) {
 		if cst, err := c.PrepareContext(ctx, "insert pinned-stmt ?"); err != nil {
 			r.note("conn/prepare", nil, err)
 		} else {
-			r.stmtExec(ctx, "conn/stmt-exec", cst, FidCCOnly{"c"})
+			r.stmtExec(ctx, "conn/stmt-exec", cst, hasql.FakeCCOnly{"c"})
 			r.note("conn/stmt-close", nil, cst.Close())
 		}
 		if tx, err := c.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err != nil {
@@ -552,15 +552,15 @@ func fidelityScript(r *fidRun) {
 	// Contexts that end during the driver call (calls without a context
 	// cannot see it and succeed).
 	cctx, cancel := context.WithCancel(ctx)
-	rec.setCancel(cancel)
+	rec.SetCancel(cancel)
 	r.exec(cctx, "ctx/cancel-in-exec", db, "insert cancel! ?", 1)
 	cancel()
 	cctx, cancel = context.WithCancel(ctx)
-	rec.setCancel(cancel)
+	rec.SetCancel(cancel)
 	r.query(cctx, "ctx/cancel-in-query", db, "select cancel! rows=1")
 	cancel()
 	cctx, cancel = context.WithCancel(ctx)
-	rec.setCancel(cancel)
+	rec.SetCancel(cancel)
 	st, err = db.PrepareContext(cctx, "select cancel! prepare")
 	r.note("ctx/cancel-in-prepare", nil, err)
 	if err == nil {
@@ -568,7 +568,7 @@ func fidelityScript(r *fidRun) {
 		r.note("ctx/cancel-in-stmt-close", nil, st.Close())
 	}
 	cancel()
-	rec.setCancel(nil)
+	rec.SetCancel(nil)
 
 	// Rows closed by database/sql when their context ends.
 	cctx, cancel = context.WithCancel(ctx)
@@ -577,9 +577,9 @@ func fidelityScript(r *fidRun) {
 		cancel()
 	} else {
 		r.note("ctx/rows/next", rows.Next(), rows.Err())
-		m := rec.mark()
+		m := rec.Mark()
 		cancel()
-		rec.waitFor(r.t, m, func(ev string) bool { return strings.Contains(ev, ".r") && strings.HasSuffix(ev, " Close") })
+		rec.WaitFor(r.t, m, func(ev string) bool { return strings.Contains(ev, ".r") && strings.HasSuffix(ev, " Close") })
 		r.note("ctx/rows/next-after-cancel", rows.Next(), rows.Err())
 		r.note("ctx/rows/close", nil, rows.Close())
 	}
@@ -591,36 +591,36 @@ func fidelityScript(r *fidRun) {
 		cancel()
 	} else {
 		r.exec(cctx, "ctx/tx/exec", tx, "insert in-cancelled-tx")
-		m := rec.mark()
+		m := rec.Mark()
 		cancel()
-		rec.waitFor(r.t, m, func(ev string) bool { return strings.Contains(ev, " Rollback ") })
+		rec.WaitFor(r.t, m, func(ev string) bool { return strings.Contains(ev, " Rollback ") })
 		r.note("ctx/tx/commit", nil, tx.Commit())
 		r.note("ctx/tx/rollback", nil, tx.Rollback())
 	}
 	r.exec(ctx, "ctx/after-tx-cancel", db, "insert after-tx-cancel")
 
 	// --- session reset and validation
-	rec.failNext("reset", driver.ErrBadConn)
+	rec.FailNext("reset", driver.ErrBadConn)
 	r.exec(ctx, "reset/badconn", db, "insert after-reset-badconn")
-	rec.failNext("reset", &FidError{Code: 6, Msg: "reset failed"})
+	rec.FailNext("reset", &hasql.FakeError{Code: 6, Msg: "reset failed"})
 	r.exec(ctx, "reset/error", db, "insert after-reset-error")
-	rec.clearInjections()
-	rec.failNext("invalid", errors.New("invalid"))
+	rec.ClearInjections()
+	rec.FailNext("invalid", errors.New("invalid"))
 	r.exec(ctx, "invalid/release", db, "insert released-invalid")
 	r.exec(ctx, "invalid/next", db, "insert after-invalid")
-	rec.clearInjections()
+	rec.ClearInjections()
 
 	// A prepared statement outlives its connection: database/sql prepares
 	// it again on the next one.
 	st, err = db.PrepareContext(ctx, "insert outliving ? ?")
 	r.note("outlive/prepare", nil, err)
 	if err == nil {
-		r.stmtExec(ctx, "outlive/exec", st, 1, FidCCOnly{"o"})
-		rec.failNext("invalid", errors.New("invalid"))
-		r.stmtExec(ctx, "outlive/exec-released-invalid", st, 2, FidCCOnly{"o"})
-		rec.clearInjections()
-		r.stmtExec(ctx, "outlive/exec-on-next-conn", st, 3, FidCCOnly{"o"})
-		r.stmtQuery(ctx, "outlive/query-on-next-conn", st, 4, FidCCOnly{"o"})
+		r.stmtExec(ctx, "outlive/exec", st, 1, hasql.FakeCCOnly{"o"})
+		rec.FailNext("invalid", errors.New("invalid"))
+		r.stmtExec(ctx, "outlive/exec-released-invalid", st, 2, hasql.FakeCCOnly{"o"})
+		rec.ClearInjections()
+		r.stmtExec(ctx, "outlive/exec-on-next-conn", st, 3, hasql.FakeCCOnly{"o"})
+		r.stmtQuery(ctx, "outlive/query-on-next-conn", st, 4, hasql.FakeCCOnly{"o"})
 		r.note("outlive/close", nil, st.Close())
 	}
 }
@@ -628,7 +628,7 @@ func fidelityScript(r *fidRun) {
 // checkScriptExpectations checks the transcript against what database/sql
 // itself must do, so that the raw driver and hasql cannot pass by being
 // wrong in the same way.
-func checkScriptExpectations(t *testing.T, caps fidCaps, out []string) {
+func checkScriptExpectations(t *testing.T, caps hasql.FakeCaps, out []string) {
 	t.Helper()
 	lines := map[string]string{}
 	for _, line := range out {
@@ -650,14 +650,14 @@ func checkScriptExpectations(t *testing.T, caps fidCaps, out []string) {
 			t.Errorf("step %s failed: %s", step, lines[step])
 		}
 	}
-	want("exec/fail", "FidError(42)")
-	want("ping/skip", map[bool]string{true: "[==ErrSkip]", false: "ok"}[caps&capPinger != 0])
+	want("exec/fail", "hasql.FakeError(42)")
+	want("ping/skip", map[bool]string{true: "[==ErrSkip]", false: "ok"}[caps&hasql.FakePinger != 0])
 	want("conn/badconn", "[==ErrBadConn]")
 	want("conn/after-badconn", "[==ErrConnDone]")
 	want("ctx/rows/next-after-cancel", "[==Canceled]")
 	want("ctx/tx/commit", "[==ErrTxDone]")
 	want("stmt/exec-too-few", `"sql: expected 2 arguments, got 1"`)
-	if caps&capBeginTx == 0 {
+	if caps&hasql.FakeConnBeginTx == 0 {
 		// database/sql's own texts for a driver without ConnBeginTx.
 		for _, step := range []string{"tx/serializable", "tx/read-committed", "tx/serializable-read-only"} {
 			want(step, `error "sql: driver does not support non-default isolation level"`)
@@ -669,7 +669,7 @@ func checkScriptExpectations(t *testing.T, caps fidCaps, out []string) {
 			want(step, "ok")
 		}
 	}
-	if caps&capNextResultSet != 0 {
+	if caps&hasql.FakeNextResultSet != 0 {
 		want("query/sets", "set 2 columns [q2 n2 args2]")
 	}
 }
@@ -736,16 +736,16 @@ func fidelityAppOnlyScript(r *fidRun) {
 		r.note("tx/rollback-after-badconn", nil, tx.Rollback())
 		r.lost = true
 	}
-	rec.failNext("rollback", driver.ErrBadConn)
+	rec.FailNext("rollback", driver.ErrBadConn)
 	if tx, err := db.BeginTx(ctx, nil); err == nil {
 		r.note("tx/rollback-badconn", nil, tx.Rollback())
 	}
-	rec.failNext("commit", driver.ErrBadConn)
+	rec.FailNext("commit", driver.ErrBadConn)
 	if tx, err := db.BeginTx(ctx, nil); err == nil {
 		r.note("tx/commit-badconn", nil, tx.Commit())
 	}
 	r.lost = false
-	rec.clearInjections()
+	rec.ClearInjections()
 	r.exec(ctx, "tx/after-badconn", db, "insert after-tx-badconn")
 }
 
@@ -855,300 +855,4 @@ func fidDiff(a, b []string) string {
 		fmt.Fprintf(&out, "  %c %s\n", l.op, l.text)
 	}
 	return out.String()
-}
-
-// TestUnwrapReachesInnerConn: conn.Raw hands database/sql's driver
-// connection, which is hasql's handle; hasql.Unwrap and Session.Unwrap lead
-// to the inner driver's connection of the bound session, and calls made on
-// it reach the inner driver directly.
-func TestUnwrapReachesInnerConn(t *testing.T) {
-	ctx := context.Background()
-	for _, m := range []fidCombo{{"all", capAll}, {"none", 0}} {
-		t.Run(m.name, func(t *testing.T) {
-			name := fidDriverName(m.caps)
-			rec := newFidRecorder(t)
-			db, err := sql.Open("hasql", name+":"+rec.dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			c, err := db.Conn(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := rec.lastConn()
-			if want == nil {
-				t.Fatal("no inner connection after db.Conn")
-			}
-			var handle any
-			if err := c.Raw(func(dc any) error {
-				handle = dc
-				if got := hasql.Unwrap(dc); got != any(want) {
-					t.Errorf("hasql.Unwrap(handle) = %T %p, want the inner connection %T %p", got, got, want, want)
-				}
-				// The inner connection is usable as such: calls on it reach
-				// the driver as they are.
-				si, err := hasql.Unwrap(dc).(driver.Conn).Prepare("select via-unwrap")
-				if err != nil {
-					return err
-				}
-				return si.Close()
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if handle == any(want) {
-				t.Error("conn.Raw handed out the inner connection itself, not hasql's handle")
-			}
-			if ev := rec.Events(); len(ev) < 3 || ev[len(ev)-3] != `c1 Prepare "select via-unwrap"` || !strings.HasSuffix(ev[len(ev)-1], " Close") {
-				t.Errorf("calls on the unwrapped connection did not reach the driver as they were: %q", ev)
-			}
-
-			s, err := hasql.SessionOf(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := s.Unwrap(); got != want {
-				t.Errorf("Session.Unwrap() = %T %p, want %T %p", got, got, want, want)
-			}
-			if got := hasql.Unwrap(s); got != any(want) {
-				t.Errorf("hasql.Unwrap(session) = %T %p, want %T %p", got, got, want, want)
-			}
-			if got := hasql.Unwrap(want); got != any(want) {
-				t.Errorf("hasql.Unwrap(inner) = %T, want the inner connection back", got)
-			}
-			other := &struct{ x int }{}
-			if got := hasql.Unwrap(other); got != any(other) {
-				t.Errorf("hasql.Unwrap(non-hasql value) = %v, want it back unchanged", got)
-			}
-			if err := c.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if got := s.Unwrap(); got != nil {
-				t.Errorf("Session.Unwrap() after the *sql.Conn was closed = %T, want nil (not bound)", got)
-			}
-		})
-	}
-
-	// Without hasql, Raw hands the inner connection; Unwrap is the identity
-	// and SessionOf refuses.
-	name := fidDriverName(capAll)
-	rec := newFidRecorder(t)
-	db, err := sql.Open(name, rec.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	c, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Raw(func(dc any) error {
-		if dc != any(rec.lastConn()) || hasql.Unwrap(dc) != dc {
-			t.Errorf("raw driver: Raw handed %T, Unwrap gave %T", dc, hasql.Unwrap(dc))
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hasql.SessionOf(c); err == nil {
-		t.Error("SessionOf accepted a *sql.Conn of another driver")
-	}
-}
-
-// TestFidelityErrorChain: the inner driver's own errors reach the
-// application through hasql unchanged, with errors.Is and errors.As intact,
-// on every path, in both hasql configurations.
-func TestFidelityErrorChain(t *testing.T) {
-	ctx := context.Background()
-	name := fidDriverName(capAll)
-	for _, suffix := range []string{"", "?hasql.stmtcache=0&hasql.retry=off"} {
-		rec := newFidRecorder(t)
-		db, err := sql.Open("hasql", name+":"+rec.dsn+suffix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check := func(what string, err error, code int) {
-			t.Helper()
-			var fe *FidError
-			switch {
-			case err == nil:
-				t.Errorf("%s%s: no error", what, suffix)
-			case !errors.Is(err, errFidSentinel):
-				t.Errorf("%s%s: errors.Is does not reach the driver's sentinel: %v", what, suffix, err)
-			case !errors.As(err, &fe) || fe.Code != code:
-				t.Errorf("%s%s: errors.As does not reach *FidError %d: %v", what, suffix, code, err)
-			case strings.HasPrefix(err.Error(), "hasql"):
-				t.Errorf("%s%s: hasql changed the error: %v", what, suffix, err)
-			}
-		}
-		rec.failNext("connect", &FidError{Code: 1, Msg: "refused"})
-		check("connect", db.PingContext(ctx), 1)
-		_, err = db.ExecContext(ctx, "insert fail!")
-		check("exec", err, 42)
-		_, err = db.QueryContext(ctx, "select fail! ?", 1)
-		check("query", err, 42)
-		_, err = db.PrepareContext(ctx, "select fail!")
-		check("prepare", err, 42)
-		_, err = db.ExecContext(ctx, "insert ?", FidReject{"x"})
-		check("checker", err, 7)
-		rec.failNext("ping", &FidError{Code: 2, Msg: "ping"})
-		check("ping", db.PingContext(ctx), 2)
-		rec.failNext("begin", &FidError{Code: 3, Msg: "begin"})
-		_, err = db.BeginTx(ctx, nil)
-		check("begin", err, 3)
-		rec.failNext("commit", &FidError{Code: 4, Msg: "commit"})
-		if tx, err := db.BeginTx(ctx, nil); err == nil {
-			check("commit", tx.Commit(), 4)
-		}
-		rec.failNext("rollback", &FidError{Code: 5, Msg: "rollback"})
-		if tx, err := db.BeginTx(ctx, nil); err == nil {
-			check("rollback", tx.Rollback(), 5)
-		}
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// TestConnectorForwardsCloseAndConnectorOf: hasql's Connector closes an
-// inner connector that is an io.Closer exactly once, when the *sql.DB
-// closes (as database/sql itself does without hasql), and ConnectorOf finds
-// the Connector behind a *sql.DB however it was opened.
-func TestConnectorForwardsCloseAndConnectorOf(t *testing.T) {
-	ctx := context.Background()
-	name := fidDriverName(capAll)
-	d, _ := fidRegistered.Load(name)
-	drv := d.(*fidDriver)
-
-	// The reference: database/sql closes the connector once.
-	rec := newFidRecorder(t)
-	rawDB, err := sql.Open(name, rec.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := hasql.ConnectorOf(rawDB); ok {
-		t.Error("ConnectorOf found a hasql Connector behind a raw driver's *sql.DB")
-	}
-	checkClosedOnce(t, "raw driver", rawDB, rec)
-
-	// hasql.OpenDB over an io.Closer connector.
-	rec = newFidRecorder(t)
-	inner, err := drv.OpenConnector(rec.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := hasql.OpenDB(inner)
-	hc, ok := hasql.ConnectorOf(db)
-	if !ok || hc == nil {
-		t.Fatal("ConnectorOf(hasql.OpenDB(...)) found nothing")
-	}
-	checkClosedOnce(t, "hasql.OpenDB", db, rec)
-	if err := hc.Close(); err != nil {
-		t.Error(err)
-	}
-	if n := inner.(*fidConnector).closes.Load(); n != 1 {
-		t.Errorf("hasql.OpenDB: inner connector closed %d times after a second Close, want 1", n)
-	}
-
-	// hasql.OpenDB over a connector that is not an io.Closer: nothing to
-	// forward, and hasql's own Close still works.
-	rec = newFidRecorder(t)
-	inner, err = drv.OpenConnector(rec.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db = hasql.OpenDB(struct{ driver.Connector }{inner})
-	if err := db.PingContext(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if n := inner.(*fidConnector).closes.Load(); n != 0 {
-		t.Errorf("a connector without Close was closed %d times", n)
-	}
-
-	// hasql.NewConnector with sql.OpenDB.
-	rec = newFidRecorder(t)
-	inner, err = drv.OpenConnector(rec.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := hasql.NewConnector(inner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db = sql.OpenDB(nc)
-	if got, ok := hasql.ConnectorOf(db); !ok || got != nc {
-		t.Errorf("ConnectorOf(sql.OpenDB(NewConnector(...))) = %p, %v; want %p", got, ok, nc)
-	}
-	checkClosedOnce(t, "hasql.NewConnector", db, rec)
-
-	// sql.Open("hasql", ...) and hasql.Open: the inner connectors hasql
-	// opened for the DSN are each closed exactly once.
-	rec = newFidRecorder(t)
-	db, err = sql.Open("hasql", name+":"+rec.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := hasql.ConnectorOf(db); !ok {
-		t.Error(`ConnectorOf(sql.Open("hasql", ...)) found nothing`)
-	}
-	checkClosedOnce(t, `sql.Open("hasql")`, db, rec)
-
-	rec = newFidRecorder(t)
-	db, err = hasql.Open(name, rec.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := hasql.ConnectorOf(db); !ok {
-		t.Error("ConnectorOf(hasql.Open(...)) found nothing")
-	}
-	checkClosedOnce(t, "hasql.Open", db, rec)
-}
-
-// checkClosedOnce uses db, checks that the inner connector that served it is
-// still open, closes db and checks that every inner connector opened for
-// rec's DSN was closed exactly once.
-func checkClosedOnce(t *testing.T, label string, db *sql.DB, rec *fidRecorder) {
-	t.Helper()
-	ctx := context.Background()
-	if err := db.PingContext(ctx); err != nil {
-		t.Fatalf("%s: %v", label, err)
-	}
-	if _, err := db.ExecContext(ctx, "insert x"); err != nil {
-		t.Fatalf("%s: %v", label, err)
-	}
-	var serving *fidConnector
-	for _, c := range rec.connectorList() {
-		if c.connects.Load() > 0 {
-			if serving != nil {
-				t.Errorf("%s: more than one inner connector made connections", label)
-			}
-			serving = c
-		}
-	}
-	if serving == nil {
-		t.Fatalf("%s: no inner connector made a connection", label)
-	}
-	if n := serving.closes.Load(); n != 0 {
-		t.Errorf("%s: the serving inner connector was closed %d times while the DB was open", label, n)
-	}
-	if err := db.Close(); err != nil {
-		t.Errorf("%s: db.Close: %v", label, err)
-	}
-	for i, c := range rec.connectorList() {
-		if n := c.closes.Load(); n != 1 {
-			t.Errorf("%s: inner connector %d (%d connects) closed %d times, want exactly 1", label, i, c.connects.Load(), n)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Errorf("%s: second db.Close: %v", label, err)
-	}
-	for i, c := range rec.connectorList() {
-		if n := c.closes.Load(); n != 1 {
-			t.Errorf("%s: inner connector %d closed %d times after a second db.Close, want 1", label, i, n)
-		}
-	}
 }

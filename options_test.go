@@ -220,7 +220,7 @@ func TestOptionsValidate(t *testing.T) {
 					}
 				}
 			}
-			c, err := NewConnector(&dsntRecConnector{dsn: "x"}, tc.opts...)
+			c, err := NewConnector(dsntRecConnector("x"), tc.opts...)
 			if c != nil {
 				t.Errorf("NewConnector returned a connector with error %v", err)
 				c.Close()
@@ -235,7 +235,7 @@ func TestOptionsValidate(t *testing.T) {
 			check("Open", err)
 
 			// OpenDB cannot fail: the error comes with the first use, every time.
-			db = OpenDB(&dsntRecConnector{dsn: "x"}, tc.opts...)
+			db = OpenDB(dsntRecConnector("x"), tc.opts...)
 			defer db.Close()
 			check("OpenDB Ping", db.Ping())
 			_, err = db.Exec("SELECT 1")
@@ -272,7 +272,7 @@ func TestOptionsNilInner(t *testing.T) {
 
 func TestOptionsGoodOpenDB(t *testing.T) {
 	optClearEnv(t)
-	db := OpenDB(&dsntRecConnector{dsn: "x"}, WithStmtCacheSize(3), WithPool(PoolConfig{Max: 4, Incr: 1}))
+	db := OpenDB(dsntRecConnector("x"), WithStmtCacheSize(3), WithPool(PoolConfig{Max: 4, Incr: 1}))
 	defer db.Close()
 	c, ok := ConnectorOf(db)
 	if !ok || c.err != nil || c.cfg.stmtCacheSize != 3 || c.cfg.pool.Max != 4 {

@@ -21,7 +21,6 @@ package hasql_test
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -53,29 +52,16 @@ func pbLoop(b *testing.B, body func()) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A tiny no-op driver of its own (bench_test.go's "hasql-noop" belongs to another file): a
-// connection that resets and validates for free.
+// A no-op driver of its own (bench_test.go's "hasql-noop" belongs to another file): fakedb's
+// driver with connections that only reset and validate, for free.
 
 const pbNoopName = "hasql-poolbench-noop"
 
-func init() { sql.Register(pbNoopName, pbNoopDriver{}) }
-
-type pbNoopDriver struct{}
-
-func (pbNoopDriver) Open(string) (driver.Conn, error) { return &pbNoopConn{}, nil }
-
-type pbNoopConn struct{ closed bool }
-
-var (
-	_ driver.SessionResetter = (*pbNoopConn)(nil)
-	_ driver.Validator       = (*pbNoopConn)(nil)
-)
-
-func (c *pbNoopConn) Prepare(string) (driver.Stmt, error) { return nil, driver.ErrSkip }
-func (c *pbNoopConn) Close() error                        { c.closed = true; return nil }
-func (c *pbNoopConn) Begin() (driver.Tx, error)           { return nil, driver.ErrSkip } //nolint:staticcheck
-func (c *pbNoopConn) ResetSession(context.Context) error  { return nil }
-func (c *pbNoopConn) IsValid() bool                       { return !c.closed }
+func init() {
+	sql.Register(pbNoopName, &hasql.FakeDriver{
+		Caps: hasql.FakeSessionResetter | hasql.FakeValidator, DB: hasql.NoopFakeDB(),
+	})
+}
 
 const pbTag = "nls=fr"
 

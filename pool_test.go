@@ -1,12 +1,12 @@
 package hasql
 
-// Internal tests of the physical session pool (pool*.go) on a deterministic fake
-// inner driver that counts every open, close and reset, so that Stats can be checked against a
-// model. Time is injected: the pool's clock is a fake one and reaping is driven by calling
-// p.reap(fakeNow) directly; nothing here asserts on background timing, it only waits (bounded)
-// for background work to settle.
+// Internal tests of the physical session pool (pool*.go) on fakedb (fakedb_test.go), configured
+// as a deterministic inner driver that counts every open, close and reset, so that Stats can be
+// checked against a model. Time is injected: the pool's clock is a fake one and reaping is driven
+// by calling p.reap(fakeNow) directly; nothing here asserts on background timing, it only waits
+// (bounded) for background work to settle.
 //
-// The exported PoolTest* helpers at the end let the external integration tests
+// The exported PoolTest* helpers in export_test.go let the external integration tests
 // (pool_integration_test.go) drive the same clock and reaper on real servers.
 
 import (
@@ -15,9 +15,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,187 +26,53 @@ import (
 )
 
 // ---------------------------------------------------------------------------------------------
-// The fake inner driver.
+// The fake inner driver: fakedb_test.go's, counting every open, close and reset (FakeDB's
+// counters), with sessions of FakeCapsPool whose hooks keep session variables: "SET k = v" sets
+// one, "SHOW k" returns it, "SELECT id" returns the session's id.
 
-// tpDriver hands out tpConns and counts what hasql does with them.
-type tpDriver struct {
-	// hook, when set before the connector is made, runs in every Connect with the attempt's
-	// ordinal (1-based); it may block (honouring ctx) or fail the attempt.
-	hook func(ctx context.Context, n int64) error
-
-	started   atomic.Int64 // Connect calls
-	opens     atomic.Int64 // successful Connects
-	closes    atomic.Int64 // Close calls (first per connection)
-	dupCloses atomic.Int64 // Close on an already closed connection
-	resets    atomic.Int64 // ResetSession calls
-	badResets atomic.Int64 // ResetSession calls that failed (dead connection)
-	overlaps  atomic.Int64 // a connection used by two goroutines at once
-	useClosed atomic.Int64 // a call on a closed connection
-
-	mu   sync.Mutex
-	live map[int64]*tpConn
-}
-
-func newTPDriver() *tpDriver { return &tpDriver{live: make(map[int64]*tpConn)} }
-
-func (d *tpDriver) Open(string) (driver.Conn, error) { return d.connect(context.Background()) }
-
-func (d *tpDriver) connect(ctx context.Context) (driver.Conn, error) {
-	n := d.started.Add(1)
-	if d.hook != nil {
-		if err := d.hook(ctx, n); err != nil {
-			return nil, err
-		}
+// newTPDriver makes a FakeDB whose sessions answer as above. Set OnConnect before the connector
+// is made to run a hook in every Connect with the attempt's ordinal (1-based); it may block
+// (honouring ctx) or fail the attempt.
+func newTPDriver() *FakeDB {
+	d := NoopFakeDB()
+	d.OnExec = func(c *FakeConn, _ context.Context, q string, _ []driver.NamedValue) (driver.Result, error) {
+		return tpExec(c, q)
 	}
-	c := &tpConn{d: d, id: n, vars: make(map[string]string)}
-	d.mu.Lock()
-	d.live[n] = c
-	d.mu.Unlock()
-	d.opens.Add(1)
-	return c, nil
-}
-
-// liveIDs returns the ids of the connections open now.
-func (d *tpDriver) liveIDs() map[int64]bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	m := make(map[int64]bool, len(d.live))
-	for id := range d.live {
-		m[id] = true
+	d.OnQuery = func(c *FakeConn, _ context.Context, q string, _ []driver.NamedValue) (driver.Rows, error) {
+		return tpQuery(c, q)
 	}
-	return m
-}
-
-func (d *tpDriver) conn(id int64) *tpConn {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.live[id]
-}
-
-type tpConnector struct{ d *tpDriver }
-
-func (c tpConnector) Connect(ctx context.Context) (driver.Conn, error) { return c.d.connect(ctx) }
-func (c tpConnector) Driver() driver.Driver                            { return c.d }
-
-// tpConn is one fake server session. "SET k = v" sets a session variable, "SHOW k" returns it,
-// "SELECT id" returns the session's id.
-type tpConn struct {
-	d    *tpDriver
-	id   int64
-	vars map[string]string // touched only by the session's owner
-
-	inUse     atomic.Int32
-	closed    atomic.Bool
-	dead      atomic.Bool // every call fails, IsValid false
-	failReset atomic.Bool // the next ResetSession fails as if the server had gone
-}
-
-var (
-	_ driver.ExecerContext   = (*tpConn)(nil)
-	_ driver.QueryerContext  = (*tpConn)(nil)
-	_ driver.SessionResetter = (*tpConn)(nil)
-	_ driver.Validator       = (*tpConn)(nil)
-)
-
-func (c *tpConn) enter() {
-	if c.inUse.Add(1) != 1 {
-		c.d.overlaps.Add(1)
+	d.NumInput = func(string) int { return -1 }
+	d.OnStmtExec = func(s *FakeStmt, _ context.Context, _ []driver.NamedValue) (driver.Result, error) {
+		return tpExec(s.Conn(), s.SQL)
 	}
-	if c.closed.Load() {
-		c.d.useClosed.Add(1)
+	d.OnStmtQuery = func(s *FakeStmt, _ context.Context, _ []driver.NamedValue) (driver.Rows, error) {
+		return tpQuery(s.Conn(), s.SQL)
 	}
-}
-func (c *tpConn) exit() { c.inUse.Add(-1) }
-
-func (c *tpConn) Prepare(q string) (driver.Stmt, error) { return &tpStmt{c: c, q: q}, nil }
-func (c *tpConn) Begin() (driver.Tx, error)             { return tpTx{}, nil } //nolint:staticcheck
-func (c *tpConn) Close() error {
-	if !c.closed.CompareAndSwap(false, true) {
-		c.d.dupCloses.Add(1)
-		return nil
-	}
-	c.d.mu.Lock()
-	delete(c.d.live, c.id)
-	c.d.mu.Unlock()
-	c.d.closes.Add(1)
-	return nil
+	return d
 }
 
-func (c *tpConn) ExecContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Result, error) {
-	c.enter()
-	defer c.exit()
-	if c.dead.Load() {
-		return nil, driver.ErrBadConn
-	}
+func tpExec(c *FakeConn, q string) (driver.Result, error) {
 	f := strings.Fields(q)
 	if len(f) == 4 && strings.EqualFold(f[0], "SET") && f[2] == "=" {
-		c.vars[f[1]] = f[3]
+		c.Vars[f[1]] = f[3]
 		return driver.RowsAffected(0), nil
 	}
-	return nil, fmt.Errorf("tpConn: cannot exec %q", q)
+	return nil, fmt.Errorf("tpExec: cannot exec %q", q)
 }
 
-func (c *tpConn) QueryContext(_ context.Context, q string, _ []driver.NamedValue) (driver.Rows, error) {
-	c.enter()
-	defer c.exit()
-	if c.dead.Load() {
-		return nil, driver.ErrBadConn
-	}
+func tpQuery(c *FakeConn, q string) (driver.Rows, error) {
 	switch {
 	case q == "SELECT id":
-		return &tpRows{v: c.id}, nil
+		return FakeOneRow(c.ID), nil
 	case strings.HasPrefix(q, "SHOW "):
-		return &tpRows{v: c.vars[strings.TrimPrefix(q, "SHOW ")]}, nil
+		return FakeOneRow(c.Vars[strings.TrimPrefix(q, "SHOW ")]), nil
 	}
-	return nil, fmt.Errorf("tpConn: cannot query %q", q)
+	return nil, fmt.Errorf("tpQuery: cannot query %q", q)
 }
 
-func (c *tpConn) ResetSession(context.Context) error {
-	c.enter()
-	defer c.exit()
-	c.d.resets.Add(1)
-	if c.dead.Load() || c.failReset.Load() {
-		c.d.badResets.Add(1)
-		return driver.ErrBadConn
-	}
-	return nil
-}
-
-func (c *tpConn) IsValid() bool { return !c.dead.Load() && !c.closed.Load() }
-
-type tpStmt struct {
-	c *tpConn
-	q string
-}
-
-func (s *tpStmt) Close() error  { return nil }
-func (s *tpStmt) NumInput() int { return -1 }
-func (s *tpStmt) Exec([]driver.Value) (driver.Result, error) { //nolint:staticcheck
-	return s.c.ExecContext(context.Background(), s.q, nil)
-}
-func (s *tpStmt) Query([]driver.Value) (driver.Rows, error) { //nolint:staticcheck
-	return s.c.QueryContext(context.Background(), s.q, nil)
-}
-
-type tpTx struct{}
-
-func (tpTx) Commit() error   { return nil }
-func (tpTx) Rollback() error { return nil }
-
-type tpRows struct {
-	v    any
-	done bool
-}
-
-func (r *tpRows) Columns() []string { return []string{"v"} }
-func (r *tpRows) Close() error      { return nil }
-func (r *tpRows) Next(dest []driver.Value) error {
-	if r.done {
-		return io.EOF
-	}
-	r.done = true
-	dest[0] = r.v
-	return nil
+// tpConnector is an inner connector on d.
+func tpConnector(d *FakeDB) driver.Connector {
+	return (&FakeDriver{Caps: FakeCapsPool, DB: d}).Connector()
 }
 
 // tpCallerKey marks a caller's context, so that a hook can tell the caller's own open from the
@@ -243,31 +107,11 @@ func (c *tpClock) Advance(d time.Duration) time.Time {
 	return c.t
 }
 
-// installPool replaces a new connector's pool (unused so far) by one with config pc running on
-// the clock now, and starts it. It must be called before the connector is used.
-func installPool(c *Connector, pc PoolConfig, now func() time.Time) error {
-	cfg := c.cfg
-	cfg.pool = pc
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	c.pool.close()
-	c.cfg.pool = pc
-	p := newPool(c, pc)
-	if now != nil {
-		p.now, p.fakeClock = now, true
-	}
-	c.pool = p
-	p.start()
-	c.startHealth() // the old pool's close stopped it (a no-op without health_interval)
-	return nil
-}
-
 // tpOpen opens a *sql.DB over a connector on d whose pool has config pc and runs on clk (nil:
 // the real clock). opts must not set the pool (pc does).
-func tpOpen(t *testing.T, d *tpDriver, pc PoolConfig, clk *tpClock, opts ...Option) (*sql.DB, *Connector) {
+func tpOpen(t *testing.T, d *FakeDB, pc PoolConfig, clk *tpClock, opts ...Option) (*sql.DB, *Connector) {
 	t.Helper()
-	c, err := NewConnector(tpConnector{d}, opts...)
+	c, err := NewConnector(tpConnector(d), opts...)
 	if err != nil {
 		t.Fatalf("NewConnector: %v", err)
 	}
@@ -318,11 +162,11 @@ func tpIDOf(t *testing.T, c *sql.Conn) int64 {
 	if err != nil {
 		t.Fatalf("SessionOf: %v", err)
 	}
-	inner, ok := s.Unwrap().(*tpConn)
-	if !ok {
-		t.Fatalf("Session.Unwrap() = %T, want *tpConn", s.Unwrap())
+	inner := FakeConnOf(s.Unwrap())
+	if inner == nil {
+		t.Fatalf("Session.Unwrap() = %T, want a fakedb connection", s.Unwrap())
 	}
-	return inner.id
+	return inner.ID
 }
 
 func tpSession(t *testing.T, c *sql.Conn) *Session {
@@ -385,128 +229,25 @@ func tpCheckStats(t *testing.T, c *Connector, w tpStatsWant) Stats {
 }
 
 // tpCheckDriver checks that hasql's figures agree with what the driver saw.
-func tpCheckDriver(t *testing.T, c *Connector, d *tpDriver) {
+func tpCheckDriver(t *testing.T, c *Connector, d *FakeDB) {
 	t.Helper()
 	s := c.Stats()
-	if s.Created != d.opens.Load() || s.Closed != d.closes.Load() || int64(s.Open) != d.opens.Load()-d.closes.Load() {
-		t.Errorf("Stats Created %d Closed %d Open %d; the driver opened %d and closed %d", s.Created, s.Closed, s.Open, d.opens.Load(), d.closes.Load())
+	if s.Created != d.Opens.Load() || s.Closed != d.Closes.Load() || int64(s.Open) != d.Opens.Load()-d.Closes.Load() {
+		t.Errorf("Stats Created %d Closed %d Open %d; the driver opened %d and closed %d", s.Created, s.Closed, s.Open, d.Opens.Load(), d.Closes.Load())
 	}
-	if n := d.dupCloses.Load(); n != 0 {
+	if n := d.DupCloses.Load(); n != 0 {
 		t.Errorf("%d connections were closed twice", n)
 	}
-	if n := d.overlaps.Load(); n != 0 {
+	if n := d.Overlaps.Load(); n != 0 {
 		t.Errorf("%d calls found their connection in use by another goroutine", n)
 	}
-	if n := d.useClosed.Load(); n != 0 {
+	if n := d.UseClosed.Load(); n != 0 {
 		t.Errorf("%d calls ran on a closed connection", n)
 	}
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. Sizing.
-
-func TestPoolMinOpenedInBackgroundAndKept(t *testing.T) {
-	d := newTPDriver()
-	clk := newTPClock()
-	pc := tpPC(3, 10, 1)
-	pc.IdleTimeout = time.Minute
-	db, c := tpOpen(t, d, pc, clk)
-	p := c.pool
-
-	// Nobody asked for a session: the three are opened in the background.
-	tpEventually(t, "3 idle sessions", func() bool { return c.Stats().Idle == 3 })
-	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
-	tpCheckDriver(t, c, d)
-
-	// Idle far beyond the timeout: never below min.
-	p.reap(clk.Now().Add(time.Hour))
-	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
-
-	// Five at once: two more are opened.
-	ctx := context.Background()
-	var conns []*sql.Conn
-	for i := 0; i < 5; i++ {
-		cn, _ := tpAcquire(t, ctx, db)
-		conns = append(conns, cn)
-	}
-	tpCheckStats(t, c, tpStatsWant{Open: 5, Busy: 5, Created: 5})
-	for _, cn := range conns {
-		cn.Close()
-	}
-	tpCheckStats(t, c, tpStatsWant{Open: 5, Idle: 5, Created: 5})
-
-	// Not idle long enough yet.
-	p.reap(clk.Now().Add(time.Minute - time.Nanosecond))
-	tpCheckStats(t, c, tpStatsWant{Open: 5, Idle: 5, Created: 5})
-
-	// Idle long enough: back down to min, not below.
-	p.reap(clk.Now().Add(time.Minute))
-	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 5, Closed: 2})
-	tpCheckDriver(t, c, d)
-	if n := len(d.liveIDs()); n != 3 {
-		t.Errorf("driver has %d connections open, want 3", n)
-	}
-
-	// The longest idle go first: use one session, let time pass, reap with min lowered.
-	cn, used := tpAcquire(t, ctx, db)
-	clk.Advance(30 * time.Second)
-	cn.Close()
-	if err := c.Reconfigure(PoolConfig{Min: 1, Max: 10, Incr: 1, IdleTimeout: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	p.reap(clk.Now().Add(31 * time.Second)) // the two others idle 61s, the used one 31s
-	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 5, Closed: 4})
-	if !d.liveIDs()[used] {
-		t.Errorf("reap closed the recently used session %d; open now: %v", used, d.liveIDs())
-	}
-}
-
-func TestPoolGrowByIncrCallerWaitsOnlyForFirst(t *testing.T) {
-	d := newTPDriver()
-	gate := make(chan struct{})
-	d.hook = func(ctx context.Context, n int64) error {
-		if tpIsCaller(ctx) {
-			return nil // the caller's own session
-		}
-		select { // the background ones wait for the gate
-		case <-gate:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	db, c := tpOpen(t, d, tpPC(0, 5, 3), nil)
-	ctx := tpCaller(context.Background())
-
-	// The caller gets its session although the other two of the step are still being opened.
-	c1, _ := tpAcquire(t, ctx, db)
-	tpEventually(t, "two background opens started", func() bool { return d.started.Load() == 3 })
-	if n := d.opens.Load(); n != 1 {
-		t.Fatalf("%d connects finished; want only the caller's", n)
-	}
-	if s := c.Stats(); s.Open != 3 || s.Busy != 1 || s.Idle != 0 || s.Created != 1 {
-		t.Errorf("while growing: %+v; want Open 3 (1 busy, 2 opening), Created 1", s)
-	}
-	close(gate)
-	tpEventually(t, "two idle sessions", func() bool { return c.Stats().Idle == 2 })
-	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 1, Idle: 2, Created: 3})
-
-	// No growth while an idle session fits.
-	c2, _ := tpAcquire(t, ctx, db)
-	c3, _ := tpAcquire(t, ctx, db)
-	if n := d.started.Load(); n != 3 {
-		t.Errorf("%d connects started, want 3: the idle sessions should have been used", n)
-	}
-	// All busy: grow again by up to incr, capped by max (5): one for the caller, one more.
-	c4, _ := tpAcquire(t, ctx, db)
-	tpEventually(t, "Open 5", func() bool { return c.Stats().Open == 5 && c.Stats().Idle == 1 })
-	tpCheckStats(t, c, tpStatsWant{Open: 5, Busy: 4, Idle: 1, Created: 5})
-	for _, cn := range []*sql.Conn{c1, c2, c3, c4} {
-		cn.Close()
-	}
-	tpCheckStats(t, c, tpStatsWant{Open: 5, Idle: 5, Created: 5})
-	tpCheckDriver(t, c, d)
-}
+// 1. Reuse: LIFO, parked sessions, replacement of dead ones (sizing: poolsize_test.go).
 
 // tpThreeReleased checks out three sessions a, b and e on db and releases b, a, then e.
 func tpThreeReleased(t *testing.T, ctx context.Context, db *sql.DB) (ida, idb, ide int64) {
@@ -714,7 +455,7 @@ func TestPoolSameSessionWhenSerial(t *testing.T) {
 		}
 	}
 	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1})
-	if n := d.resets.Load(); n != 10 {
+	if n := d.Resets.Load(); n != 10 {
 		t.Errorf("inner ResetSession ran %d times, want 10 (every reuse is checked)", n)
 	}
 }
@@ -727,7 +468,7 @@ func TestPoolDeadSessionReplacedSilently(t *testing.T) {
 	// Found dead when reused (ResetSession fails): terminated, and the caller gets a new one.
 	cn, id := tpAcquire(t, ctx, db)
 	cn.Close()
-	d.conn(id).failReset.Store(true)
+	d.Conn(id).failReset.Store(true)
 	got := tpQueryID(t, ctx, db)
 	if got == id {
 		t.Fatalf("the dead session %d was handed out", id)
@@ -743,7 +484,7 @@ func TestPoolDeadSessionReplacedSilently(t *testing.T) {
 	for _, cn := range held {
 		id := tpIDOf(t, cn)
 		cn.Close()
-		d.conn(id).failReset.Store(true)
+		d.Conn(id).failReset.Store(true)
 	}
 	if _, err := db.ExecContext(ctx, "SET a = 1"); err != nil {
 		t.Fatalf("exec after three dead sessions: %v", err)
@@ -752,76 +493,9 @@ func TestPoolDeadSessionReplacedSilently(t *testing.T) {
 
 	// Dead at release (IsValid false): terminated, never pooled.
 	cn, id = tpAcquire(t, ctx, db)
-	d.conn(id).dead.Store(true)
+	d.Conn(id).dead.Store(true)
 	cn.Close()
 	tpCheckStats(t, c, tpStatsWant{Open: 0, Idle: 0, Created: 5, Closed: 5, Terminated: 5, checkTerminated: true})
-	tpCheckDriver(t, c, d)
-}
-
-func TestPoolMaxLifetimeJitteredAndRetired(t *testing.T) {
-	d := newTPDriver()
-	clk := newTPClock()
-	pc := tpPC(0, 0, 1)
-	pc.MaxLifetime = time.Hour
-	db, c := tpOpen(t, d, pc, clk)
-	p := c.pool
-	ctx := context.Background()
-	t0 := clk.Now()
-
-	const n = 20
-	var conns []*sql.Conn
-	for i := 0; i < n; i++ {
-		cn, _ := tpAcquire(t, ctx, db)
-		conns = append(conns, cn)
-	}
-	for _, cn := range conns {
-		cn.Close()
-	}
-	p.mu.Lock()
-	distinct := map[time.Time]bool{}
-	for _, list := range p.idle {
-		for _, ph := range list {
-			at := time.Unix(0, ph.retireAt)
-			distinct[at] = true
-			if lo, hi := t0.Add(54*time.Minute), t0.Add(time.Hour); at.Before(lo) || at.After(hi) {
-				t.Errorf("retireAt %v not within [%v, %v] (max_lifetime less at most a tenth)", at, lo, hi)
-			}
-		}
-	}
-	p.mu.Unlock()
-	if len(distinct) < 2 {
-		t.Errorf("all %d sessions retire at the same moment: no jitter", n)
-	}
-
-	p.reap(t0.Add(54*time.Minute - time.Nanosecond))
-	tpCheckStats(t, c, tpStatsWant{Open: n, Idle: n, Created: n})
-	p.reap(t0.Add(time.Hour))
-	tpCheckStats(t, c, tpStatsWant{Open: 0, Idle: 0, Created: n, Closed: n})
-
-	// Busy past its lifetime: retired when released.
-	cn, id := tpAcquire(t, ctx, db)
-	clk.Advance(2 * time.Hour)
-	cn.Close()
-	if d.conn(id) != nil {
-		t.Errorf("session %d outlived its lifetime after release", id)
-	}
-	tpCheckStats(t, c, tpStatsWant{Created: n + 1, Closed: n + 1})
-
-	// With a min, retired sessions are replaced in the background.
-	if err := c.Reconfigure(PoolConfig{Min: 2, MaxLifetime: time.Hour, Incr: 1}); err != nil {
-		t.Fatal(err)
-	}
-	tpEventually(t, "2 idle", func() bool { return c.Stats().Idle == 2 })
-	before := d.liveIDs()
-	p.reap(clk.Now().Add(time.Hour))
-	tpCheckStats(t, c, tpStatsWant{Created: n + 3, Closed: n + 3})
-	p.fillMin()
-	tpEventually(t, "2 new idle", func() bool { return c.Stats().Idle == 2 })
-	for id := range d.liveIDs() {
-		if before[id] {
-			t.Errorf("session %d survived its lifetime", id)
-		}
-	}
 	tpCheckDriver(t, c, d)
 }
 
@@ -876,7 +550,7 @@ func TestGetModeWait(t *testing.T) {
 		got <- res{id, err}
 	}()
 	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 3 })
-	d.conn(ida).dead.Store(true)
+	d.Conn(ida).dead.Store(true)
 	a.Close()
 	r = <-got
 	if r.err != nil || r.id == ida {
@@ -926,7 +600,7 @@ func TestGetModeForce(t *testing.T) {
 	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 3, Closed: 2})
 	e.Close() // at max: kept
 	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 3, Closed: 2})
-	live := d.liveIDs()
+	live := d.LiveIDs()
 	if len(live) != 1 || !live[ide] || live[ida] || live[idb] {
 		t.Errorf("open sessions %v, want only %d", live, ide)
 	}
@@ -1004,135 +678,6 @@ func TestGetModeTimedWaitOnReusedHandleWaitsOnce(t *testing.T) {
 	if got := c.Stats().WaitTimeouts - base.WaitTimeouts; got != 4 {
 		t.Fatalf("WaitTimeouts grew by %d after 4 failed checkouts", got)
 	}
-}
-
-// ---------------------------------------------------------------------------------------------
-// 3. Reconfigure.
-
-func TestReconfigureShrinkClosesIdleFirstThenBusyOnRelease(t *testing.T) {
-	d := newTPDriver()
-	db, c := tpOpen(t, d, tpPC(0, 4, 1), nil)
-	ctx := context.Background()
-	var conns []*sql.Conn
-	for i := 0; i < 4; i++ {
-		cn, _ := tpAcquire(t, ctx, db)
-		conns = append(conns, cn)
-	}
-	conns[0].Close()
-	tpCheckStats(t, c, tpStatsWant{Open: 4, Busy: 3, Idle: 1, Created: 4})
-
-	if err := c.Reconfigure(PoolConfig{Max: 1, Incr: 1}); err != nil {
-		t.Fatal(err)
-	}
-	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 4, Closed: 1})
-	conns[1].Close()
-	tpCheckStats(t, c, tpStatsWant{Open: 2, Busy: 2, Created: 4, Closed: 2})
-	conns[2].Close()
-	tpCheckStats(t, c, tpStatsWant{Open: 1, Busy: 1, Created: 4, Closed: 3})
-	conns[3].Close()
-	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 4, Closed: 3})
-	tpCheckDriver(t, c, d)
-
-	// Invalid: refused, and the pool keeps its config.
-	if err := c.Reconfigure(PoolConfig{Min: 5, Max: 2}); !errors.Is(err, ErrDSN) {
-		t.Errorf("Reconfigure min > max: %v, want ErrDSN", err)
-	}
-	if err := c.Reconfigure(PoolConfig{GetMode: GetTimedWait}); err == nil {
-		t.Errorf("Reconfigure timedwait without a wait timeout succeeded")
-	}
-	c.pool.mu.Lock()
-	if c.pool.cfg.Max != 1 {
-		t.Errorf("a refused Reconfigure changed the pool: %+v", c.pool.cfg)
-	}
-	c.pool.mu.Unlock()
-}
-
-func TestReconfigureGrowWakesWaitersAndMin(t *testing.T) {
-	d := newTPDriver()
-	db, c := tpOpen(t, d, tpPC(0, 1, 1), nil)
-	ctx := context.Background()
-	a, ida := tpAcquire(t, ctx, db)
-	defer a.Close()
-	got := make(chan int64, 1)
-	go func() {
-		cn, err := Acquire(ctx, db)
-		if err != nil {
-			got <- -1
-			return
-		}
-		id := tpIDOf(t, cn)
-		cn.Close()
-		got <- id
-	}()
-	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
-	if err := c.Reconfigure(PoolConfig{Max: 2, Incr: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if id := <-got; id < 0 || id == ida {
-		t.Fatalf("waiter got session %d after the pool grew; want a new one", id)
-	}
-	// Raising min opens sessions in the background.
-	if err := c.Reconfigure(PoolConfig{Min: 4, Max: 6, Incr: 1}); err != nil {
-		t.Fatal(err)
-	}
-	tpEventually(t, "4 open and settled", func() bool { s := c.Stats(); return s.Open == 4 && s.Idle == 3 })
-	tpCheckDriver(t, c, d)
-}
-
-func TestReconfigureRaceWithWaiters(t *testing.T) {
-	d := newTPDriver()
-	pc := tpPC(0, 2, 1)
-	pc.GetMode = GetTimedWait
-	pc.WaitTimeout = time.Second
-	pc.MaxLifetime = time.Hour
-	db, c := tpOpen(t, d, pc, nil)
-	ctx := context.Background()
-	configs := []PoolConfig{
-		{Max: 1, Incr: 1, GetMode: GetTimedWait, WaitTimeout: time.Second, MaxLifetime: time.Hour},
-		{Max: 3, Incr: 2, GetMode: GetWait, MaxLifetime: 2 * time.Hour},
-		{Max: 2, Incr: 1, GetMode: GetForce, MaxLifetime: time.Minute},
-		{Min: 1, Max: 2, Incr: 1, GetMode: GetTimedWait, WaitTimeout: 2 * time.Second, IdleTimeout: time.Hour},
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := c.Reconfigure(configs[i%len(configs)]); err != nil {
-				t.Error(err)
-				return
-			}
-			time.Sleep(50 * time.Microsecond)
-		}
-	}()
-	var workers sync.WaitGroup
-	for g := 0; g < 6; g++ {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			for i := 0; i < 150; i++ {
-				cn, err := Acquire(ctx, db)
-				if err != nil {
-					if !errors.Is(err, ErrPoolExhausted) {
-						t.Error(err)
-					}
-					continue
-				}
-				cn.Close()
-			}
-		}()
-	}
-	workers.Wait()
-	close(stop)
-	wg.Wait()
-	tpEventually(t, "quiet", func() bool { s := c.Stats(); return s.Busy == 0 && s.Open == s.Idle })
-	tpCheckDriver(t, c, d)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1232,7 +777,7 @@ func TestTagSelectionRules(t *testing.T) {
 		cn.Close()
 		// Nothing shared: any session (the most recently released), not a new one.
 		cn, id = tpAcquire(t, WithMatchAnyTag(WithTag(ctx, "q=1")), db)
-		if id == 0 || d.started.Load() != 3 {
+		if id == 0 || d.Started.Load() != 3 {
 			t.Errorf("matchany with nothing shared opened a new session (%d)", id)
 		}
 		if id != ids[1] {
@@ -1292,98 +837,6 @@ func TestTagSelectionRules(t *testing.T) {
 	})
 }
 
-func TestTagInvalid(t *testing.T) {
-	d := newTPDriver()
-	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
-	ctx := context.Background()
-	bad := []string{"a", "a=", "=1", "a=1=2", "a=1;a=2", "a*=1", "a=1;", ";", "a=\x00", "a=*"}
-	for _, tag := range bad {
-		if _, err := Acquire(WithTag(ctx, tag), db); !errors.Is(err, ErrInvalidTag) {
-			t.Errorf("Acquire with tag %q: %v, want ErrInvalidTag", tag, err)
-		}
-		var id int64
-		if err := db.QueryRowContext(WithTag(ctx, tag), "SELECT id").Scan(&id); !errors.Is(err, ErrInvalidTag) {
-			t.Errorf("query with tag %q: %v, want ErrInvalidTag", tag, err)
-		}
-	}
-	cn, _ := tpAcquire(t, ctx, db)
-	s := tpSession(t, cn)
-	for _, tag := range bad {
-		if err := s.SetTag(tag); !errors.Is(err, ErrInvalidTag) {
-			t.Errorf("SetTag(%q): %v, want ErrInvalidTag", tag, err)
-		}
-		if err := Release(cn, tag); !errors.Is(err, ErrInvalidTag) {
-			t.Errorf("Release(%q): %v, want ErrInvalidTag", tag, err)
-		}
-	}
-	if s.Tag() != "" {
-		t.Errorf("an invalid tag changed the session's tag to %q", s.Tag())
-	}
-	for _, tag := range []string{"a=1", "k1=v1;k2=v2", " a = b ", "x.y=1;z=a b"} {
-		if err := s.SetTag(tag); err != nil {
-			t.Errorf("SetTag(%q): %v", tag, err)
-		}
-	}
-	if err := Release(cn, ""); err != nil {
-		t.Fatal(err)
-	}
-	if s := c.Stats(); s.Busy != 0 || s.Open != 1 {
-		t.Errorf("after the invalid tags: %+v", s)
-	}
-}
-
-// tpRefNormalize is normalizeTag without its fast path, as a reference.
-func tpRefNormalize(tag string) (string, bool) {
-	if tag == "" {
-		return "", true
-	}
-	props := strings.Split(tag, ";")
-	seen := map[string]bool{}
-	for i, p := range props {
-		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || k == "" || v == "" || strings.Contains(v, "=") || strings.ContainsAny(k+v, "*\x00") || seen[k] {
-			return "", false
-		}
-		seen[k] = true
-		props[i] = k + "=" + v
-	}
-	sort.Strings(props)
-	return strings.Join(props, ";"), true
-}
-
-func TestTagNormalizeMatchesReference(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	alphabet := []string{"a", "b", "a.b", "k", "=", ";", " ", "*", "\x00", "1", "2", "\t", "é"}
-	check := func(tag string) {
-		got, err := normalizeTag(tag)
-		want, ok := tpRefNormalize(tag)
-		if ok != (err == nil) || got != want {
-			t.Fatalf("normalizeTag(%q) = %q, %v; reference %q, valid %v", tag, got, err, want, ok)
-		}
-		if err != nil && !errors.Is(err, ErrInvalidTag) {
-			t.Fatalf("normalizeTag(%q): %v, want ErrInvalidTag", tag, err)
-		}
-		if ok && !tagIsNormal(want) && want != "" {
-			t.Fatalf("the normal form %q of %q is not recognised as normal", want, tag)
-		}
-	}
-	for _, tag := range []string{"a=1", "a=1;b=2", "b=2;a=1", "a=1;a=2", "a=1;a=1", "a.b=1;a=2", "a=2;a.b=1",
-		"a=1;", ";a=1", " a=1", "a=1 ", "a =1", "a= 1", "a==1", "a=1=2", "*=1", "a=*", "=", "a=", "=1"} {
-		check(tag)
-	}
-	for i := 0; i < 50000; i++ {
-		var b strings.Builder
-		for n := rng.IntN(9); n >= 0; n-- {
-			b.WriteString(alphabet[rng.IntN(len(alphabet))])
-		}
-		check(b.String())
-	}
-	if n := testing.AllocsPerRun(100, func() { normalizeTag("k1=v1;k2=v2") }); n != 0 {
-		t.Errorf("normalizeTag of a normal tag allocates %v times", n)
-	}
-}
-
 // tpTZCallback sets "tz" from the requested tag ("tz=<zone>"; "" resets it to "-") and counts
 // its calls.
 type tpTZCallback struct {
@@ -1393,8 +846,8 @@ type tpTZCallback struct {
 
 func (cb *tpTZCallback) fn(ctx context.Context, s *Session, requested string) error {
 	cb.calls.Add(1)
-	inner := s.Unwrap().(*tpConn)
-	if _, ok := inner.vars["tz"]; !ok {
+	inner := FakeConnOf(s.Unwrap())
+	if _, ok := inner.Vars["tz"]; !ok {
 		cb.fresh.Add(1)
 	}
 	v := "-"
@@ -1729,10 +1182,10 @@ func TestClassIsolationAndValidation(t *testing.T) {
 	if _, err := Acquire(WithClass(ctx, strings.Repeat("c", 1024)), db); err != nil {
 		t.Errorf("a 1024-byte class: %v", err)
 	}
-	if _, err := NewConnector(tpConnector{newTPDriver()}, WithDefaultClass("a*b")); !errors.Is(err, ErrInvalidClass) {
+	if _, err := NewConnector(tpConnector(newTPDriver()), WithDefaultClass("a*b")); !errors.Is(err, ErrInvalidClass) {
 		t.Errorf("WithDefaultClass(a*b): %v, want ErrInvalidClass", err)
 	}
-	if _, err := NewConnector(tpConnector{newTPDriver()}, WithDefaultClass(strings.Repeat("c", 1025))); !errors.Is(err, ErrInvalidClass) {
+	if _, err := NewConnector(tpConnector(newTPDriver()), WithDefaultClass(strings.Repeat("c", 1025))); !errors.Is(err, ErrInvalidClass) {
 		t.Errorf("WithDefaultClass(1025 bytes): %v, want ErrInvalidClass", err)
 	}
 
@@ -1776,113 +1229,7 @@ func TestPoolKeyUsersNeverShare(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. Statement cache size.
-
-func TestTagStmtCacheSizeRule(t *testing.T) {
-	ctx := context.Background()
-	d := newTPDriver()
-	db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil, WithStmtCacheSize(7))
-
-	cn, id := tpAcquire(t, ctx, db)
-	s := tpSession(t, cn)
-	if s.StmtCacheSize() != 7 {
-		t.Fatalf("new session cache size %d, want 7", s.StmtCacheSize())
-	}
-	s.SetStmtCacheSize(3)
-	cn.Close()
-	// Untagged: the pool's default applies when it is handed out again.
-	cn, got := tpAcquire(t, ctx, db)
-	if got != id || tpSession(t, cn).StmtCacheSize() != 7 {
-		t.Errorf("untagged reuse: session %d cache size %d, want %d and 7", got, tpSession(t, cn).StmtCacheSize(), id)
-	}
-	tpSession(t, cn).SetStmtCacheSize(3)
-	if err := Release(cn, "a=1"); err != nil {
-		t.Fatal(err)
-	}
-	// Tagged: keeps its own.
-	cn, got = tpAcquire(t, WithTag(ctx, "a=1"), db)
-	if got != id || tpSession(t, cn).StmtCacheSize() != 3 {
-		t.Errorf("tagged reuse: session %d cache size %d, want %d and 3", got, tpSession(t, cn).StmtCacheSize(), id)
-	}
-	tpSession(t, cn).SetStmtCacheSize(0)
-	if err := Release(cn, "a=1"); err != nil {
-		t.Fatal(err)
-	}
-	cn, _ = tpAcquire(t, WithTag(ctx, "a=1"), db)
-	if n := tpSession(t, cn).StmtCacheSize(); n != 0 {
-		t.Errorf("tagged session with its cache off: size %d after reuse", n)
-	}
-	if err := Release(cn, ""); err != nil {
-		t.Fatal(err)
-	}
-	cn, _ = tpAcquire(t, ctx, db)
-	if n := tpSession(t, cn).StmtCacheSize(); n != 7 {
-		t.Errorf("untagged again: size %d, want the default 7", n)
-	}
-	cn.Close()
-}
-
-// ---------------------------------------------------------------------------------------------
-// 7. Acquire, Release, SessionOf; Stats against a model.
-
-func TestAcquireReleaseSessionOf(t *testing.T) {
-	ctx := context.Background()
-	d := newTPDriver()
-	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
-
-	// Acquire binds now.
-	cn, err := Acquire(WithTag(ctx, "a=1"), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.opens.Load() != 1 || c.Stats().Busy != 1 {
-		t.Errorf("Acquire did not bind a session: opens %d busy %d", d.opens.Load(), c.Stats().Busy)
-	}
-	s, err := SessionOf(cn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.TagFound() || s.Tag() != "" || s.Unwrap() == nil {
-		t.Errorf("new session: found %v tag %q unwrap %v", s.TagFound(), s.Tag(), s.Unwrap())
-	}
-	if err := Release(cn, "a=1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := cn.PingContext(ctx); !errors.Is(err, sql.ErrConnDone) {
-		t.Errorf("Release did not close the *sql.Conn: %v", err)
-	}
-	if err := Release(cn, "a=1"); err == nil {
-		t.Errorf("a second Release succeeded")
-	}
-	cn, _ = tpAcquire(t, WithTag(ctx, "a=1"), db)
-	if s2 := tpSession(t, cn); !s2.TagFound() || s2.Tag() != "a=1" {
-		t.Errorf("reacquired: found %v tag %q", s2.TagFound(), s2.Tag())
-	}
-	cn.Close()
-
-	// Not a hasql connection.
-	raw := sql.OpenDB(tpConnector{d})
-	defer raw.Close()
-	rc, err := raw.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	if _, err := SessionOf(rc); err == nil {
-		t.Errorf("SessionOf on a plain driver's conn succeeded")
-	}
-	if err := Release(rc, ""); err == nil {
-		t.Errorf("Release on a plain driver's conn succeeded")
-	}
-	if _, err := Acquire(ctx, raw); err == nil {
-		t.Errorf("Acquire on a plain driver's DB succeeded")
-	}
-	// Acquire on a closed DB.
-	db.Close()
-	if _, err := Acquire(ctx, db); err == nil {
-		t.Errorf("Acquire on a closed DB succeeded")
-	}
-}
+// 7. Stats against a model (Acquire, Release, SessionOf: session_test.go).
 
 // TestStatsModelStress runs a random mix of checkouts on the fake driver from 8 goroutines and
 // then checks Stats against what the driver saw and what the goroutines did.
@@ -2017,7 +1364,7 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 						continue
 					}
 					s, _ := SessionOf(cn)
-					s.Unwrap().(*tpConn).dead.Store(true)
+					FakeConnOf(s.Unwrap()).dead.Store(true)
 					kills.Add(1)
 					cn.Close()
 				default: // the session dies while idle, in a class nobody asks a tag of
@@ -2027,7 +1374,7 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 						continue
 					}
 					s, _ := SessionOf(cn)
-					s.Unwrap().(*tpConn).failReset.Store(true)
+					FakeConnOf(s.Unwrap()).failReset.Store(true)
 					cn.Close()
 					if _, err := db.ExecContext(WithClass(context.Background(), "doom"), "SET x = 1"); err != nil {
 						fail("exec after a dead idle session: %v", err)
@@ -2061,15 +1408,15 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 	if s.Busy != 0 || s.Open != s.Idle {
 		t.Errorf("after quiescing: %+v", s)
 	}
-	if int64(s.Open) != d.opens.Load()-d.closes.Load() || len(d.liveIDs()) != s.Open {
-		t.Errorf("Open %d; the driver has %d open (%d opened, %d closed)", s.Open, len(d.liveIDs()), d.opens.Load(), d.closes.Load())
+	if int64(s.Open) != d.Opens.Load()-d.Closes.Load() || len(d.LiveIDs()) != s.Open {
+		t.Errorf("Open %d; the driver has %d open (%d opened, %d closed)", s.Open, len(d.LiveIDs()), d.Opens.Load(), d.Closes.Load())
 	}
 	if s.Created-s.Closed != int64(s.Open) {
 		t.Errorf("Created %d - Closed %d != Open %d", s.Created, s.Closed, s.Open)
 	}
 	tpCheckDriver(t, c, d)
-	if want := kills.Load() + d.badResets.Load(); s.Terminated != want {
-		t.Errorf("Terminated %d; want %d (%d killed while held, %d found dead at reset)", s.Terminated, want, kills.Load(), d.badResets.Load())
+	if want := kills.Load() + d.BadResets.Load(); s.Terminated != want {
+		t.Errorf("Terminated %d; want %d (%d killed while held, %d found dead at reset)", s.Terminated, want, kills.Load(), d.BadResets.Load())
 	}
 	// Every tagged checkout counts once, as a hit or a miss; the Acquires show which.
 	if got, want := s.TagHits+s.TagMisses, taggedAcq.Load()+taggedQueries.Load(); got != want {
@@ -2085,13 +1432,13 @@ func tpStress(t *testing.T, pc PoolConfig, reconfigure bool) {
 		t.Errorf("Open %d below min %d", s.Open, pc.Min)
 	}
 	t.Logf("%+v; %d killed, %d dead at reset, %d tagged acquires (%d found), max open seen %d",
-		s, kills.Load(), d.badResets.Load(), taggedAcq.Load(), found.Load(), maxOpenSeen.Load())
+		s, kills.Load(), d.BadResets.Load(), taggedAcq.Load(), found.Load(), maxOpenSeen.Load())
 
 	// Closing the DB closes every session.
 	db.Close()
 	s = c.Stats()
-	if s.Open != 0 || s.Idle != 0 || s.Busy != 0 || s.Closed != s.Created || len(d.liveIDs()) != 0 {
-		t.Errorf("after Close: %+v; driver has %d open", s, len(d.liveIDs()))
+	if s.Open != 0 || s.Idle != 0 || s.Busy != 0 || s.Closed != s.Created || len(d.LiveIDs()) != 0 {
+		t.Errorf("after Close: %+v; driver has %d open", s, len(d.LiveIDs()))
 	}
 	tpCheckDriver(t, c, d)
 }
@@ -2122,7 +1469,7 @@ func TestPoolPurgeHandsFreedSlotsToWaiters(t *testing.T) {
 			if err != nil {
 				t.Fatalf("get: %v", err)
 			}
-			old := co.ph.inner.(*tpConn).id
+			old := FakeConnOf(co.ph.inner).ID
 
 			type res struct {
 				id  int64
@@ -2140,8 +1487,8 @@ func TestPoolPurgeHandsFreedSlotsToWaiters(t *testing.T) {
 				defer cn.Close()
 				var id int64
 				if s, err := SessionOf(cn); err == nil {
-					if inner, ok := s.Unwrap().(*tpConn); ok {
-						id = inner.id
+					if inner := FakeConnOf(s.Unwrap()); inner != nil {
+						id = inner.ID
 					}
 				}
 				got <- res{id, nil}
@@ -2176,7 +1523,7 @@ func TestPoolPurgeHandsFreedSlotsToWaiters(t *testing.T) {
 func TestPoolProbeFailureHandsSlotToWaiter(t *testing.T) {
 	d := newTPDriver()
 	probing, fail := make(chan struct{}), make(chan struct{})
-	d.hook = func(ctx context.Context, n int64) error {
+	d.OnConnect = func(ctx context.Context, n int64) error {
 		if n != 1 {
 			return nil
 		}
@@ -2223,7 +1570,7 @@ func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
 	d := newTPDriver()
 	release := make(chan struct{})
 	var background atomic.Int64
-	d.hook = func(ctx context.Context, n int64) error {
+	d.OnConnect = func(ctx context.Context, n int64) error {
 		if tpIsCaller(ctx) || background.Add(1) <= 3 {
 			return nil // the caller's own and the first three (min)
 		}
@@ -2234,7 +1581,7 @@ func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	c, err := NewConnector(tpConnector{d})
+	c, err := NewConnector(tpConnector(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -2263,24 +1610,8 @@ func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(release)
-	if n := len(d.liveIDs()); n != 0 {
+	if n := len(d.LiveIDs()); n != 0 {
 		t.Errorf("%d sessions open after Close", n)
 	}
 	tpCheckDriver(t, c, d)
 }
-
-// ---------------------------------------------------------------------------------------------
-// Hooks for the external integration tests (package hasql_test): drive the pool's clock and
-// reaper on a real server.
-
-// PoolTestInstallClock gives a connector that has not been used yet a pool with config pc
-// running on the clock now. For tests only.
-func PoolTestInstallClock(c *Connector, pc PoolConfig, now func() time.Time) error {
-	return installPool(c, pc, now)
-}
-
-// PoolTestReap runs the pool's reaper as if the time were now. For tests only.
-func PoolTestReap(c *Connector, now time.Time) { c.pool.reap(now) }
-
-// PoolTestFillMin asks the pool to open sessions up to its min in the background. For tests only.
-func PoolTestFillMin(c *Connector) { c.pool.fillMin() }

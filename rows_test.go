@@ -10,41 +10,21 @@ import (
 	"testing"
 )
 
-// closeLossDriver serves one-row queries whose Close fails as if the
-// connection died after the row arrived, on the first query only.
-type closeLossDriver struct {
-	queries atomic.Int64
-	failed  atomic.Bool
-}
-
-type closeLossConn struct{ d *closeLossDriver }
-type closeLossRows struct {
-	d    *closeLossDriver
-	done bool
-	fail bool
-}
-
-func (d *closeLossDriver) Open(string) (driver.Conn, error)  { return &closeLossConn{d}, nil }
-func (c *closeLossConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("no prepare") }
-func (c *closeLossConn) Close() error                        { return nil }
-func (c *closeLossConn) Begin() (driver.Tx, error)           { return nil, errors.New("no tx") }
-func (c *closeLossConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	c.d.queries.Add(1)
-	return &closeLossRows{d: c.d, fail: !c.d.failed.Swap(true)}, nil
-}
-func (r *closeLossRows) Columns() []string { return []string{"n"} }
-func (r *closeLossRows) Next(dest []driver.Value) error {
-	if r.done {
-		return io.EOF
+// closeLossDB is fakedb serving one-row queries whose Close fails as if the
+// connection died after the row arrived, on the first query only; queries
+// counts the queries it ran.
+func closeLossDB() (db *FakeDB, queries *atomic.Int64) {
+	db, queries = NoopFakeDB(), new(atomic.Int64)
+	var failed atomic.Bool
+	db.OnQuery = func(*FakeConn, context.Context, string, []driver.NamedValue) (driver.Rows, error) {
+		queries.Add(1)
+		r := &FakeSliceRows{Cols: []string{"n"}, Vals: [][]driver.Value{{int64(42)}}}
+		if !failed.Swap(true) {
+			r.CloseErr = io.ErrUnexpectedEOF
+		}
+		return r, nil
 	}
-	r.done, dest[0] = true, int64(42)
-	return nil
-}
-func (r *closeLossRows) Close() error {
-	if r.fail {
-		return io.ErrUnexpectedEOF
-	}
-	return nil
+	return db, queries
 }
 
 func TestRowsCloseLossRerunsOnlyIdempotentWork(t *testing.T) {
@@ -61,9 +41,9 @@ func TestRowsCloseLossRerunsOnlyIdempotentWork(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &closeLossDriver{}
+			d, queries := closeLossDB()
 			name := "closeloss-" + t.Name()
-			sql.Register(name, d)
+			sql.Register(name, &FakeDriver{Caps: FakeQueryerContext, DB: d})
 			db, err := sql.Open("hasql", name+tc.dsn[len("closeloss"):])
 			if err != nil {
 				t.Fatal(err)
@@ -81,7 +61,7 @@ func TestRowsCloseLossRerunsOnlyIdempotentWork(t *testing.T) {
 			if tc.wantErr != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("Scan: %v does not wrap the driver's error", err)
 			}
-			if got := d.queries.Load(); got != tc.wantQuery {
+			if got := queries.Load(); got != tc.wantQuery {
 				t.Fatalf("the driver ran %d queries, want %d", got, tc.wantQuery)
 			}
 			c, _ := ConnectorOf(db)

@@ -15,7 +15,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand"
 	"reflect"
 	"strings"
@@ -27,188 +26,111 @@ import (
 )
 
 // ---------------------------------------------------------------------------------------------
-// scFake: a recording driver. Like go-sql-driver/mysql without interpolateParams, its connections
-// do ad-hoc work without arguments themselves and answer ad-hoc work with arguments with
-// driver.ErrSkip, unless oneRT is set (then they do all ad-hoc work in one round trip, as pgx and
-// sqlmock do).
+// scFake: fakedb's driver with recording hooks. Like go-sql-driver/mysql without
+// interpolateParams, its connections do ad-hoc work without arguments themselves and answer
+// ad-hoc work with arguments with driver.ErrSkip, unless oneRT is set (then they do all ad-hoc
+// work in one round trip, as pgx and sqlmock do).
 
 type scFake struct {
-	oneRT    bool // connections implement ExecerContext and QueryerContext
+	oneRT    bool // ad-hoc work with arguments runs on the connection too
 	maxStmts int  // >0: a prepare beyond this many open statements on a connection fails with MySQL 1461
 
-	mu     sync.Mutex
-	events []string
-	epoch  int              // statements prepared before the current epoch are stale
-	stale  error            // the error a stale statement fails with
-	failQ  map[string]error // next execution of this SQL fails once with this error (not stale)
-	nconns int
+	db *FakeDB // made by scOpen; its log holds the events, its epoch the schema
+
+	mu    sync.Mutex
+	failQ map[string]error // next execution of this SQL fails once with this error (not stale)
 }
 
-func (f *scFake) log(format string, a ...any) {
-	f.mu.Lock()
-	f.events = append(f.events, fmt.Sprintf(format, a...))
-	f.mu.Unlock()
+// scCaps: ad-hoc work and PrepareContext; statements and rows with nothing optional.
+const scCaps = FakeExecerContext | FakeQueryerContext | FakeConnPrepareContext
+
+// connector makes f's FakeDB and returns an inner connector on it.
+func (f *scFake) connector() driver.Connector {
+	d := NoopFakeDB()
+	f.db = d
+	d.OnPrepare = func(c *FakeConn, _ context.Context, q string) error {
+		if f.maxStmts > 0 && c.OpenStmts() >= f.maxStmts {
+			f.log("prepare! %s", q)
+			return &mysql.MySQLError{Number: 1461, Message: "Can't create more than max_prepared_stmt_count statements"}
+		}
+		f.log("prepare %s", q)
+		return nil
+	}
+	d.OnBegin = func(*FakeConn) error { f.log("begin"); return nil }
+	d.OnCommit = func(*FakeConn) error { f.log("commit"); return nil }
+	d.OnRollback = func(*FakeConn) error { f.log("rollback"); return nil }
+	d.OnExec = func(_ *FakeConn, _ context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+		if len(args) > 0 && !f.oneRT {
+			return nil, driver.ErrSkip
+		}
+		f.log("conn-exec %s", q)
+		return driver.RowsAffected(1), nil
+	}
+	d.OnQuery = func(_ *FakeConn, _ context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+		if len(args) > 0 && !f.oneRT {
+			return nil, driver.ErrSkip
+		}
+		f.log("conn-query %s", q)
+		return scRow(), nil
+	}
+	d.OnStmtClose = func(s *FakeStmt) error {
+		if s.Closed {
+			f.log("DOUBLE CLOSE %s", s.SQL)
+			return errors.New("scFake: statement closed twice")
+		}
+		s.Forget()
+		f.log("close %s", s.SQL)
+		return nil
+	}
+	d.OnStmtExec = func(s *FakeStmt, _ context.Context, _ []driver.NamedValue) (driver.Result, error) {
+		if err := f.run(s, "exec"); err != nil {
+			return nil, err
+		}
+		return driver.RowsAffected(1), nil
+	}
+	d.OnStmtQuery = func(s *FakeStmt, _ context.Context, _ []driver.NamedValue) (driver.Rows, error) {
+		if err := f.run(s, "query"); err != nil {
+			return nil, err
+		}
+		return scRow(), nil
+	}
+	return (&FakeDriver{Caps: scCaps, DB: d}).Connector()
 }
+
+func (f *scFake) log(format string, a ...any) { f.db.Log(fmt.Sprintf(format, a...)) }
 
 // take returns the events since the last take.
-func (f *scFake) take() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ev := f.events
-	f.events = nil
-	return ev
-}
+func (f *scFake) take() []string { return f.db.TakeEvents() }
 
 // changeSchema makes every statement prepared so far fail with err when executed.
-func (f *scFake) changeSchema(err error) {
-	f.mu.Lock()
-	f.epoch++
-	f.stale = err
-	f.mu.Unlock()
-}
+func (f *scFake) changeSchema(err error) { f.db.ChangeSchema(err) }
 
-type scConnector struct{ f *scFake }
-
-func (c scConnector) Connect(context.Context) (driver.Conn, error) {
-	c.f.mu.Lock()
-	c.f.nconns++
-	id := c.f.nconns
-	c.f.mu.Unlock()
-	return &scConn{f: c.f, id: id, open: map[*scStmt]bool{}}, nil
-}
-func (c scConnector) Driver() driver.Driver { return scDriver{} }
-
-type scDriver struct{}
-
-func (scDriver) Open(string) (driver.Conn, error) {
-	return nil, errors.New("scFake: use the connector")
-}
-
-type scConn struct {
-	f      *scFake
-	id     int
-	open   map[*scStmt]bool
-	closed bool
-}
-
-var (
-	_ driver.ExecerContext      = (*scConn)(nil)
-	_ driver.QueryerContext     = (*scConn)(nil)
-	_ driver.ConnPrepareContext = (*scConn)(nil)
-)
-
-func (c *scConn) Prepare(q string) (driver.Stmt, error) {
-	return c.PrepareContext(context.Background(), q)
-}
-
-func (c *scConn) PrepareContext(_ context.Context, q string) (driver.Stmt, error) {
-	if c.f.maxStmts > 0 && len(c.open) >= c.f.maxStmts {
-		c.f.log("prepare! %s", q)
-		return nil, &mysql.MySQLError{Number: 1461, Message: "Can't create more than max_prepared_stmt_count statements"}
-	}
-	c.f.mu.Lock()
-	epoch := c.f.epoch
-	c.f.mu.Unlock()
-	s := &scStmt{c: c, q: q, epoch: epoch}
-	c.open[s] = true
-	c.f.log("prepare %s", q)
-	return s, nil
-}
-
-func (c *scConn) Close() error              { c.closed = true; return nil }
-func (c *scConn) Begin() (driver.Tx, error) { c.f.log("begin"); return scTx{c}, nil }
-
-type scTx struct{ c *scConn }
-
-func (t scTx) Commit() error   { t.c.f.log("commit"); return nil }
-func (t scTx) Rollback() error { t.c.f.log("rollback"); return nil }
-
-func (c *scConn) ExecContext(_ context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	if len(args) > 0 && !c.f.oneRT {
-		return nil, driver.ErrSkip
-	}
-	c.f.log("conn-exec %s", q)
-	return driver.RowsAffected(1), nil
-}
-
-func (c *scConn) QueryContext(_ context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	if len(args) > 0 && !c.f.oneRT {
-		return nil, driver.ErrSkip
-	}
-	c.f.log("conn-query %s", q)
-	return &scRows{}, nil
-}
-
-type scStmt struct {
-	c      *scConn
-	q      string
-	epoch  int
-	closed bool
-}
-
-func (s *scStmt) Close() error {
-	if s.closed {
-		s.c.f.log("DOUBLE CLOSE %s", s.q)
-		return errors.New("scFake: statement closed twice")
-	}
-	s.closed = true
-	delete(s.c.open, s)
-	s.c.f.log("close %s", s.q)
-	return nil
-}
-
-func (s *scStmt) NumInput() int { return strings.Count(s.q, "?") }
-
-func (s *scStmt) run(kind string) error {
-	f := s.c.f
-	if s.closed {
-		f.log("USE AFTER CLOSE %s", s.q)
+// run is what a statement's execution does before answering: fail if closed, stale or told to.
+func (f *scFake) run(s *FakeStmt, kind string) error {
+	if s.Closed {
+		f.log("USE AFTER CLOSE %s", s.SQL)
 		return errors.New("scFake: statement used after close")
 	}
+	staleErr := f.db.Stale(s)
 	f.mu.Lock()
-	stale := s.epoch < f.epoch
-	staleErr := f.stale
-	failErr := f.failQ[s.q]
-	delete(f.failQ, s.q)
+	failErr := f.failQ[s.SQL]
+	delete(f.failQ, s.SQL)
 	f.mu.Unlock()
-	if stale {
-		f.log("%s! %s", kind, s.q)
+	if staleErr != nil {
+		f.log("%s! %s", kind, s.SQL)
 		return staleErr
 	}
 	if failErr != nil {
-		f.log("%s! %s", kind, s.q)
+		f.log("%s! %s", kind, s.SQL)
 		return failErr
 	}
-	f.log("%s %s", kind, s.q)
+	f.log("%s %s", kind, s.SQL)
 	return nil
 }
 
-func (s *scStmt) Exec(args []driver.Value) (driver.Result, error) { //nolint:staticcheck
-	if err := s.run("exec"); err != nil {
-		return nil, err
-	}
-	return driver.RowsAffected(1), nil
-}
-
-func (s *scStmt) Query(args []driver.Value) (driver.Rows, error) { //nolint:staticcheck
-	if err := s.run("query"); err != nil {
-		return nil, err
-	}
-	return &scRows{}, nil
-}
-
-// scRows is one row with one int64 column.
-type scRows struct{ done bool }
-
-func (r *scRows) Columns() []string { return []string{"x"} }
-func (r *scRows) Close() error      { return nil }
-func (r *scRows) Next(dest []driver.Value) error {
-	if r.done {
-		return io.EOF
-	}
-	r.done = true
-	dest[0] = int64(1)
-	return nil
+// scRow is one row with one int64 column.
+func scRow() driver.Rows {
+	return &FakeSliceRows{Cols: []string{"x"}, Vals: [][]driver.Value{{int64(1)}}}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,7 +140,7 @@ func (r *scRows) Next(dest []driver.Value) error {
 // are deterministic), with the given dialect's error knowledge.
 func scOpen(t *testing.T, f *scFake, dl dialect, opts ...Option) (*sql.DB, *Connector) {
 	t.Helper()
-	c, err := NewConnector(scConnector{f}, opts...)
+	c, err := NewConnector(f.connector(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -907,7 +829,7 @@ func TestStmtCacheTooManyStatements(t *testing.T) {
 	f.take()
 	for i := 0; i < 8; i++ {
 		scQuery(t, ctx, conn, fmt.Sprintf("m%d ?", i), i)
-		if open := len(ph.inner.(*scConn).open); open > 5 {
+		if open := FakeConnOf(ph.inner).OpenStmts(); open > 5 {
 			t.Fatalf("%d statements open, limit 5", open)
 		}
 	}
@@ -966,7 +888,7 @@ func scModelRun(t *testing.T, seed int64) {
 	conn, s := scConnOf(t, db)
 	defer conn.Close()
 	ph := s.phys()
-	inner := ph.inner.(*scConn)
+	inner := FakeConnOf(ph.inner)
 
 	size := 4
 	var model []*scModelEntry // cached, most recently used first
@@ -1071,13 +993,13 @@ func scModelRun(t *testing.T, seed int64) {
 			live[cs.si] = true
 		}
 		for _, cs := range held {
-			if cs.si.(*scStmt).closed {
+			if cs.si.(*FakeStmt).Closed {
 				t.Fatalf("seed %d step %d: a held statement was closed", seed, step)
 			}
 			live[cs.si] = true
 		}
-		if len(live) != len(inner.open) {
-			t.Fatalf("seed %d step %d: %d statements open on the connection, %d cached or held", seed, step, len(inner.open), len(live))
+		if len(live) != inner.OpenStmts() {
+			t.Fatalf("seed %d step %d: %d statements open on the connection, %d cached or held", seed, step, inner.OpenStmts(), len(live))
 		}
 		h, m, e := s.StmtCacheStats()
 		if h != hits || m != misses || e != evictions {

@@ -1,0 +1,52 @@
+package hasql
+
+// Test-only hooks, as pgconn's export_test.go: what the tests need to reach inside the package
+// (the pool's clock and reaper, the dialect's classification, the effective reconnect
+// schedule) gathered in one place, for the internal unit tests and for the external
+// integration tests (package hasql_test) alike. Nothing here is compiled into hasql itself.
+
+import "time"
+
+// installPool replaces a new connector's pool (unused so far) by one with config pc running on
+// the clock now, and starts it. It must be called before the connector is used.
+func installPool(c *Connector, pc PoolConfig, now func() time.Time) error {
+	cfg := c.cfg
+	cfg.pool = pc
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	c.pool.close()
+	c.cfg.pool = pc
+	p := newPool(c, pc)
+	if now != nil {
+		p.now, p.fakeClock = now, true
+	}
+	c.pool = p
+	p.start()
+	c.startHealth() // the old pool's close stopped it (a no-op without health_interval)
+	return nil
+}
+
+// PoolTestInstallClock gives a connector that has not been used yet a pool with config pc
+// running on the clock now. For tests only.
+func PoolTestInstallClock(c *Connector, pc PoolConfig, now func() time.Time) error {
+	return installPool(c, pc, now)
+}
+
+// PoolTestReap runs the pool's reaper as if the time were now. For tests only.
+func PoolTestReap(c *Connector, now time.Time) { c.pool.reap(now) }
+
+// PoolTestFillMin asks the pool to open sessions up to its min in the background. For tests only.
+func PoolTestFillMin(c *Connector) { c.pool.fillMin() }
+
+// RecoverTestClassify reports how hasql's dialect for driverName ("pgx" or
+// "mysql") classifies err. For the external tests that provoke errors on real
+// servers; tests only.
+func RecoverTestClassify(driverName string, err error) (connDead, notSent, wrongRole, connectRetryable bool) {
+	d := dialectOf(driverName, nil)
+	return d.connDead(err), d.notSent(err), d.wrongRole(err), d.connectRetryable(err)
+}
+
+// RecoverTestBackoff returns a connector's effective reconnect schedule.
+// Tests only.
+func RecoverTestBackoff(c *Connector) Backoff { return c.cfg.backoff }
