@@ -1611,7 +1611,8 @@ type fakeTx struct {
 
 func (t *fakeTx) Commit() error {
 	db := t.c.db
-	if f := db.fault(nil, "commit", ""); f != nil {
+	f := db.fault(nil, "commit", "")
+	if f != nil && !f.Sent {
 		return t.c.failed(f)
 	}
 	var err error
@@ -1621,6 +1622,9 @@ func (t *fakeTx) Commit() error {
 	}
 	if h := db.OnCommit; h != nil && err == nil {
 		err = h(t.c)
+	}
+	if f != nil {
+		return t.c.failed(f) // the commit reached the server; its answer did not come back
 	}
 	return err
 }

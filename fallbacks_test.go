@@ -1,7 +1,7 @@
 package hasql
 
 // Tests of the database/sql fallbacks a session uses when its inner driver lacks a
-// context-aware interface (ctxutil.go): they behave as database/sql's own ctxDriverStmtExec and
+// context-aware interface (fallbacks.go): they behave as database/sql's own ctxDriverStmtExec and
 // ctxDriverStmtQuery do.
 
 import (

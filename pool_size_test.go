@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Tests of the pool's sizing (poolsize.go) on fakedb and a fake clock: min opened in the
+// Tests of the pool's sizing (pool_size.go) on fakedb and a fake clock: min opened in the
 // background and kept, growth by incr, reaping of idle and old sessions, Reconfigure.
 
 func TestPoolMinOpenedInBackgroundAndKept(t *testing.T) {
@@ -305,5 +305,49 @@ func TestReconfigureRaceWithWaiters(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	tpEventually(t, "quiet", func() bool { s := c.Stats(); return s.Busy == 0 && s.Open == s.Idle })
+	tpCheckDriver(t, c, d)
+}
+
+// TestPoolProbeFailureHandsSlotToWaiter: the outage prober opens in a slot of its own; a
+// checkout that found the pool full because of that slot gets it when the probe fails.
+func TestPoolProbeFailureHandsSlotToWaiter(t *testing.T) {
+	d := newTPDriver()
+	probing, fail := make(chan struct{}), make(chan struct{})
+	d.OnConnect = func(ctx context.Context, n int64) error {
+		if n != 1 {
+			return nil
+		}
+		close(probing)
+		<-fail
+		return errors.New("tp: the database is still down")
+	}
+	db, c := tpOpen(t, d, tpPC(0, 1, 1), newTPClock())
+	probed := make(chan error, 1)
+	go func() {
+		_, err := c.pool.openProbe()
+		probed <- err
+	}()
+	<-probing
+
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		cn, err := Acquire(ctx, db)
+		if err == nil {
+			cn.Close()
+		}
+		got <- err
+	}()
+	tpEventually(t, "a waiter", func() bool { return c.Stats().Waits == 1 })
+	close(fail)
+	if err := <-probed; err == nil {
+		t.Fatal("openProbe succeeded; want the hook's error")
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter got %v; want the slot the failed probe freed", err)
+	}
+	tpEventually(t, "the waiter's release", func() bool { return c.Stats().Busy == 0 })
+	tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 1})
 	tpCheckDriver(t, c, d)
 }
