@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -419,8 +418,8 @@ func (c *Connector) openSession(ctx context.Context, sel selector, key poolKey) 
 }
 
 // errWrongRole is the cause recorded when a host's server has another role
-// than the target wants.
-var errWrongRole = errors.New("hasql: server does not have the wanted role")
+// than the target wants: for the caller, no host with that role answered.
+var errWrongRole = newError(ErrNoHosts, "server does not have the wanted role", nil)
 
 // openOn opens a session on one host, running FnConnect callbacks, and
 // checks its role when a target is set. The attempt is bounded by

@@ -169,3 +169,80 @@ func TestFidelityErrorChain(t *testing.T) {
 		}
 	}
 }
+
+// TestHandleLegacyExecerQueryer: code that reaches the handle through
+// Conn.Raw and asserts the deprecated driver.Execer or driver.Queryer (as
+// go-sql-driver/mysql's own tests do) finds them, with the results the inner
+// connection gives; driver.ErrSkip where the inner connection has no ad-hoc
+// path and the statement cache is off, as the inner driver's own answer.
+func TestHandleLegacyExecerQueryer(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		caps     hasql.FakeCaps
+		params   string
+		wantSkip bool
+	}{
+		{"context interfaces", hasql.FakeCapsContext, "", false},
+		{"legacy Execer only", hasql.FakeExecer, "", false},
+		{"no optional interface, cache on", 0, "", false},
+		{"no optional interface, cache off", 0, "?hasql.stmtcache=0", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := hasql.NewFakeDB(t)
+			db, err := sql.Open("hasql", hasql.FakeDriverName(tc.caps)+":"+rec.DSN()+tc.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			want, err := db.ExecContext(ctx, "UPDATE t SET v = 1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantN, _ := want.RowsAffected()
+			c, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			err = c.Raw(func(dc any) error {
+				ex, ok := dc.(driver.Execer) //nolint:staticcheck // the deprecated interface is the point
+				if !ok {
+					t.Fatalf("the handle is not a driver.Execer")
+				}
+				qu, ok := dc.(driver.Queryer) //nolint:staticcheck
+				if !ok {
+					t.Fatalf("the handle is not a driver.Queryer")
+				}
+				r, err := ex.Exec("UPDATE t SET v = 1", nil)
+				if tc.wantSkip {
+					if err != driver.ErrSkip {
+						t.Errorf("Exec = %v, %v; want driver.ErrSkip, bare", r, err)
+					}
+				} else if err != nil {
+					t.Errorf("Exec: %v", err)
+				} else if n, _ := r.RowsAffected(); n != wantN {
+					t.Errorf("Exec: %d rows affected, want %d as through database/sql", n, wantN)
+				}
+				rows, err := qu.Query("SELECT 1", nil)
+				if tc.wantSkip {
+					if err != driver.ErrSkip {
+						t.Errorf("Query: %v, want driver.ErrSkip", err)
+					}
+					return nil
+				}
+				if err != nil {
+					t.Errorf("Query: %v", err)
+					return nil
+				}
+				if len(rows.Columns()) == 0 {
+					t.Errorf("Query: no columns")
+				}
+				return rows.Close()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package hasql
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -147,7 +148,7 @@ func (hs *hostSet) connectorFor(h *host, key poolKey) (driver.Connector, error) 
 	}
 	if key.user != "" {
 		if c.innerDrv == nil {
-			return nil, fmt.Errorf("hasql: WithUser needs a connector opened from a DSN (sql.Open or hasql.Open), not NewConnector/OpenDB")
+			return nil, fmt.Errorf("hasql: WithUser needs a connector opened from a DSN (sql.Open or hasql.Open), not NewConnector/OpenDB: %w", errors.ErrUnsupported)
 		}
 		var err error
 		if dsn, err = c.dialect.withUser(dsn, key.user, key.pass); err != nil {
@@ -157,7 +158,7 @@ func (hs *hostSet) connectorFor(h *host, key poolKey) (driver.Connector, error) 
 	if dc, ok := c.innerDrv.(driver.DriverContext); ok {
 		var err error
 		if ic, err = dc.OpenConnector(dsn); err != nil {
-			return nil, fmt.Errorf("hasql: host %s: %w", h.addr, &redactedError{err, append([]string{key.pass}, c.secrets...)})
+			return nil, newError(ErrDSN, fmt.Sprintf("host %s", h.addr), &redactedError{err, append([]string{key.pass}, c.secrets...)})
 		}
 	} else {
 		ic = dsnConnector{d: c.innerDrv, dsn: dsn}
