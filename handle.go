@@ -338,51 +338,39 @@ func (v *handle) invoke(c *Call) error {
 	return err
 }
 
-// execAdhoc runs ad-hoc work on the bound session. Where the inner driver
-// answers driver.ErrSkip — database/sql would then prepare, execute and close
-// a statement, three packets each time (go-sql-driver/mysql without
-// interpolateParams) — hasql runs the work on a statement from the session's
-// cache instead, so repeats cost one round trip. With the cache off, ErrSkip
-// goes to database/sql as it came.
-func (v *handle) execAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	v.ph.dropShadowing(query)
-	r, err := v.ph.exec(ctx, query, args)
-	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 || v.rawArgs {
-		return r, err
+// adhoc runs ad-hoc work (FnExec or FnQuery) on the bound session. Where
+// the inner driver answers driver.ErrSkip — database/sql would then prepare,
+// execute and close a statement, three packets each time
+// (go-sql-driver/mysql without interpolateParams) — hasql runs the work on a
+// statement from the session's cache instead, so repeats cost one round trip;
+// the statement goes back to the cache after an exec, or when the rows of a
+// query close. With the cache off, ErrSkip goes to database/sql as it came.
+func (v *handle) adhoc(fn Fn, ctx context.Context, query string, args []driver.NamedValue) (r driver.Result, rows driver.Rows, err error) {
+	ph := v.ph
+	ph.dropShadowing(query)
+	if fn == FnExec {
+		r, err = ph.exec(ctx, query, args)
+	} else {
+		rows, err = ph.query(ctx, query, args)
+	}
+	if err != driver.ErrSkip || ph.stmtCacheSize == 0 || v.rawArgs {
+		return r, rows, err
 	}
 	cs, err := v.adhocStmt(ctx, query, len(args))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	r, _, err = v.runStmt(ctx, FnExec, &cs, nil, args)
-	if cs != nil {
-		if rerr := v.ph.releaseStmt(cs); err == nil && rerr != nil {
+	r, rows, err = v.runStmt(ctx, fn, &cs, nil, args)
+	switch {
+	case cs == nil: // preparing it again failed: nothing to give back
+	case fn == FnQuery && err == nil:
+		rows = v.wrapRows(rows, cs, ctx, query, args, nil)
+	default:
+		if rerr := ph.releaseStmt(cs); err == nil && rerr != nil {
 			v.markIfDead(rerr)
 		}
 	}
-	return r, err
-}
-
-// queryAdhoc is execAdhoc for queries; the statement goes back to the cache
-// when the rows close.
-func (v *handle) queryAdhoc(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	v.ph.dropShadowing(query)
-	r, err := v.ph.query(ctx, query, args)
-	if err != driver.ErrSkip || v.ph.stmtCacheSize == 0 || v.rawArgs {
-		return r, err
-	}
-	cs, err := v.adhocStmt(ctx, query, len(args))
-	if err != nil {
-		return nil, err
-	}
-	_, r, err = v.runStmt(ctx, FnQuery, &cs, nil, args)
-	if err != nil {
-		if cs != nil {
-			v.ph.releaseStmt(cs)
-		}
-		return nil, err
-	}
-	return v.wrapRows(r, cs, ctx, query, args, nil), nil
+	return r, rows, err
 }
 
 // acquireExplicit is acquireStmt for an explicit prepare. Inside a

@@ -130,10 +130,8 @@ func (v *handle) intercept(ch *chain, fn Fn, ctx context.Context, query string, 
 // when there are none.
 func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (r driver.Result, rows driver.Rows, err error) {
 	switch fn {
-	case FnExec:
-		r, err = v.execAdhoc(ctx, query, args)
-	case FnQuery:
-		rows, err = v.queryAdhoc(ctx, query, args)
+	case FnExec, FnQuery:
+		r, rows, err = v.adhoc(fn, ctx, query, args)
 	case FnStmtExec, FnStmtQuery:
 		r, rows, err = v.runStmt(ctx, fn, &s.cs, s, args)
 	case FnPing:
