@@ -60,33 +60,44 @@ func WithFailoverCallback(cb FailoverCallback) Option {
 // attached its own (an ha_open-style default).
 func WithRecovery(r Recovery) Option { return func(c *config) { c.recovery = r } }
 
+// taf tells the failover callback the steps of one failover (OCI TAF) under
+// the panic policy: once the callback panics it is told nothing more, and
+// panicErr is what the call fails with.
+type taf struct {
+	v        *handle
+	ctx      context.Context
+	panicErr error
+}
+
+func (t *taf) tell(ev FailoverEvent) error {
+	fo := t.v.c.cfg.failoverCB
+	if fo == nil || t.panicErr != nil {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			t.panicErr = t.v.c.userPanic(fmt.Sprintf("failover callback (%v)", ev), p)
+		}
+	}()
+	return fo(t.ctx, t.v.session(), ev)
+}
+
 // failover binds the handle to a new session after a loss: the recovery
 // function does it if there is one (else hasql does), telling the failover
 // callback each step. recErr is an error the recovery function chose to
-// return; bindErr says no new session could be had.
+// return (or a panic of the failover callback's); bindErr says no new
+// session could be had.
 func (v *handle) failover(ctx context.Context, cause error, rec Recovery, oldHost string) (recErr, bindErr error) {
-	fo := v.c.cfg.failoverCB
-	var panicErr error // the failover callback panicked: the call fails with it
-	tell := func(ev FailoverEvent) error {
-		if fo == nil || panicErr != nil {
-			return nil
-		}
-		defer func() {
-			if p := recover(); p != nil {
-				panicErr = v.c.userPanic(fmt.Sprintf("failover callback (%v)", ev), p)
-			}
-		}()
-		return fo(ctx, v.session(), ev)
-	}
-	tell(FoBegin)
+	t := taf{v: v, ctx: ctx}
+	t.tell(FoBegin)
 	for try := 0; ; try++ {
 		var err error
-		if panicErr != nil {
-			return panicErr, nil
+		if t.panicErr != nil {
+			return t.panicErr, nil
 		}
 		if rec != nil {
 			if recErr = v.runRecovery(ctx, rec, cause); recErr != nil {
-				tell(FoAbort)
+				t.tell(FoAbort)
 				return recErr, nil
 			}
 		}
@@ -100,21 +111,55 @@ func (v *handle) failover(ctx context.Context, cause error, rec Recovery, oldHos
 			}
 			// As in OCI: the connection is back (FoEnd), then the tagged
 			// session on it was re-established (FoReauth).
-			tell(FoEnd)
+			t.tell(FoEnd)
 			if v.ph.tag != "" {
-				tell(FoReauth)
+				t.tell(FoReauth)
 			}
-			return panicErr, nil
+			return t.panicErr, nil
 		}
-		if fo != nil && tell(FoError) == ErrFoRetry && ctx.Err() == nil && try < maxFoRetries {
+		if v.c.cfg.failoverCB != nil && t.tell(FoError) == ErrFoRetry && ctx.Err() == nil && try < maxFoRetries {
 			continue
 		}
-		tell(FoAbort)
-		if panicErr != nil {
-			return panicErr, nil
+		t.tell(FoAbort)
+		if t.panicErr != nil {
+			return t.panicErr, nil
 		}
 		return nil, err
 	}
+}
+
+// lossWithoutRebind is failover for a loss after which no new session is
+// bound now: inside a transaction (the transaction is gone; database/sql
+// ends it on this handle), while rows stream (they end first), or when the
+// work is not run again and no recovery function would rebuild anything.
+// The failover callback is told FoBegin then FoAbort, and the recovery
+// function (the session's own, else the connector's) still runs, as QNX runs
+// it on any operation that fails on a lost connection. It returns the
+// recovery function's error (or a panic's), nil if there was none.
+func (v *handle) lossWithoutRebind(ctx context.Context, cause error, runRecovery bool) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	t := taf{v: v, ctx: ctx}
+	t.tell(FoBegin)
+	var recErr error
+	if rec := v.recoveryFn(); runRecovery && rec != nil && t.panicErr == nil {
+		recErr = v.runRecovery(ctx, rec, cause)
+	}
+	t.tell(FoAbort)
+	if t.panicErr != nil {
+		return t.panicErr
+	}
+	return recErr
+}
+
+// recoveryFn is the recovery function of the handle's checkout: its own
+// (Session.Attach), else the connector's (WithRecovery).
+func (v *handle) recoveryFn() Recovery {
+	if v.recovery != nil {
+		return v.recovery
+	}
+	return v.c.cfg.recovery
 }
 
 func (v *handle) runRecovery(ctx context.Context, rec Recovery, cause error) (err error) {

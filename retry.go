@@ -3,6 +3,7 @@ package hasql
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 )
 
 // mayRerun reports whether work whose session was lost may run again on a
@@ -80,39 +81,39 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	if v.inTx {
 		// The transaction is gone with its connection (or, on a wrong
 		// role, aborted by the server); database/sql's Rollback will find
-		// the session dead and let the handle go.
+		// the session dead and let the handle go. No new session is bound
+		// inside the transaction, but the failover callback and the
+		// recovery function hear of the loss.
 		if wrongRole {
 			return false, err
 		}
-		return false, newLostError(ph, err, !notSent, true)
+		lost := newLostError(ph, err, !notSent, true)
+		return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 	}
 	// A wrong role is the server refusing the work: nothing ran and no
 	// connection was lost, so when it is not re-run the caller gets the
 	// server's error itself.
-	lost := err
+	var lost error = err
 	if !wrongRole {
 		lost = newLostError(ph, err, !notSent, false)
 	}
 	v.release()
-	if v.c.cfg.retry == RetryOff {
-		if err == driver.ErrBadConn {
-			return false, err // database/sql's own retry, as without hasql
-		}
-		return false, lost
+	if v.c.cfg.retry == RetryOff && err == driver.ErrBadConn {
+		// database/sql's own retry, as without hasql: it runs the work
+		// again on a new connection, so the caller gets ErrBadConn bare.
+		lost = err
 	}
-	canRetry := attempt < maxReruns && v.c.mayRerun(ctx, notSent)
-	rec := v.recovery
-	if rec == nil {
-		rec = v.c.cfg.recovery
-	}
+	canRetry := v.c.cfg.retry != RetryOff && attempt < maxReruns && v.c.mayRerun(ctx, notSent)
+	rec := v.recoveryFn()
 	if ctx.Err() != nil || !canRetry && rec == nil {
-		// Rebind lazily: the next call on this handle gets a new session.
-		return false, lost
+		// Nothing binds a new session now (the next call on the handle
+		// will): the failover ends here.
+		return false, joinLoss(v.lossWithoutRebind(ctx, err, false), lost)
 	}
 	recErr, bindErr := v.failover(ctx, err, rec, ph.host)
 	switch {
 	case recErr != nil:
-		return false, recErr // the recovery function's verdict
+		return false, joinLoss(recErr, lost) // the recovery function's verdict, with the loss
 	case !canRetry:
 		return false, lost
 	case bindErr != nil:
@@ -120,4 +121,15 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	}
 	v.c.retries.Add(1)
 	return true, nil
+}
+
+// joinLoss is the error a caller gets when a user function (the recovery
+// function, or a panicking failover callback) failed after a loss: both, so
+// that errors.Is reaches the function's error and the loss's sentinel. With
+// no such error it is the loss alone.
+func joinLoss(fnErr, lost error) error {
+	if fnErr == nil {
+		return lost
+	}
+	return errors.Join(fnErr, lost)
 }

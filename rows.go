@@ -69,7 +69,7 @@ func (r *rows) Columns() []string { return r.inner.Columns() }
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.inner.Next(dest)
 	if err != nil && err != io.EOF {
-		return r.v.streamErr(r.ph, err)
+		return r.v.streamErr(r.ctx, r.ph, err)
 	}
 	return err
 }
@@ -110,7 +110,7 @@ func (r *rows) Close() error {
 // discarded, so that it has surely taken effect.
 func (r *rows) closeErr(err error) error {
 	v := r.v
-	lost := v.streamErr(r.ph, err)
+	lost := v.streamErr(r.ctx, r.ph, err)
 	// The work ran (its rows were read), so only mayRerun's Idempotent rule
 	// can allow running it again.
 	if lost == err || v.inTx || r.ctx == nil || v.ph != r.ph || !v.c.mayRerun(r.ctx, false) {
@@ -134,17 +134,19 @@ func (r *rows) closeErr(err error) error {
 	return nil
 }
 
-// streamErr handles an error from rows of session ph: a lost connection is
-// reported like a lost call (the work that produced the rows ran, so nothing
-// is re-run).
-func (v *handle) streamErr(ph *session, err error) error {
+// streamErr handles an error from rows of session ph, produced by work
+// whose context was ctx: a lost connection is reported like a lost call —
+// the host purged, the failover callback told (FoBegin, FoAbort: no new
+// session is bound under open rows), the recovery function run — but the work
+// that produced the rows ran, so nothing is re-run here (see closeErr).
+func (v *handle) streamErr(ctx context.Context, ph *session, err error) error {
 	if ph == nil || ph != v.ph || !v.c.dialect.connDead(err) {
 		return err
 	}
 	if !ph.bad.Swap(true) {
 		v.c.sessionLost(ph, err, false)
 	}
-	return newLostError(ph, err, true, v.inTx)
+	return joinLoss(v.lossWithoutRebind(ctx, err, true), newLostError(ph, err, true, v.inTx))
 }
 
 // The pieces below each implement one optional interface for the wrapper
@@ -158,7 +160,7 @@ func (p rowsNextResultSet) HasNextResultSet() bool {
 func (p rowsNextResultSet) NextResultSet() error {
 	err := p.r.inner.(driver.RowsNextResultSet).NextResultSet()
 	if err != nil && err != io.EOF {
-		return p.r.v.streamErr(p.r.ph, err)
+		return p.r.v.streamErr(p.r.ctx, p.r.ph, err)
 	}
 	return err
 }
