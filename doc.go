@@ -169,17 +169,24 @@
 // is run again on another host, and inside one the caller gets the server's
 // error.
 //
-// After a loss outside a transaction (and unless hasql.retry=off or the
-// caller's context has ended), the recovery function runs: the one attached
-// to the session with [Session.Attach], else the connector's
-// ([WithRecovery]). It may rebuild state with [Session.Reconnect] and
-// [Session.Exec]; nil means recovered, and the work is run again if the
-// rules above allow it; an error becomes the call's outcome. Whenever hasql
-// rebinds a handle after a loss, to run the work again or for a recovery
-// function, the failover callback ([WithFailoverCallback]) is told each step
-// (OCI TAF): [FoBegin]; then [FoEnd], and [FoReauth] for a tagged session;
-// or, for each failed attempt, [FoError], to which it answers [ErrFoRetry]
-// to try again (at most 64 times), and [FoAbort] when hasql gives up.
+// After every loss (unless the caller's context has ended) the recovery
+// function runs, as QNX runs it on any operation that fails on a lost
+// connection: the one attached to the session with [Session.Attach], else
+// the connector's ([WithRecovery]). Outside a transaction it may rebuild
+// state with [Session.Reconnect] and [Session.Exec]; nil means recovered,
+// and the work is run again if the rules above allow it. Inside a
+// transaction and while rows stream no new session is bound (the
+// transaction or the rows end first). Whatever the function returns, what
+// reaches the application is still decided by the rules above; an error it
+// returns comes joined with the loss, so that errors.Is reaches both.
+// Every loss of a session in use also starts a failover that the failover
+// callback ([WithFailoverCallback]) is told step by step (OCI TAF):
+// [FoBegin]; then [FoEnd], and [FoReauth] for a tagged session, when a new
+// session is bound; or, for each failed attempt, [FoError], to which it
+// answers [ErrFoRetry] to try again (at most 64 times); and [FoAbort] when
+// hasql gives up or binds no new session now (inside a transaction, while
+// rows stream, or when the work is not run again and no recovery function
+// asks for one: the handle's next call then binds one).
 //
 // When no new session can be opened, after the connector has had sessions
 // before, for a reason that waiting may mend (not a bad password or an

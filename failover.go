@@ -7,14 +7,16 @@ import (
 )
 
 // Recovery is a recovery function attached to a session (QNX ha_attach). It
-// runs when the session's connection is lost outside a transaction (unless
-// hasql.retry=off or the call's context has ended), in the goroutine of the
-// call that lost it, with that call's context and the error that showed the
-// loss. The lost session is already gone: s is bound to no session until
-// the function calls s.Reconnect, which it must do before s.Exec to rebuild
-// state; if it does not, hasql binds a new session after it returns.
-// Returning nil means "recovered": the failed work is run again if the retry
-// rules allow it. Returning an error makes that error the outcome.
+// runs on every loss of the session's connection (unless the call's context
+// has ended), in the goroutine of the call that lost it, with that call's
+// context and the error that showed the loss. Outside a transaction the lost
+// session is already gone: s is bound to no session until the function
+// calls s.Reconnect, which it must do before s.Exec to rebuild state; if it
+// does not, hasql binds a new session after it returns. Inside a transaction
+// or while rows stream, no new session is bound (Reconnect returns
+// ErrInTransaction inside a transaction). Returning nil means "recovered":
+// the failed work is run again if the retry rules allow it. An error it
+// returns reaches the caller joined with the loss (errors.Is finds both).
 type Recovery func(ctx context.Context, s *Session, cause error) error
 
 // AttachFlag modifies Session.Attach.
