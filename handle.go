@@ -416,7 +416,7 @@ func (v *handle) ExecContext(ctx context.Context, query string, args []driver.Na
 			}
 		}
 	}
-	r, _, err := v.run(FnExec, ctx, query, args, nil, false)
+	r, _, err := v.run(FnExec, ctx, query, args, nil)
 	return r, err
 }
 
@@ -435,7 +435,7 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 			}
 		}
 	}
-	_, r, err := v.run(FnQuery, ctx, query, args, nil, false)
+	_, r, err := v.run(FnQuery, ctx, query, args, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -462,7 +462,7 @@ func (v *handle) Query(query string, args []driver.Value) (driver.Rows, error) {
 // through database/sql.
 func (v *handle) Ping(ctx context.Context) error {
 	// A ping changes nothing, so it is always safe to run again.
-	_, _, err := v.run(FnPing, ctx, "", nil, nil, true)
+	_, _, err := v.run(FnPing, ctx, "", nil, nil)
 	return err
 }
 
@@ -479,7 +479,7 @@ func (v *handle) PrepareContext(ctx context.Context, query string) (driver.Stmt,
 	tag := stmtTagFrom(ctx)
 	v.prepared = nil
 	// Preparing changes no data, so it is always safe to run again.
-	_, _, err := v.run(FnPrepare, ctx, query, nil, nil, true)
+	_, _, err := v.run(FnPrepare, ctx, query, nil, nil)
 	cs := v.prepared
 	v.prepared = nil
 	if err != nil {
@@ -510,7 +510,7 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 	v.beginOpts, v.began = opts, nil
 	// A transaction that failed to begin on a lost connection holds
 	// nothing: beginning it again is safe, unless one is open already.
-	_, _, err := v.run(FnBegin, ctx, "", nil, nil, !v.inTx)
+	_, _, err := v.run(FnBegin, ctx, "", nil, nil)
 	itx := v.began
 	v.began = nil
 	if err == nil && itx == nil {
@@ -575,7 +575,9 @@ func (v *handle) IsValid() bool {
 func (v *handle) endCheckout() {
 	v.checkout++
 	v.view.checkout = v.checkout
-	v.shared = nil
+	if v.shared != nil {
+		v.shared = nil
+	}
 }
 
 // session returns the current checkout's Session for the application (see

@@ -39,8 +39,7 @@ const (
 // run is the call pipeline: every driver call a handle or a statement makes
 // for database/sql goes through it, and it alone owns the call's life. fn,
 // ctx, query and args are the call as the caller made it; s is the statement
-// for statement calls, nil otherwise; safe says that running the call again
-// can never run work twice (a ping, a prepare, a begin). It returns what the
+// for statement calls, nil otherwise. It returns what the
 // call produced: a Result for FnExec and FnStmtExec, Rows for FnQuery and
 // FnStmtQuery (FnPrepare and FnBegin hand theirs over in v.prepared and
 // v.began).
@@ -68,7 +67,7 @@ const (
 // run allocates nothing of its own, and without callbacks it builds no Call:
 // the chain is loaded with one atomic read, and the direct call is one
 // switch.
-func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt, safe bool) (driver.Result, driver.Rows, error) {
+func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (driver.Result, driver.Rows, error) {
 	for attempt := 0; ; attempt++ {
 		var err error
 		switch {
@@ -98,11 +97,18 @@ func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.Nam
 		if err == nil {
 			return r, rows, nil
 		}
-		retry, err := v.decide(ctx, fn, err, attempt, safe)
+		retry, err := v.decide(ctx, fn, err, attempt, v.changesNothing(fn))
 		if !retry {
 			return nil, nil, err
 		}
 	}
+}
+
+// changesNothing reports whether running fn again can never run work twice:
+// a ping, a prepare, and a begin when no transaction is open (one that failed
+// to begin on a lost connection holds nothing).
+func (v *handle) changesNothing(fn Fn) bool {
+	return fn == FnPing || fn == FnPrepare || fn == FnBegin && !v.inTx
 }
 
 // intercept is run's call step when callbacks are registered for fn: the

@@ -134,7 +134,7 @@ func (s *stmt) release() error {
 // ExecContext executes the statement on the bound session.
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	v := s.v
-	r, _, err := v.run(FnStmtExec, ctx, s.query, args, s, false)
+	r, _, err := v.run(FnStmtExec, ctx, s.query, args, s)
 	return r, err
 }
 
@@ -142,7 +142,7 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 // driver's rows as they are.
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	v := s.v
-	_, r, err := v.run(FnStmtQuery, ctx, s.query, args, s, false)
+	_, r, err := v.run(FnStmtQuery, ctx, s.query, args, s)
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func (v *handle) endTx(t *tx, fn Fn) error {
 		ctx = context.WithoutCancel(t.ctx)
 	}
 	v.curTx = t
-	_, _, err := v.run(fn, ctx, "", nil, nil, false)
+	_, _, err := v.run(fn, ctx, "", nil, nil)
 	v.curTx = nil
 	return err
 }
