@@ -139,6 +139,12 @@ type sessionTraits struct {
 	// nil when the driver cannot tell.
 	live driver.Validator
 
+	// wire is the connection's socket, where the driver shows it (pgx):
+	// closing it from any goroutine ends a call in flight on it at once, as
+	// a server gone down would (MarkHostDown). nil when the driver keeps it
+	// to itself (go-sql-driver/mysql).
+	wire io.Closer
+
 	// namesBySQL: the inner connection names prepared statements by their
 	// SQL text and runs ad-hoc work with that text on such a statement
 	// (pgx's stdlib connection).

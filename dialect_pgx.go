@@ -216,6 +216,9 @@ func (pgxDialect) traits(inner driver.Conn) sessionTraits {
 	t := sessionTraits{keepStmtsAtClose: true}
 	if c, ok := inner.(*stdlib.Conn); ok {
 		t.live, t.namesBySQL = pgxLive{c}, true
+		if nc := c.Conn().PgConn().Conn(); nc != nil {
+			t.wire = nc
+		}
 	} else {
 		t.live, _ = inner.(driver.Validator)
 	}

@@ -482,6 +482,11 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict boo
 func (c *Connector) hostFailed(h *host, err error) {
 	if c.hosts.failed(h, err, time.Now()) {
 		c.events.emit(Event{Kind: HostDown, Host: h.addr, Err: err})
+		// A host found down by a connect or a health check: its idle
+		// sessions go (OCI FAN); the ones in use report their own loss
+		// when their calls fail.
+		n := c.pool.purgeIdleOfHost(h.addr)
+		c.events.emit(Event{Kind: SessionsPurged, Host: h.addr, Sessions: n, Err: err})
 	}
 }
 

@@ -191,7 +191,7 @@ func (c *Connector) sessionLost(ph *session, cause error, wrongRole bool) {
 	if wasUp {
 		c.events.emit(Event{Kind: HostDown, Host: ph.host, Err: cause})
 	}
-	n := c.pool.purgeHost(ph.host)
+	n := c.pool.purgeHost(ph.host, false)
 	c.events.emit(Event{Kind: SessionsPurged, Host: ph.host, Sessions: n, Err: cause})
 }
 
@@ -214,7 +214,7 @@ func (c *Connector) MarkHostDown(host string) {
 		c.hosts.bumpGen(h)
 	}
 	c.events.emit(Event{Kind: HostDown, Host: host, Err: err})
-	n := c.pool.purgeHost(host)
+	n := c.pool.purgeHost(host, true)
 	c.events.emit(Event{Kind: SessionsPurged, Host: host, Sessions: n, Err: err})
 }
 

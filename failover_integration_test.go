@@ -1950,3 +1950,53 @@ func TestMidStreamRowsError(t *testing.T) {
 		t.Fatalf("the dead session was not terminated: %+v", hc.Stats())
 	}
 }
+
+// TestMarkHostDownEndsCallsInFlight (OCI FAN): an outside DOWN notice closes
+// the sessions in use on the host at once, not only the idle ones: a
+// pg_sleep(5) in flight there ends with a *LostError long before it would
+// have returned (the bound only tells "at once" from "after the sleep"), and
+// the work, which was sent and is not marked Idempotent, is not run again.
+func TestMarkHostDownEndsCallsInFlight(t *testing.T) {
+	p := sharedPG(t)
+	dsn := p.FreshDB(t)
+	host := "127.0.0.1:" + strconv.Itoa(p.Port)
+	ev := &foEvents{}
+	db, hc := foOpen(t, "pgx", dsn, hasql.WithEvents(ev.add))
+	ctx := context.Background()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pid, err := foPID(ctx, c, "pgx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.ExecContext(ctx, "select pg_sleep(5)")
+		done <- err
+	}()
+	foWaitFor(t, 3*time.Second, "the sleep to run", func() bool {
+		out, _ := p.Query(fmt.Sprintf("select count(*) from pg_stat_activity where pid = %d and query like 'select pg_sleep%%'", pid))
+		return out == "1"
+	})
+	hc.MarkHostDown(host)
+	err = <-done
+	if took := time.Since(start); took >= 4*time.Second {
+		t.Fatalf("the call in flight ended after %v: MarkHostDown did not close it", took)
+	}
+	var lost *hasql.LostError
+	if !errors.As(err, &lost) || !errors.Is(err, hasql.ErrConnectionLost) || !lost.Sent || lost.Host != host {
+		t.Fatalf("call in flight: %v, want a *LostError (sent) on %s", err, host)
+	}
+	if !ev.has(hasql.HostDown) || !ev.has(hasql.SessionsPurged) {
+		t.Fatalf("events %s, want HostDown and SessionsPurged", ev.kinds())
+	}
+	// The *sql.Conn goes on, on a new session (the only host is tried
+	// although it is blacklisted).
+	if npid, err := foPID(ctx, c, "pgx"); err != nil || npid == pid {
+		t.Fatalf("next call: pid %d, %v; want a new session", npid, err)
+	}
+}

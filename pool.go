@@ -14,8 +14,9 @@ import (
 // The boundary. The files pool*.go are the only code that takes mu or
 // changes open, busy, idle, waiters or all. The rest of hasql goes through
 // get, reclaim, put, terminate (checkout and release), retag and borrowIdle
-// (a session's tag and its statements), purgeHost and purgeAll, addWorker
-// and openProbe (the outage gate), Reconfigure, stats and close.
+// (a session's tag and its statements), purgeHost, purgeIdleOfHost and
+// purgeAll, addWorker and openProbe (the outage gate), Reconfigure, stats
+// and close.
 //
 // Session states. Each session is in one state at a time; the table gives
 // the counts each state is in (all: the set purges walk).

@@ -5,6 +5,10 @@ package hasql
 
 import (
 	"context"
+	"database/sql"
+	"io"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -20,7 +24,7 @@ func TestPoolPurgeHandsFreedSlotsToWaiters(t *testing.T) {
 		purge func(p *pool, host string)
 	}{
 		{"purgeAll", func(p *pool, _ string) { p.purgeAll() }},
-		{"purgeHost", func(p *pool, host string) { p.purgeHost(host) }},
+		{"purgeHost", func(p *pool, host string) { p.purgeHost(host, false) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newTPDriver()
@@ -78,5 +82,67 @@ func TestPoolPurgeHandsFreedSlotsToWaiters(t *testing.T) {
 			tpCheckStats(t, c, tpStatsWant{Open: 1, Idle: 1, Created: 2, Closed: 1, Terminated: 1, checkTerminated: true})
 			tpCheckDriver(t, c, d)
 		})
+	}
+}
+
+// TestHostFoundDownPurgesItsIdleSessions (OCI FAN): a host found down by a
+// failed connect (here the health check's) closes its idle sessions at once
+// and says so with a SessionsPurged event after HostDown; the sessions in use
+// are left to report their own loss.
+func TestHostFoundDownPurgesItsIdleSessions(t *testing.T) {
+	fdb := NoopFakeDB()
+	inner, err := (&FakeDriver{Caps: FakeCapsPool, DB: fdb}).OpenConnector("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var kinds []string
+	purged := -1
+	c, err := NewConnector(inner, WithHostConfig(HostConfig{HealthInterval: 20 * time.Millisecond}), WithEvents(func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		kinds = append(kinds, e.Kind.String())
+		if e.Kind == SessionsPurged {
+			purged = e.Sessions
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	defer db.Close()
+	ctx := context.Background()
+	// Two sessions, one left idle, one held.
+	held, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	idle, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle.Close()
+	if s := c.Stats(); s.Idle != 1 || s.Busy != 1 {
+		t.Fatalf("before: %+v, want 1 idle and 1 busy", s)
+	}
+	// The health check's next connect fails as a server gone down does.
+	fdb.Inject(FakeFault{Kind: "connect", Nth: 1, Err: io.ErrUnexpectedEOF})
+	tpEventually(t, "HostDown and SessionsPurged", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.HasPrefix(strings.Join(kinds, ","), "HostDown,SessionsPurged")
+	})
+	mu.Lock()
+	n := purged
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("SessionsPurged.Sessions = %d, want the 1 idle session", n)
+	}
+	if s := c.Stats(); s.Idle != 0 || s.Busy != 1 {
+		t.Errorf("after: %+v, want the idle session closed and the held one left", s)
+	}
+	if err := held.PingContext(ctx); err != nil {
+		t.Errorf("the held session was disturbed: %v", err)
 	}
 }
