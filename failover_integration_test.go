@@ -1991,9 +1991,9 @@ func TestMarkHostDownEndsCallsInFlight(t *testing.T) {
 	if !errors.As(err, &lost) || !errors.Is(err, hasql.ErrConnectionLost) || !lost.Sent || lost.Host != host {
 		t.Fatalf("call in flight: %v, want a *LostError (sent) on %s", err, host)
 	}
-	if !ev.has(hasql.HostDown) || !ev.has(hasql.SessionsPurged) {
-		t.Fatalf("events %s, want HostDown and SessionsPurged", ev.kinds())
-	}
+	foWaitFor(t, 2*time.Second, "HostDown and SessionsPurged", func() bool {
+		return ev.has(hasql.HostDown) && ev.has(hasql.SessionsPurged)
+	})
 	// The *sql.Conn goes on, on a new session (the only host is tried
 	// although it is blacklisted).
 	if npid, err := foPID(ctx, c, "pgx"); err != nil || npid == pid {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestHealthCheckDialsAndCloses(t *testing.T) {
 		wantEvent       []EventKind
 	}{
 		{"healthy host: one dial, closed again", false, 1, 1, nil},
-		{"host goes down: reported once", true, 2, 1, []EventKind{HostDown}},
+		{"host goes down: reported once, its idle sessions purged", true, 2, 1, []EventKind{HostDown, SessionsPurged}},
 		{"still down: tried again, not reported again", true, 3, 1, nil},
 		{"back up: reported up", false, 4, 2, []EventKind{HostUp}},
 	}
@@ -83,7 +84,7 @@ func TestHealthCheckDialsAndCloses(t *testing.T) {
 			got = append(got, events()...)
 			time.Sleep(time.Millisecond)
 		}
-		if len(got) != len(s.wantEvent) || (len(got) > 0 && got[0] != s.wantEvent[0]) {
+		if !slices.Equal(got, s.wantEvent) {
 			t.Fatalf("%s: events %v, want %v", s.name, got, s.wantEvent)
 		}
 	}
