@@ -2000,3 +2000,52 @@ func TestMarkHostDownEndsCallsInFlight(t *testing.T) {
 		t.Fatalf("next call: pid %d, %v; want a new session", npid, err)
 	}
 }
+
+// TestRuntimeLoadBalancingPrefersTheFastHost (OCI runtime load balancing):
+// with hasql.pick=latency over two hosts, an idle session on the faster host
+// is handed out before one on the slower host, not only new sessions —
+// even to the handle whose own last session was the slow one. The two hosts
+// are one server reached directly and through a fault proxy that adds
+// latency.
+func TestRuntimeLoadBalancingPrefersTheFastHost(t *testing.T) {
+	p := sharedPG(t)
+	dsn := p.FreshDB(t)
+	fast := "127.0.0.1:" + strconv.Itoa(p.Port)
+	fp := newFaultProxy(t, fast)
+	defer fp.Close()
+	fp.SetLatency(20 * time.Millisecond)
+	slow := fp.Addr()
+	db, _ := foOpen(t, "pgx", dsn+"&hasql.hosts="+slow+","+fast+"&hasql.pick=latency")
+	ctx := context.Background()
+	// Hosts never measured are tried first: one new session each.
+	var conns [2]*sql.Conn
+	var hosts [2]string
+	for i := range conns {
+		c, err := hasql.Acquire(hasql.WithPurity(ctx, hasql.PurityNew), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+		s, _ := hasql.SessionOf(c)
+		hosts[i] = s.Host()
+	}
+	if hosts[0] != slow || hosts[1] != fast {
+		t.Fatalf("first sessions on %v, want one on the slow host %s, then one on the fast host %s", hosts, slow, fast)
+	}
+	// The slow host's session is released last: LIFO, and its handle's
+	// own last session, would both pick it.
+	conns[1].Close()
+	conns[0].Close()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := hasql.SessionOf(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Host(); got != fast {
+		t.Fatalf("checkout got a session on %s, want the idle one on the fast host %s", got, fast)
+	}
+}

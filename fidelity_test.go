@@ -763,7 +763,7 @@ func checkLostOutcomes(t *testing.T, raw, hq []string) {
 		}
 		step, _, _ := strings.Cut(line, ":")
 		// (hasql keeps driver.ErrBadConn itself out of the chain, so that
-		// database/sql does not run the work again: recover.go.)
+		// database/sql does not run the work again: retry.go.)
 		wrapped := strings.Contains(line, "driver: bad connection") &&
 			(strings.Contains(line, "hasql.ErrTxResolutionUnknown]") || strings.Contains(line, "hasql.ErrConnectionLost]"))
 		rolledBack := strings.Contains(step, "rollback") && strings.HasSuffix(line, ": ok")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,6 +44,12 @@ type host struct {
 	open      int
 	connector map[poolKey]driver.Connector
 
+	// rank is the host's place in the runtime load balancing of sessions
+	// already open (hasql.pick=latency over several hosts): 0 for the
+	// healthiest, fastest host. Written under hostSet.mu, read by the pool
+	// under its own lock without taking this one (pool.mu is a leaf).
+	rank atomic.Int32
+
 	// gen counts the purges of the host's sessions. A session remembers the
 	// generation it was opened in; its loss is news only if no purge has
 	// happened since (else that purge already dealt with it), so that the
@@ -56,6 +63,11 @@ type hostSet struct {
 	mu    sync.Mutex
 	hosts []*host
 	next  int // round-robin position
+
+	// rlb: the latency picker over several hosts also balances the
+	// sessions already open (OCI runtime load balancing): the pool hands
+	// out an idle session on the best-ranked host first. Fixed at creation.
+	rlb bool
 }
 
 // newHostSet builds the host list from the configuration and the DSN. A
@@ -81,7 +93,31 @@ func newHostSet(c *Connector) (*hostSet, error) {
 		}
 		hs.hosts = append(hs.hosts, &host{addr: a, dsn: dsn})
 	}
+	hs.rlb = c.cfg.picker == PickLatency && len(hs.hosts) > 1
 	return hs, nil
+}
+
+// rerankLocked sets each host's rank for runtime load balancing: hosts up
+// before hosts down or blacklisted, then by measured connect latency
+// (unmeasured last: nothing is known of them). hs.mu is held.
+func (hs *hostSet) rerankLocked() {
+	if !hs.rlb {
+		return
+	}
+	ranked := append([]*host(nil), hs.hosts...)
+	worse := func(a, b *host) bool { // a ranks below b
+		if (a.state == HostStateUp) != (b.state == HostStateUp) {
+			return b.state == HostStateUp
+		}
+		if (a.latency == 0) != (b.latency == 0) {
+			return a.latency == 0
+		}
+		return a.latency > b.latency
+	}
+	sortStable(ranked, func(a, b *host) bool { return worse(b, a) })
+	for i, h := range ranked {
+		h.rank.Store(int32(i))
+	}
 }
 
 // order returns the hosts to try for a new session, best first: the
@@ -187,6 +223,7 @@ func (hs *hostSet) connected(h *host, took time.Duration, r role) (wasDown bool)
 		h.latency = (h.latency*7 + took) / 8
 	}
 	h.open++
+	hs.rerankLocked()
 	return wasDown
 }
 
@@ -211,6 +248,7 @@ func (hs *hostSet) failed(h *host, err error, now time.Time) (wasUp bool) {
 	} else {
 		h.state = HostStateDown
 	}
+	hs.rerankLocked()
 	return wasUp
 }
 
@@ -246,6 +284,7 @@ func (hs *hostSet) lostSession(h *host, gen uint64, err error, wrongRole bool) (
 	wasUp = h.state == HostStateUp
 	if wasUp {
 		h.state = HostStateDown
+		hs.rerankLocked()
 	}
 	h.total++
 	h.lastErr = err

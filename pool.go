@@ -100,6 +100,10 @@ type pool struct {
 	c   *Connector
 	now func() time.Time
 
+	// rlb: hand out idle sessions on the best-ranked host first (runtime
+	// load balancing; see hostSet.rlb). Fixed at creation.
+	rlb bool
+
 	mu      sync.Mutex
 	cfg     PoolConfig
 	idle    map[poolKey][]*session // listed sessions, most recently listed last; entries not idle are held
@@ -155,6 +159,7 @@ type grant struct {
 
 func newPool(c *Connector, cfg PoolConfig) *pool {
 	p := &pool{c: c, now: time.Now, cfg: cfg, idle: make(map[poolKey][]*session), all: make(map[*session]struct{})}
+	p.rlb = c.hosts != nil && c.hosts.rlb
 	p.clock.Store(time.Now().UnixNano())
 	return p
 }
@@ -351,20 +356,12 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *sessi
 		pick := -1
 		exact = false
 		if tag != "" {
-			for i := len(list) - 1; i >= 0; i-- {
-				if list[i].tag == tag && list[i].usable() {
-					pick, exact = i, true
-					break
-				}
+			if pick = p.pickLocked(list, tag); pick >= 0 {
+				exact = true
 			}
 		}
 		if pick < 0 {
-			for i := len(list) - 1; i >= 0; i-- {
-				if list[i].tag == "" && list[i].usable() {
-					pick = i
-					break
-				}
-			}
+			pick = p.pickLocked(list, "")
 		}
 		if pick < 0 && matchAny {
 			best := -1
@@ -382,6 +379,29 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *sessi
 		}
 		// Its handle took it back as we looked: look again.
 	}
+}
+
+// pickLocked returns the index in list of the session to hand out among the
+// usable ones tagged tag, or -1: the most recently listed (LIFO), or with
+// runtime load balancing the most recently listed on the best-ranked host.
+func (p *pool) pickLocked(list []*session, tag string) int {
+	pick, best := -1, int32(0)
+	for i := len(list) - 1; i >= 0; i-- {
+		ph := list[i]
+		if ph.tag != tag || !ph.usable() {
+			continue
+		}
+		if !p.rlb {
+			return i
+		}
+		if r := ph.rank(); pick < 0 || r < best {
+			pick, best = i, r
+			if r == 0 {
+				break
+			}
+		}
+	}
+	return pick
 }
 
 // unlistIdleLocked takes the session at index i of key's idle list if it is
@@ -527,8 +547,15 @@ func (p *pool) put(ph *session) {
 // reclaim takes back, without the pool's lock, the session a handle held at
 // its last checkout, if it is idle and still carries tag (a session another
 // handle took meanwhile may have been retagged). It counts a tag hit as get
-// would for the exact match. It costs one atomic compare-and-swap.
+// would for the exact match. It costs one atomic compare-and-swap. With
+// runtime load balancing a session on any host but the best is not taken
+// back (the pool picks instead).
 func (p *pool) reclaim(ph *session, tag string) bool {
+	if p.rlb && ph.rank() != 0 {
+		// Runtime load balancing: a session on a worse host than the
+		// best goes the pool's way, which prefers the best host.
+		return false
+	}
 	if !ph.idle.CompareAndSwap(true, false) {
 		return false
 	}

@@ -130,6 +130,15 @@ func (ph *session) expired(now int64) bool {
 	return ph.retireAt != 0 && now >= ph.retireAt
 }
 
+// rank is the session's host's runtime load balancing rank (0: the best
+// host), read without the host set's lock.
+func (ph *session) rank() int32 {
+	if ph.hostRef == nil {
+		return 0
+	}
+	return ph.hostRef.rank.Load()
+}
+
 // usable reports whether a listed session may be handed out: idle, and not
 // marked bad (a purge marks the sessions it cannot take, and a handle may
 // park one just before the mark; the reaper closes those).

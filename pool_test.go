@@ -1498,3 +1498,33 @@ func TestPoolCloseLeavesNoGoroutine(t *testing.T) {
 	}
 	tpCheckDriver(t, c, d)
 }
+
+// TestPoolPickPrefersBestRankedHost pins pickLocked: LIFO among the usable
+// sessions of the tag, or with runtime load balancing the most recently
+// listed on the best-ranked host.
+func TestPoolPickPrefersBestRankedHost(t *testing.T) {
+	hostA, hostB := &host{addr: "a:1"}, &host{addr: "b:1"}
+	hostA.rank.Store(1)
+	hostB.rank.Store(0)
+	mk := func(h *host, tag string, usable bool) *session {
+		ph := &session{hostRef: h, tag: tag}
+		ph.idle.Store(usable)
+		return ph
+	}
+	list := []*session{mk(hostB, "", true), mk(hostB, "", false), mk(hostA, "", true), mk(hostA, "t=1", true)}
+	for _, tc := range []struct {
+		rlb  bool
+		tag  string
+		want int
+	}{
+		{false, "", 2},   // LIFO: the last usable untagged one
+		{true, "", 0},    // the best host's, though listed earlier
+		{true, "t=1", 3}, // the only one with the tag, whatever its host
+		{false, "t=2", -1},
+	} {
+		p := &pool{rlb: tc.rlb}
+		if got := p.pickLocked(list, tc.tag); got != tc.want {
+			t.Errorf("rlb %v, tag %q: pick %d, want %d", tc.rlb, tc.tag, got, tc.want)
+		}
+	}
+}
