@@ -203,8 +203,13 @@
 // With several hosts (hasql.hosts, [WithHosts], or a pgx multi-host DSN) a
 // new session goes to a host chosen by the picker (hasql.pick) that has the
 // target role (hasql.target); a host that fails to connect is blacklisted
-// for hasql.blacklist, doubling on repeated failure. [Connector.MarkHostDown]
-// takes an outside notice that a host is down (OCI FAN).
+// for hasql.blacklist, doubling on repeated failure. With the latency picker
+// the sessions already open are balanced too (OCI runtime load balancing): an
+// idle session on the healthiest, fastest host is handed out first. A host
+// found down closes its idle sessions ([SessionsPurged]).
+// [Connector.MarkHostDown] takes an outside notice that a host is down (OCI
+// FAN): its idle sessions close at once, and with pgx so do the sockets of
+// those in use, so that calls in flight there end now.
 //
 // # Errors
 //
