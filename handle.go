@@ -74,6 +74,13 @@ type handle struct {
 	rebind *selector
 	noGate bool // bind makes one attempt, not held by the outage gate (Reconnect)
 
+	// resetting: bind runs for ResetSession, where a handle whose own
+	// parked session died while idle answers driver.ErrBadConn (and
+	// database/sql discards it, as it would the raw connection) instead of
+	// replacing the session unseen. A pinned *sql.Conn gets no ResetSession
+	// between its calls: its next call binds a new session as before.
+	resetting bool
+
 	// parked is the session of the handle's last checkout, which release
 	// left in the pool: the next checkout asking for the same (sel, whose
 	// normalised tag is parkedTag) takes it back with one atomic swap
@@ -186,6 +193,12 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 		v.c.pool.terminate(failed)
 		if ctx.Err() != nil || !v.c.dialect.connDead(err) {
 			return err
+		}
+		if v.resetting {
+			// The handle's own session died while idle: as database/sql
+			// discards a connection found dead when it hands it out
+			// again, the handle goes and database/sql opens another.
+			return driver.ErrBadConn
 		}
 		v.c.reconnects.Add(1)
 	}
@@ -535,7 +548,10 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 // ResetSession binds the handle for the next caller, with that caller's
 // context, as database/sql hands it out again. A failure to bind is not
 // reported here (database/sql ignores all but ErrBadConn at this point): the
-// handle stays unbound and the caller's first call reports it.
+// handle stays unbound and the caller's first call reports it. The one
+// exception is the handle's own session found dead (it died while idle):
+// ResetSession then answers driver.ErrBadConn, and database/sql discards the
+// handle and takes another, as it would the raw connection.
 func (v *handle) ResetSession(ctx context.Context) error {
 	if v.c.closed.Load() {
 		return driver.ErrBadConn
@@ -543,7 +559,10 @@ func (v *handle) ResetSession(ctx context.Context) error {
 	if v.ph != nil {
 		return nil
 	}
-	if err := v.bind(ctx, true); err != nil {
+	v.resetting = true
+	err := v.bind(ctx, true)
+	v.resetting = false
+	if err != nil {
 		if errors.Is(err, driver.ErrBadConn) {
 			return err
 		}

@@ -499,6 +499,45 @@ func TestPoolDeadSessionReplacedSilently(t *testing.T) {
 	tpCheckDriver(t, c, d)
 }
 
+// TestPoolHandleOfADeadIdleSessionIsDiscarded: a handle whose own session
+// died while idle answers driver.ErrBadConn when database/sql hands it out
+// again, so database/sql discards it and takes another, as it discards a raw
+// connection found dead; the caller sees no error.
+func TestPoolHandleOfADeadIdleSessionIsDiscarded(t *testing.T) {
+	d := newTPDriver()
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	db.SetMaxIdleConns(1)
+	ctx := context.Background()
+	handleOf := func(cn *sql.Conn) (h any) {
+		if err := cn.Raw(func(dc any) error { h = dc; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	cn, id := tpAcquire(t, ctx, db)
+	first := handleOf(cn)
+	cn.Close()
+	// Alive: database/sql hands the same handle out again, with its session.
+	cn, again := tpAcquire(t, ctx, db)
+	if handleOf(cn) != first || again != id {
+		t.Fatalf("a live idle handle was not reused with its session (session %d, want %d)", again, id)
+	}
+	cn.Close()
+	// Dead while idle: the handle goes, the caller gets a new one.
+	d.Conn(id).failReset.Store(true)
+	cn, got := tpAcquire(t, ctx, db)
+	defer cn.Close()
+	if got == id {
+		t.Fatalf("the dead session %d was handed out", id)
+	}
+	if handleOf(cn) == first {
+		t.Fatal("the handle whose session died while idle was handed out again")
+	}
+	if n := c.Stats().Reconnects; n != 0 {
+		t.Errorf("Stats().Reconnects = %d: database/sql replaced the connection, hasql did not", n)
+	}
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Get modes at max with every session busy.
 
