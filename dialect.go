@@ -305,3 +305,47 @@ func (d dialect) sessionTraits(inner driver.Conn) sessionTraits { return d.get()
 func (ph *session) alive() bool {
 	return ph.live == nil || ph.live.IsValid()
 }
+
+// connectorOpener is implemented by a driverDialect that opens its driver's
+// connectors itself rather than through driver.DriverContext, to see more
+// of each connection than the driver shows (its socket, see wireDial).
+type connectorOpener interface {
+	openConnector(dsn string) (driver.Connector, error)
+}
+
+// openConnector returns the inner driver's connector for dsn: the dialect's
+// own way if it has one, else the driver's OpenConnector, else
+// database/sql's adapter for drivers without driver.DriverContext.
+func (d dialect) openConnector(drv driver.Driver, dsn string) (driver.Connector, error) {
+	if o, ok := d.get().(connectorOpener); ok {
+		return o.openConnector(dsn)
+	}
+	if dc, ok := drv.(driver.DriverContext); ok {
+		return dc.OpenConnector(dsn)
+	}
+	return dsnConnector{d: drv, dsn: dsn}, nil
+}
+
+// wireSlot receives the socket a connect dialled (wireDial), for a driver
+// that does not show it on the connection it returns.
+type wireSlot struct{ conn io.Closer }
+
+type wireSlotKey struct{}
+
+// withWireSlot returns ctx carrying slot, for the connect made with it.
+func withWireSlot(ctx context.Context, slot *wireSlot) context.Context {
+	return context.WithValue(ctx, wireSlotKey{}, slot)
+}
+
+// wireDial dials as net.Dialer does and records the connection in the
+// connect's wireSlot, if its context carries one.
+func wireDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, network, addr)
+	if err == nil {
+		if slot, ok := ctx.Value(wireSlotKey{}).(*wireSlot); ok {
+			slot.conn = c
+		}
+	}
+	return c, err
+}

@@ -118,3 +118,25 @@ func (mysqlDialect) traits(inner driver.Conn) sessionTraits {
 }
 
 func (mysqlDialect) stmtErrAbortsTx() bool { return false }
+
+// openConnector opens go-sql-driver/mysql's connector from the DSN as its
+// OpenConnector does, with one addition: for plain TCP and Unix sockets the
+// connector dials through wireDial, which dials exactly as the driver's
+// default does and records the socket, so that MarkHostDown can close a
+// session's connection under a call in flight (the driver keeps its socket
+// to itself). A DSN whose net has a dial function registered with
+// mysql.RegisterDialContext (other than tcp and unix) keeps it, and a
+// connector built by the application with its own DialFunc is not touched.
+func (mysqlDialect) openConnector(dsn string) (driver.Connector, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.Net {
+	case "tcp", "tcp4", "tcp6", "unix":
+		if cfg.DialFunc == nil {
+			cfg.DialFunc = wireDial
+		}
+	}
+	return mysql.NewConnector(cfg)
+}

@@ -212,13 +212,9 @@ func openInner(name, dsn string, opts []Option) (*Connector, error) {
 	if err := dl.checkDSN(stripped); err != nil {
 		return nil, newError(ErrDSN, fmt.Sprintf("inner driver %s cannot parse its DSN", quoteValue(name)), err)
 	}
-	var ic driver.Connector
-	if dc, ok := d.(driver.DriverContext); ok {
-		if ic, err = dc.OpenConnector(stripped); err != nil {
-			return nil, newError(ErrDSN, fmt.Sprintf("inner driver %s rejected its DSN", quoteValue(name)), &redactedError{err, secrets})
-		}
-	} else {
-		ic = dsnConnector{d: d, dsn: stripped}
+	ic, err := dl.openConnector(d, stripped)
+	if err != nil {
+		return nil, newError(ErrDSN, fmt.Sprintf("inner driver %s rejected its DSN", quoteValue(name)), &redactedError{err, secrets})
 	}
 	return newConnector(ic, d, dl, cfg, stripped, secrets)
 }
@@ -502,7 +498,8 @@ func (ci *connectInvoker) connect(ctx context.Context) error {
 	// The generation before connecting: a purge while the connect is under
 	// way may concern this session too.
 	gen := ci.c.hosts.genOf(ci.h)
-	inner, err := ci.ic.Connect(ctx)
+	var slot wireSlot
+	inner, err := ci.ic.Connect(withWireSlot(ctx, &slot))
 	if err != nil {
 		if len(ci.c.secrets) > 0 {
 			return &redactedError{err, ci.c.secrets}
@@ -510,6 +507,9 @@ func (ci *connectInvoker) connect(ctx context.Context) error {
 		return err
 	}
 	ph := newSession(ci.c.pool, inner, ci.key)
+	if ph.wire == nil && slot.conn != nil {
+		ph.wire = slot.conn // the socket the driver dialled (wireDial)
+	}
 	ph.hostRef, ph.hostGen = ci.h, gen
 	ph.host = ci.h.addr
 	if ph.host == "" {

@@ -1952,52 +1952,68 @@ func TestMidStreamRowsError(t *testing.T) {
 }
 
 // TestMarkHostDownEndsCallsInFlight (OCI FAN): an outside DOWN notice closes
-// the sessions in use on the host at once, not only the idle ones: a
-// pg_sleep(5) in flight there ends with a *LostError long before it would
-// have returned (the bound only tells "at once" from "after the sleep"), and
-// the work, which was sent and is not marked Idempotent, is not run again.
+// the sessions in use on the host at once, not only the idle ones: a 5 s sleep
+// in flight there ends with a *LostError long before it would have returned
+// (the bound only tells "at once" from "after the sleep"), and the work,
+// which was sent and is not marked Idempotent, is not run again.
 func TestMarkHostDownEndsCallsInFlight(t *testing.T) {
-	p := sharedPG(t)
-	dsn := p.FreshDB(t)
-	host := "127.0.0.1:" + strconv.Itoa(p.Port)
-	ev := &foEvents{}
-	db, hc := foOpen(t, "pgx", dsn, hasql.WithEvents(ev.add))
-	ctx := context.Background()
-	c, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pid, err := foPID(ctx, c, "pgx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		_, err := c.ExecContext(ctx, "select pg_sleep(5)")
-		done <- err
-	}()
-	foWaitFor(t, 3*time.Second, "the sleep to run", func() bool {
-		out, _ := p.Query(fmt.Sprintf("select count(*) from pg_stat_activity where pid = %d and query like 'select pg_sleep%%'", pid))
-		return out == "1"
-	})
-	hc.MarkHostDown(host)
-	err = <-done
-	if took := time.Since(start); took >= 4*time.Second {
-		t.Fatalf("the call in flight ended after %v: MarkHostDown did not close it", took)
-	}
-	var lost *hasql.LostError
-	if !errors.As(err, &lost) || !errors.Is(err, hasql.ErrConnectionLost) || !lost.Sent || lost.Host != host {
-		t.Fatalf("call in flight: %v, want a *LostError (sent) on %s", err, host)
-	}
-	foWaitFor(t, 2*time.Second, "HostDown and SessionsPurged", func() bool {
-		return ev.has(hasql.HostDown) && ev.has(hasql.SessionsPurged)
-	})
-	// The *sql.Conn goes on, on a new session (the only host is tried
-	// although it is blacklisted).
-	if npid, err := foPID(ctx, c, "pgx"); err != nil || npid == pid {
-		t.Fatalf("next call: pid %d, %v; want a new session", npid, err)
+	for _, tc := range []struct {
+		driver, sleep, running string
+		server                 func(t *testing.T) (dsn, host string, query func(string) (string, error))
+	}{
+		{"pgx", "select pg_sleep(5)", "select count(*) from pg_stat_activity where pid = %d and query like 'select pg_sleep%%'",
+			func(t *testing.T) (string, string, func(string) (string, error)) {
+				p := sharedPG(t)
+				return p.FreshDB(t), "127.0.0.1:" + strconv.Itoa(p.Port), p.Query
+			}},
+		{"mysql", "select sleep(5)", "select count(*) from information_schema.processlist where id = %d and info like 'select sleep%%'",
+			func(t *testing.T) (string, string, func(string) (string, error)) {
+				m := sharedMaria(t)
+				return m.FreshDB(t), "127.0.0.1:" + strconv.Itoa(m.Port), m.Query
+			}},
+	} {
+		t.Run(tc.driver, func(t *testing.T) {
+			dsn, host, query := tc.server(t)
+			ev := &foEvents{}
+			db, hc := foOpen(t, tc.driver, dsn, hasql.WithEvents(ev.add))
+			ctx := context.Background()
+			c, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			pid, err := foPID(ctx, c, tc.driver)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := c.ExecContext(ctx, tc.sleep)
+				done <- err
+			}()
+			foWaitFor(t, 3*time.Second, "the sleep to run", func() bool {
+				out, _ := query(fmt.Sprintf(tc.running, pid))
+				return out == "1"
+			})
+			hc.MarkHostDown(host)
+			err = <-done
+			if took := time.Since(start); took >= 4*time.Second {
+				t.Fatalf("the call in flight ended after %v: MarkHostDown did not close it", took)
+			}
+			var lost *hasql.LostError
+			if !errors.As(err, &lost) || !errors.Is(err, hasql.ErrConnectionLost) || !lost.Sent || lost.Host != host {
+				t.Fatalf("call in flight: %v, want a *LostError (sent) on %s", err, host)
+			}
+			foWaitFor(t, 2*time.Second, "HostDown and SessionsPurged", func() bool {
+				return ev.has(hasql.HostDown) && ev.has(hasql.SessionsPurged)
+			})
+			// The *sql.Conn goes on, on a new session (the only host is
+			// tried although it is blacklisted).
+			if npid, err := foPID(ctx, c, tc.driver); err != nil || npid == pid {
+				t.Fatalf("next call: pid %d, %v; want a new session", npid, err)
+			}
+		})
 	}
 }
 

@@ -191,13 +191,9 @@ func (hs *hostSet) connectorFor(h *host, key poolKey) (driver.Connector, error) 
 			return nil, err
 		}
 	}
-	if dc, ok := c.innerDrv.(driver.DriverContext); ok {
-		var err error
-		if ic, err = dc.OpenConnector(dsn); err != nil {
-			return nil, newError(ErrDSN, fmt.Sprintf("host %s", h.addr), &redactedError{err, append([]string{key.pass}, c.secrets...)})
-		}
-	} else {
-		ic = dsnConnector{d: c.innerDrv, dsn: dsn}
+	ic, err := c.dialect.openConnector(c.innerDrv, dsn)
+	if err != nil {
+		return nil, newError(ErrDSN, fmt.Sprintf("host %s", h.addr), &redactedError{err, append([]string{key.pass}, c.secrets...)})
 	}
 	hs.mu.Lock()
 	if h.connector == nil {
