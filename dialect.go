@@ -139,10 +139,10 @@ type sessionTraits struct {
 	// nil when the driver cannot tell.
 	live driver.Validator
 
-	// wire is the connection's socket, where the driver shows it (pgx):
-	// closing it from any goroutine ends a call in flight on it at once, as
-	// a server gone down would (MarkHostDown). nil when the driver keeps it
-	// to itself (go-sql-driver/mysql).
+	// wire is the connection's socket: pgx shows it; for
+	// go-sql-driver/mysql hasql dials it itself (wireDial). Closing it from
+	// any goroutine ends a call in flight on it at once, as a server gone
+	// down would (MarkHostDown). nil when hasql cannot reach it.
 	wire io.Closer
 
 	// namesBySQL: the inner connection names prepared statements by their

@@ -208,8 +208,8 @@
 // idle session on the healthiest, fastest host is handed out first. A host
 // found down closes its idle sessions ([SessionsPurged]).
 // [Connector.MarkHostDown] takes an outside notice that a host is down (OCI
-// FAN): its idle sessions close at once, and with pgx so do the sockets of
-// those in use, so that calls in flight there end now.
+// FAN): its idle sessions close at once, and so do the sockets of those in
+// use (pgx, go-sql-driver/mysql), so that calls in flight there end now.
 //
 // # Errors
 //
