@@ -236,10 +236,15 @@ func (r *chaosRig) run(fault func()) {
 		r.stop.Store(true)
 		r.wg.Wait()
 	}()
-	time.Sleep(chaosSettle)
-	if r.writesOK.Load() == 0 || r.readsOK.Load() == 0 {
-		r.t.Fatalf("%s: no load before the fault (writes %d, reads %d)", r.name, r.writesOK.Load(), r.readsOK.Load())
+	// Load must be flowing before the fault: wait for it (bounded; a
+	// loaded machine can take longer than chaosSettle for the first
+	// transaction), then let it run a while.
+	for start := time.Now(); r.writesOK.Load() == 0 || r.readsOK.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 15*time.Second {
+			r.t.Fatalf("%s: no load before the fault (writes %d, reads %d)", r.name, r.writesOK.Load(), r.readsOK.Load())
+		}
 	}
+	time.Sleep(chaosSettle)
 	faultAt := time.Now()
 	fault()
 	w, rd := r.writesOK.Load(), r.readsOK.Load()
