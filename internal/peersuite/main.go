@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -40,6 +41,7 @@ var (
 	flagTimeout  = flag.Duration("timeout", 2*time.Minute, "limit for one test process")
 	flagKeep     = flag.Bool("keep", false, "keep the temporary directory")
 	flagVerbose  = flag.Bool("v", false, "print each test's result to stderr as it comes")
+	flagSerial   = flag.Bool("serial", false, "run the configurations one after the other, not side by side")
 )
 
 // config is one way of running a suite's tests: raw, or through hasql with some settings.
@@ -64,6 +66,7 @@ type suite struct {
 	dir     string // working directory for the test processes
 	env     []string
 	cleanup func()
+	reset   func(config) error // when not nil, run before each test process: a fresh database
 }
 
 func main() {
@@ -142,25 +145,54 @@ func run() int {
 	return status
 }
 
-// runSuite runs every test of s in every configuration, one process each.
+// runSuite runs every test of s in every configuration, one process each: the configurations side
+// by side (each on a database of its own), the tests of one configuration one after the other.
 func runSuite(ctx context.Context, s *suite) map[string]map[string]result {
 	res := map[string]map[string]result{}
 	for _, c := range s.configs {
 		res[c.name] = map[string]result{}
 	}
-	for _, t := range s.tests {
-		for _, c := range s.configs {
-			if ctx.Err() != nil {
-				return res
-			}
-			r := runOne(ctx, s, c, t)
-			res[c.name][t] = r
-			if *flagVerbose {
-				fmt.Fprintf(os.Stderr, "%s %-9s %-5s %s\n", s.name, c.name, r.status, t)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range s.configs {
+		runConfig := func() {
+			for _, t := range s.tests {
+				if ctx.Err() != nil {
+					return
+				}
+				var r result
+				if err := resetDB(s, c); err != nil {
+					r = result{status: "fail", out: "peersuite: resetting the database: " + err.Error()}
+				} else {
+					r = runOne(ctx, s, c, t)
+				}
+				mu.Lock()
+				res[c.name][t] = r
+				if *flagVerbose {
+					fmt.Fprintf(os.Stderr, "%s %-11s %-4s %s\n", s.name, c.name, r.status, t)
+				}
+				mu.Unlock()
 			}
 		}
+		if *flagSerial {
+			runConfig()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runConfig()
+		}()
 	}
+	wg.Wait()
 	return res
+}
+
+func resetDB(s *suite, c config) error {
+	if s.reset == nil {
+		return nil
+	}
+	return s.reset(c)
 }
 
 // runOne runs test t of suite s in configuration c, in a process of its own.
@@ -231,6 +263,15 @@ func report(s *suite, res map[string]map[string]result, expected map[string]stri
 			d, u = "-", "-"
 		}
 		fmt.Printf("| %s | %d | %d | %d | %s | %s |\n", c.name, pass, skip, fail, d, u)
+	}
+	var rawFail []string
+	for _, t := range s.tests {
+		if res[raw.name][t].status == "fail" {
+			rawFail = append(rawFail, t)
+		}
+	}
+	if len(rawFail) > 0 {
+		fmt.Printf("\nFailing raw (not compared): %s\n", strings.Join(rawFail, ", "))
 	}
 	if len(diffs) > 0 {
 		fmt.Printf("\nTests that pass raw and fail through hasql:\n\n")

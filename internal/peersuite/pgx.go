@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hasqlgo/hasql/internal/testserver"
@@ -135,7 +136,7 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 		return nil, fmt.Errorf("starting PostgreSQL: %w", err)
 	}
 	hasqlBin := filepath.Join(dir, "hasql.test")
-	return &suite{
+	s := &suite{
 		name:  fmt.Sprintf("pgx %s stdlib", version),
 		tests: tests,
 		configs: []config{
@@ -144,9 +145,23 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 			{name: "stmtcache=0", bin: hasqlBin, env: []string{"PEERSUITE_HASQL_PARAMS=hasql.stmtcache=0"}, hasql: true},
 		},
 		dir:     dir,
-		env:     []string{"PGX_TEST_DATABASE=" + pg.DSN("test")},
 		cleanup: pg.Destroy,
-	}, nil
+	}
+	// A database per configuration, so that the configurations can run side by side.
+	for i := range s.configs {
+		db := configDB(s.configs[i].name)
+		if err := pg.Exec("CREATE DATABASE " + db); err != nil {
+			pg.Destroy()
+			return nil, err
+		}
+		s.configs[i].env = append(s.configs[i].env, "PGX_TEST_DATABASE="+pg.DSN(db))
+	}
+	return s, nil
+}
+
+// configDB names the database of a configuration.
+func configDB(config string) string {
+	return "peer_" + strings.NewReplacer("=", "", "-", "").Replace(config)
 }
 
 // build resolves the temporary module's requirements (starting from hasql's go.sum) and compiles
@@ -167,4 +182,24 @@ func build(ctx context.Context, repo, dir string) error {
 		}
 	}
 	return nil
+}
+
+// buildIn resolves the requirements of the module in dir (starting from hasql's go.sum when it
+// has none) and compiles its package's tests into bin.
+func buildIn(ctx context.Context, repo, dir, bin string) error {
+	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err != nil {
+		sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644); err != nil {
+			return err
+		}
+	}
+	env := []string{"GOFLAGS=-mod=mod", "GOWORK=off"}
+	if _, err := goCmd(ctx, dir, env, "mod", "tidy"); err != nil {
+		return err
+	}
+	_, err := goCmd(ctx, dir, env, "test", "-c", "-o", bin, ".")
+	return err
 }
