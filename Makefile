@@ -1,5 +1,6 @@
 # make test       every test, with -race, in every module (installs the database servers the
-#                 integration tests start, if missing)
+#                 integration tests start, if missing), then the drivers' own test suites run
+#                 through hasql (internal/peersuite; fails on a difference not in expected.txt)
 # make quickstart the quickstart on an embedded SQLite database
 # make bench      the benchmark comparison tables (testdata/bench/ratios.sh)
 # make fuzz       each fuzz target for FUZZTIME (default 60s)
@@ -16,6 +17,7 @@ test:
 	bash testdata/ensure-servers.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(GO) run ./internal/peersuite
 	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...); done
 
 bench:
