@@ -1953,9 +1953,8 @@ func TestMidStreamRowsError(t *testing.T) {
 
 // TestMarkHostDownEndsCallsInFlight (OCI FAN): an outside DOWN notice closes
 // the sessions in use on the host at once, not only the idle ones: a 5 s sleep
-// in flight there ends with a *LostError long before it would have returned
-// (the bound only tells "at once" from "after the sleep"), and the work,
-// which was sent and is not marked Idempotent, is not run again.
+// in flight there ends with a *LostError instead of returning when done, and
+// the work, which was sent and is not marked Idempotent, is not run again.
 func TestMarkHostDownEndsCallsInFlight(t *testing.T) {
 	for _, tc := range []struct {
 		driver, sleep, running string
@@ -1987,7 +1986,6 @@ func TestMarkHostDownEndsCallsInFlight(t *testing.T) {
 				t.Fatal(err)
 			}
 			done := make(chan error, 1)
-			start := time.Now()
 			go func() {
 				_, err := c.ExecContext(ctx, tc.sleep)
 				done <- err
@@ -1997,10 +1995,9 @@ func TestMarkHostDownEndsCallsInFlight(t *testing.T) {
 				return out == "1"
 			})
 			hc.MarkHostDown(host)
+			// A sleep left to finish returns no error: the *LostError is
+			// what proves the call was cut short.
 			err = <-done
-			if took := time.Since(start); took >= 4*time.Second {
-				t.Fatalf("the call in flight ended after %v: MarkHostDown did not close it", took)
-			}
 			var lost *hasql.LostError
 			if !errors.As(err, &lost) || !errors.Is(err, hasql.ErrConnectionLost) || !lost.Sent || lost.Host != host {
 				t.Fatalf("call in flight: %v, want a *LostError (sent) on %s", err, host)

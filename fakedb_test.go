@@ -1303,17 +1303,8 @@ func (c *FakeConn) prepare(ctx context.Context, q string) (driver.Stmt, error) {
 	c.enter()
 	defer c.exit()
 	db := c.db
-	if c.dead.Load() {
-		return nil, driver.ErrBadConn
-	}
-	f := db.fault(ctx, "prepare", q)
-	if f != nil && !f.Sent {
-		return nil, c.failed(f)
-	}
-	if err := db.trigger(ctx, q, false); err != nil {
-		if db.recording {
-			db.log("%s   -> %s", c.id, errText(err))
-		}
+	f, err := c.admit(ctx, "prepare", q, false, c.id)
+	if err != nil {
 		return nil, err
 	}
 	if h := db.OnPrepare; h != nil {
@@ -1389,21 +1380,11 @@ func (c *FakeConn) exec(ctx context.Context, q string, args []driver.NamedValue)
 	c.enter()
 	defer c.exit()
 	db := c.db
-	if c.dead.Load() {
-		return nil, driver.ErrBadConn
-	}
-	f := db.fault(ctx, "exec", q)
-	if f != nil && !f.Sent {
-		return nil, c.failed(f)
-	}
-	if err := db.trigger(ctx, q, true); err != nil {
-		if db.recording {
-			db.log("%s   -> %s", c.id, errText(err))
-		}
+	f, err := c.admit(ctx, "exec", q, true, c.id)
+	if err != nil {
 		return nil, err
 	}
 	var res driver.Result = fakeNoopResult
-	var err error
 	if h := db.OnExec; h != nil {
 		res, err = h(c, ctx, q, args)
 	} else if db.recording {
@@ -1419,21 +1400,11 @@ func (c *FakeConn) query(ctx context.Context, q string, args []driver.NamedValue
 	c.enter()
 	defer c.exit()
 	db := c.db
-	if c.dead.Load() {
-		return nil, driver.ErrBadConn
-	}
-	f := db.fault(ctx, "query", q)
-	if f != nil && !f.Sent {
-		return nil, c.failed(f)
-	}
-	if err := db.trigger(ctx, q, true); err != nil {
-		if db.recording {
-			db.log("%s   -> %s", c.id, errText(err))
-		}
+	f, err := c.admit(ctx, "query", q, true, c.id)
+	if err != nil {
 		return nil, err
 	}
 	var rows driver.Rows
-	var err error
 	if h := db.OnQuery; h != nil {
 		rows, err = h(c, ctx, q, args)
 	} else {
@@ -1703,22 +1674,34 @@ func (s *FakeStmt) Query(args []driver.Value) (driver.Rows, error) {
 	return s.query(nil, namedValues(args), shown)
 }
 
+// admit is what every call of kind with query text q goes through first: a
+// dead session's ErrBadConn, the faults due (one that fails before the
+// server returns its error; one that fails after, f, is returned for the
+// caller to apply), and the query-text markers. adhoc: an ad-hoc call, which
+// the skip! marker concerns; id names the caller in the log.
+func (c *FakeConn) admit(ctx context.Context, kind, q string, adhoc bool, id string) (f *FakeFault, err error) {
+	db := c.db
+	if c.dead.Load() {
+		return nil, driver.ErrBadConn
+	}
+	if f = db.fault(ctx, kind, q); f != nil && !f.Sent {
+		return nil, c.failed(f)
+	}
+	if err := db.trigger(ctx, q, adhoc); err != nil {
+		if db.recording {
+			db.log("%s   -> %s", id, errText(err))
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
 // run applies what every statement execution goes through: the session's
 // state, faults, markers and the schema epoch. f is a fault to apply after
 // the execution (Sent).
 func (s *FakeStmt) run(ctx context.Context, kind string) (f *FakeFault, err error) {
-	c, db := s.c, s.c.db
-	if c.dead.Load() {
-		return nil, driver.ErrBadConn
-	}
-	f = db.fault(ctx, kind, s.SQL)
-	if f != nil && !f.Sent {
-		return nil, c.failed(f)
-	}
-	if err := db.trigger(ctx, s.SQL, false); err != nil {
-		if db.recording {
-			db.log("%s   -> %s", s.id, errText(err))
-		}
+	db := s.c.db
+	if f, err = s.c.admit(ctx, kind, s.SQL, false, s.id); err != nil {
 		return nil, err
 	}
 	if db.OnStmtExec == nil && db.OnStmtQuery == nil {

@@ -7,10 +7,9 @@ import (
 
 // tx is the handle's transaction.
 type tx struct {
-	v        *handle
-	inner    driver.Tx
-	ctx      context.Context // BeginTx's: database/sql rolls back when it ends
-	prepared *cachedStmt     // hand-off from invoke(FnPrepare)
+	v     *handle
+	inner driver.Tx
+	ctx   context.Context // BeginTx's: database/sql rolls back when it ends
 }
 
 // Commit commits on the bound session.
