@@ -333,7 +333,7 @@ func reapStale() {
 	if _, ok := procStat(os.Getpid()); !ok {
 		return // no /proc: cannot tell dead owners from live ones
 	}
-	for _, kind := range []string{"pg", "maria"} {
+	for _, kind := range []string{"pg", "maria", "patroni", "galera"} {
 		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "hasql-"+kind+"-*"))
 		for _, dir := range dirs {
 			b, err := os.ReadFile(filepath.Join(dir, "owner"))
@@ -349,12 +349,23 @@ func reapStale() {
 				continue
 			}
 			var pids []int
-			if kind == "pg" {
+			switch kind {
+			case "patroni", "galera":
+				// Their daemons died with their owner (Pdeathsig); PostgreSQL's postmasters, Patroni's
+				// children, did not.
+				nodes, _ := filepath.Glob(filepath.Join(dir, "node*"))
+				for _, nd := range nodes {
+					killPidFile(filepath.Join(nd, "data", "postmaster.pid"), nd)
+					killPidFile(filepath.Join(nd, "mariadbd.pid"), nd)
+				}
+			case "pg":
 				if pid := pidFromFile(filepath.Join(dir, "data", "postmaster.pid")); pid > 0 && cmdlineHas(pid, dir) {
 					pids = append(children(pid), pid)
 				}
-			} else if pid := pidFromFile(filepath.Join(dir, "mariadbd.pid")); pid > 0 && cmdlineHas(pid, dir) {
-				pids = append(pids, pid)
+			default:
+				if pid := pidFromFile(filepath.Join(dir, "mariadbd.pid")); pid > 0 && cmdlineHas(pid, dir) {
+					pids = append(pids, pid)
+				}
 			}
 			for _, pid := range pids {
 				_ = signal(pid, syscall.SIGKILL)

@@ -77,6 +77,12 @@ func StopShared() {
 	if m := shared.maria; m != nil {
 		m.destroy()
 	}
+	if c := sharedPatroni.c; c != nil {
+		c.destroy()
+	}
+	if g := sharedGalera.c; g != nil {
+		g.destroy()
+	}
 }
 
 // refuseControl is the error for stopping, starting or killing a server that is external or
