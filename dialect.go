@@ -128,6 +128,7 @@ const (
 	classWrongRole                         // the server refused because of its role (read-only/standby): nothing ran
 	classTxConflict                        // serialization failure or deadlock: the server rolled the transaction back (PG 40001, 40P01; MySQL 1213)
 	classTooManyStmts                      // the server's prepared-statement limit (MariaDB 1461)
+	classNotReady                          // the server is up but serves no work now (a Galera node outside the primary component: 1047/08S01): nothing ran, the connection is fine, the host is not usable
 )
 
 // sessionTraits is what a dialect knows about one inner connection. It is

@@ -69,6 +69,10 @@ func (mysqlDialect) withUser(dsn, user, password string) (string, error) {
 //	             lock wait timeout, is not one: InnoDB rolls back only the
 //	             statement unless innodb_rollback_on_timeout is set.
 //	too many:    1461 max_prepared_stmt_count reached
+//	not ready:   1047 with SQLSTATE 08S01, Galera's "WSREP has not yet
+//	             prepared node for application use" (a node outside the
+//	             primary component; SELECT 1 still works there). Despite
+//	             08S01 the connection is not lost and nothing ran.
 func (mysqlDialect) classify(err error) errClass {
 	if errors.Is(err, mysql.ErrInvalidConn) {
 		return classDead
@@ -88,6 +92,10 @@ func (mysqlDialect) classify(err error) errClass {
 		return classTxConflict
 	case 1461:
 		return classTooManyStmts
+	case 1047:
+		if string(me.SQLState[:]) == "08S01" {
+			return classNotReady
+		}
 	}
 	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -245,6 +246,7 @@ type Connector struct {
 
 	hosts  *hostSet
 	outage outage
+	disc   *discovery // hasql.discover; nil when off
 	events *eventQueue
 
 	everConnected                  atomic.Bool // a session was opened once: later failures are outages
@@ -280,7 +282,11 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 	c.drv.c = c
 	c.reg.init(c)
 	c.outage.c = c
+	c.outage.wake = make(chan struct{}, 1)
 	c.stmtCacheSize.Store(int64(cfg.stmtCacheSize))
+	if cfg.discovery.Source != DiscoverOff && innerDrv == nil {
+		return nil, newError(ErrDSN, "hasql.discover needs a connector opened from a DSN (sql.Open or hasql.Open), not NewConnector/OpenDB", nil)
+	}
 	hs, err := newHostSet(c)
 	if err != nil {
 		return nil, err
@@ -293,6 +299,7 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 	c.events = newEventQueue(cfg.events, c)
 	c.pool.start()
 	c.startHealth()
+	c.startDiscovery()
 	return c, nil
 }
 
@@ -464,8 +471,17 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict boo
 		if !wants(c.cfg.target, r, strict) {
 			ph.inner.Close()
 			c.hosts.setRole(h.addr, r)
+			c.kickDiscovery()
 			return nil, fmt.Errorf("%w: %s is a %s", errWrongRole, h.addr, map[role]string{rolePrimary: "primary", roleStandby: "standby"}[r])
 		}
+	}
+	if err := c.discoveryVeto(ctx, h, ph, r); err != nil {
+		ph.inner.Close()
+		c.kickDiscovery()
+		if !errors.Is(err, errWrongRole) && caller.Err() == nil && c.dialect.connectRetryable(err) {
+			c.hostFailed(h, err)
+		}
+		return nil, err
 	}
 	if c.hosts.connected(h, time.Since(start), r) && c.everConnected.Load() {
 		c.events.emit(Event{Kind: HostUp, Host: ph.host})
@@ -476,6 +492,7 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict boo
 
 // hostFailed blacklists a host after a failed connect and reports it down.
 func (c *Connector) hostFailed(h *host, err error) {
+	c.kickDiscovery()
 	if c.hosts.failed(h, err, time.Now()) {
 		c.events.emit(Event{Kind: HostDown, Host: h.addr, Err: err})
 		// A host found down by a connect or a health check: its idle

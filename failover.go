@@ -184,6 +184,7 @@ func (v *handle) runRecovery(ctx context.Context, rec Recovery, cause error) (er
 // to it succeeds again, which reports HostUp. A wrong role (the server is
 // up, read-only) purges the host's sessions without reporting it down.
 func (c *Connector) sessionLost(ph *session, cause error, wrongRole bool) {
+	c.kickDiscovery()
 	news, wasUp := c.hosts.lostSession(ph.hostRef, ph.hostGen, cause, wrongRole)
 	if !news {
 		return

@@ -32,6 +32,7 @@ type handle struct {
 	verified bool // bound with the caller's own selector (not a background context's)
 	tagFound bool // the checkout matched the requested tag exactly
 	inTx     bool
+	txAbort  error // a statement of the open transaction failed in a way that rolled it back (classTxConflict)
 	owns     bool // opened by Driver.Open: closing the handle closes its connector
 
 	// txReadOnly: the transaction was begun read-only (TxOptions.ReadOnly),
@@ -541,7 +542,7 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		return nil, err
 	}
 	t.inner, t.ctx = itx, ctx
-	v.inTx, v.txReadOnly = true, opts.ReadOnly
+	v.inTx, v.txReadOnly, v.txAbort = true, opts.ReadOnly, nil
 	return t, nil
 }
 

@@ -56,6 +56,9 @@ type host struct {
 	// many sessions one restart kills cause one HostDown and one purge, and a
 	// late-noticed old session never purges the new ones.
 	gen uint64
+
+	given bool       // named in the DSN or hasql.hosts (not only discovered)
+	disc  memberView // discovery's view of it (hasql.discover); guarded by hostSet.mu
 }
 
 type hostSet struct {
@@ -68,6 +71,8 @@ type hostSet struct {
 	// sessions already open (OCI runtime load balancing): the pool hands
 	// out an idle session on the best-ranked host first. Fixed at creation.
 	rlb bool
+
+	drained map[string]bool // hosts under Connector.Drain: no new sessions
 }
 
 // newHostSet builds the host list from the configuration and the DSN. A
@@ -80,7 +85,7 @@ func newHostSet(c *Connector) (*hostSet, error) {
 		addrs = c.dialect.hosts(c.dsn)
 	}
 	if len(addrs) <= 1 && len(c.cfg.hosts) == 0 {
-		hs.hosts = []*host{{addr: c.host}}
+		hs.hosts = []*host{{addr: c.host, given: true}}
 		return hs, nil
 	}
 	if c.innerDrv == nil {
@@ -91,7 +96,7 @@ func newHostSet(c *Connector) (*hostSet, error) {
 		if err != nil {
 			return nil, err
 		}
-		hs.hosts = append(hs.hosts, &host{addr: a, dsn: dsn})
+		hs.hosts = append(hs.hosts, &host{addr: a, dsn: dsn, given: true})
 	}
 	hs.rlb = c.cfg.picker == PickLatency && len(hs.hosts) > 1
 	return hs, nil
@@ -146,14 +151,20 @@ func (hs *hostSet) order(now time.Time) []*host {
 		sortStable(ok, func(a, b *host) bool { return a.latency < b.latency })
 	}
 	kept := ok[:0]
+	var misfit []*host // discovery says wrong role or not usable: last
 	for _, h := range ok {
-		if now.Before(h.until) {
+		switch fit := hs.discoveryFit(h); {
+		case fit == 2:
+			// drained: never
+		case fit == 1:
+			misfit = append(misfit, h)
+		case now.Before(h.until):
 			bl = append(bl, h)
-		} else {
+		default:
 			kept = append(kept, h)
 		}
 	}
-	return append(kept, bl...)
+	return append(append(kept, bl...), misfit...)
 }
 
 // sortStable is an insertion sort: host lists are short.
@@ -351,7 +362,7 @@ func (hs *hostSet) stats() []HostStats {
 		if st == HostStateBlacklisted && !now.Before(h.until) {
 			st = HostStateDown
 		}
-		out[i] = HostStats{Addr: h.addr, State: st, Open: h.open, Failures: h.total, LastError: h.lastErr}
+		out[i] = HostStats{Addr: h.addr, State: st, Open: h.open, Failures: h.total, LastError: h.lastErr, Role: h.hostRole()}
 	}
 	return out
 }

@@ -179,6 +179,10 @@ type config struct {
 	events        func(Event)
 	recovery      Recovery
 	failoverCB    FailoverCallback
+	discovery     Discovery
+
+	// consistencyEventual: hasql.consistency=eventual (default session).
+	consistencyEventual bool
 }
 
 func defaultConfig() config {
@@ -198,7 +202,8 @@ func defaultConfig() config {
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
-		retry: RetrySafe,
+		retry:     RetrySafe,
+		discovery: Discovery{Interval: defaultDiscoverInterval},
 	}
 }
 
@@ -253,7 +258,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry",
+	"outage_wait", "retry", "discover", "discover_url", "discover_interval", "consistency",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -313,6 +318,21 @@ func (c *config) set(key, value string) error {
 		c.backoff.OutageWait, err = parseDuration(value)
 	case "retry":
 		c.retry, err = parseEnum(value, RetryOff, RetrySafe, RetryIdempotent)
+	case "discover":
+		c.discovery.Source, err = parseEnum(value, DiscoverOff, DiscoverPatroni, DiscoverGalera, DiscoverMySQLReplicas)
+	case "discover_url":
+		c.discovery.URL, err = value, validateDiscoverURL(value)
+	case "discover_interval":
+		c.discovery.Interval, err = parseDuration(value)
+	case "consistency":
+		switch value {
+		case "eventual":
+			c.consistencyEventual = true
+		case "session":
+			c.consistencyEventual = false
+		default:
+			err = fmt.Errorf("want eventual or session")
+		}
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -379,6 +399,15 @@ func (c *config) validate() error {
 		return bad("back-off initial delay %v is above its maximum %v", c.backoff.Initial, c.backoff.Max)
 	case len(c.callbacks) > maxPackages:
 		return bad("%d callback packages listed; at most %d may be loaded", len(c.callbacks), maxPackages)
+	case c.discovery.Source > DiscoverMySQLReplicas:
+		return bad("unknown discovery source %d", c.discovery.Source)
+	case c.discovery.Source != DiscoverOff && c.discovery.Interval <= 0:
+		return bad("hasql.discover_interval %v must be above zero", c.discovery.Interval)
+	case c.discovery.URL != "" && c.discovery.Source != DiscoverPatroni:
+		return bad("hasql.discover_url is for hasql.discover=patroni, not %v", c.discovery.Source)
+	}
+	if err := validateDiscoverURL(c.discovery.URL); err != nil {
+		return newError(ErrDSN, "hasql.discover_url", err)
 	}
 	for _, d := range c.backoff.Delays {
 		switch {

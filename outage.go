@@ -54,6 +54,19 @@ type outage struct {
 	mu      sync.Mutex
 	done    chan struct{} // closed when the outage ends
 	lastErr error
+
+	// wake cuts the prober's back-off short: discovery saw a new primary
+	// (poke). Buffered 1; made with the connector.
+	wake chan struct{}
+}
+
+// poke makes the outage prober try at once, if an outage is on (else the
+// next outage's first attempt comes without its delay). Never blocks.
+func (o *outage) poke() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
 }
 
 // enter starts an outage after err, unless one is already on.
@@ -93,6 +106,8 @@ func (o *outage) probe() {
 			o.end(nil)
 			return
 		case <-t.C:
+		case <-o.wake:
+			t.Stop()
 		}
 		ph, err := p.openProbe()
 		if err != nil {

@@ -114,6 +114,10 @@ type HostStats struct {
 	// LastError is the error of the last failure counted in Failures, or
 	// nil.
 	LastError error
+	// Role is the host's role: "primary" or "standby" as discovery
+	// (hasql.discover) or the server's last answer says, "none" for a
+	// host discovery says serves no work, "" when unknown.
+	Role string
 }
 
 // Stats returns a snapshot of the connector's pool, statement caches, failure

@@ -64,16 +64,31 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 		v.release()
 		return false, nil
 	}
+	if class&classTxConflict != 0 && v.inTx {
+		// The server rolled the whole transaction back (Galera's
+		// certification failure, a deadlock): its Commit must not report
+		// success (go-sql-driver/mysql's would), see tx.Commit.
+		if fn == FnCommit {
+			return false, &txAbortedError{cause: err}
+		}
+		v.txAbort = err
+	}
 	// A read-only transaction the application asked for makes its own
 	// writes fail with a wrong-role error: that is its error, not the
-	// server's role.
-	wrongRole := class&classWrongRole != 0 && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly)
+	// server's role. A node that is not ready (Galera) is the wrong role
+	// for any work.
+	wrongRole := class&classWrongRole != 0 && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly) ||
+		class&classNotReady != 0
 	if !wrongRole && class&classDead == 0 {
 		return false, err
 	}
 	notSent := wrongRole || safe || class&classNotSent != 0
-	if wrongRole {
+	if wrongRole && class&classNotReady == 0 {
 		v.c.hosts.setRole(ph.host, roleStandby)
+	}
+	if class&classNotReady != 0 && ph.hostRef != nil {
+		// Not usable until it rejoins: skipped for a blacklist period.
+		v.c.hostFailed(ph.hostRef, err)
 	}
 	ph.bad.Store(true)
 	v.c.sessionLost(ph, err, wrongRole)

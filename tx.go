@@ -12,12 +12,30 @@ type tx struct {
 	ctx   context.Context // BeginTx's: database/sql rolls back when it ends
 }
 
-// Commit commits on the bound session.
+// Commit commits on the bound session. When a statement of the transaction
+// failed in a way that made the server roll the whole transaction back (a
+// deadlock, Galera's certification failure: 1213), Commit rolls back and
+// returns an error wrapping ErrTxNotCommitted, whatever the driver's Commit
+// would say (go-sql-driver/mysql's says nil).
 func (t *tx) Commit() error {
+	if cause := t.v.txAbort; cause != nil {
+		_ = t.v.endTx(t, FnRollback)
+		t.end()
+		return &txAbortedError{cause: cause}
+	}
 	err := t.v.endTx(t, FnCommit)
 	t.end()
 	return err
 }
+
+// txAbortedError: the server rolled the transaction back itself.
+type txAbortedError struct{ cause error }
+
+func (e *txAbortedError) Error() string {
+	return "hasql: the server rolled the transaction back (" + e.cause.Error() + "); nothing of it was committed"
+}
+
+func (e *txAbortedError) Unwrap() []error { return []error{ErrTxNotCommitted, e.cause} }
 
 // Rollback rolls back on the bound session. The session is kept or ended
 // exactly when database/sql would keep or discard the inner connection: it
@@ -71,5 +89,5 @@ func (v *handle) endTx(t *tx, fn Fn) error {
 
 func (t *tx) end() {
 	t.inner, t.ctx = nil, nil
-	t.v.inTx = false
+	t.v.inTx, t.v.txAbort = false, nil
 }
