@@ -219,6 +219,7 @@ func TestPatroniFailover(t *testing.T) {
 					} else {
 						err = sdb.QueryRowContext(cctx, "select inet_server_port() from (select count(*) from "+tbl+") x").Scan(&port)
 					}
+					completed := time.Now().UnixNano()
 					cancel()
 					if err != nil {
 						select {
@@ -229,7 +230,7 @@ func TestPatroniFailover(t *testing.T) {
 					}
 					if i%2 == 0 {
 						writes.Add(1)
-						if k := killedAt.Load(); k != 0 {
+						if k := killedAt.Load(); k != 0 && completed > k {
 							if port == old.Port {
 								oldHits.Add(1)
 							}
@@ -241,10 +242,13 @@ func TestPatroniFailover(t *testing.T) {
 		}
 		// Load before the crash, then the crash.
 		time.Sleep(500 * time.Millisecond)
-		killedAt.Store(time.Now().UnixNano())
+		crash := time.Now()
 		if err := old.KillNode(); err != nil {
 			t.Fatal(err)
 		}
+		// From here on no write can succeed on the old leader (its postmaster is dead), and none
+		// anywhere until Patroni promotes another node.
+		killedAt.Store(time.Now().UnixNano())
 		// Poll the survivors' REST API for the role change.
 		var promoted time.Time
 		var newLeader string
@@ -272,7 +276,7 @@ func TestPatroniFailover(t *testing.T) {
 		gap := time.Unix(0, firstWrite.Load()).Sub(promoted)
 		gaps = append(gaps, gap)
 		t.Logf("run %d: %s crashed; %s leader (REST) %v after the crash; first hasql write %v after the role change",
-			run, old.Name, newLeader, promoted.Sub(time.Unix(0, killedAt.Load())).Round(time.Millisecond), gap.Round(time.Millisecond))
+			run, old.Name, newLeader, promoted.Sub(crash).Round(time.Millisecond), gap.Round(time.Millisecond))
 		// The old leader rejoins as a replica while the load goes on.
 		if err := old.StartNode(); err != nil {
 			t.Fatal(err)

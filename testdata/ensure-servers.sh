@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the tools the integration tests need are installed: PostgreSQL server binaries
 # (/usr/lib/postgresql/*/bin: initdb, pg_ctl, postgres, psql, pg_basebackup), MariaDB (mariadbd,
-# mariadb-install-db, the mariadb client) and runuser. The tests start throwaway servers of their
+# mariadb-install-db, the mariadb client), runuser, and for the cluster tests patroni, etcd
+# (etcd-server, etcd-client), pgbouncer, mariadb-backup, galera-4, rsync and socat. The tests start throwaway servers of their
 # own on free loopback ports; this script never starts or uses the system services on 5432/3306
 # (and keeps apt from starting them while it installs the packages).
 #
@@ -41,6 +42,20 @@ have_exec mariadbd /usr/sbin/mariadbd || missing+=("mariadbd")
 have_exec mariadb-install-db /usr/bin/mariadb-install-db || missing+=("mariadb-install-db")
 have_exec mariadb /usr/bin/mariadb || missing+=("mariadb client")
 
+# The cluster tests (Patroni on etcd, Galera, PgBouncer, MariaDB replicas): Debian's packages.
+cluster_pkgs=()
+have_exec patroni /usr/bin/patroni || cluster_pkgs+=(patroni)
+have_exec etcd /usr/bin/etcd || cluster_pkgs+=(etcd-server)
+have_exec etcdctl /usr/bin/etcdctl || cluster_pkgs+=(etcd-client)
+have_exec pgbouncer /usr/sbin/pgbouncer || cluster_pkgs+=(pgbouncer)
+have_exec mariadb-backup /usr/bin/mariadb-backup || cluster_pkgs+=(mariadb-backup)
+[[ -e /usr/lib/galera/libgalera_smm.so ]] || cluster_pkgs+=(galera-4)
+have_exec rsync /usr/bin/rsync || cluster_pkgs+=(rsync)
+have_exec socat /usr/bin/socat || cluster_pkgs+=(socat)
+if [[ ${#cluster_pkgs[@]} != 0 ]]; then
+	missing+=("cluster tools (${cluster_pkgs[*]})")
+fi
+
 runuser_missing=0
 if [[ $(id -u) == 0 ]]; then
 	# As root the harness runs initdb/pg_ctl as user postgres and mariadbd as user mysql.
@@ -50,7 +65,7 @@ if [[ $(id -u) == 0 ]]; then
 fi
 
 if [[ ${#missing[@]} == 0 ]]; then
-	echo "ensure-servers: PostgreSQL and MariaDB binaries present"
+	echo "ensure-servers: PostgreSQL, MariaDB and cluster binaries (Patroni, etcd, Galera, PgBouncer) present"
 	exit 0
 fi
 
@@ -61,7 +76,7 @@ fi
 if [[ $(id -u) != 0 ]]; then
 	cat >&2 <<'MSG'
 ensure-servers: not root, cannot install. Install them yourself, e.g. on Debian/Ubuntu:
-    sudo apt-get update && sudo apt-get install -y postgresql mariadb-server mariadb-client
+    sudo apt-get update && sudo apt-get install -y postgresql mariadb-server mariadb-client patroni etcd-server etcd-client pgbouncer mariadb-backup galera-4 rsync socat
 or run this script (or 'make test') as root. Alternatively point the fast tests at servers of your own
 with HASQL_TEST_PG_DSN / HASQL_TEST_MYSQL_DSN (tests that stop or kill a server still need the local
 binaries).
@@ -75,6 +90,7 @@ fi
 
 packages=(postgresql mariadb-server mariadb-client)
 if [[ $runuser_missing == 1 ]]; then packages+=(util-linux); fi
+packages+=("${cluster_pkgs[@]}")
 
 # Keep the packages' maintainer scripts from starting the system services (policy-rc.d exit 101 =
 # "action forbidden", honoured by invoke-rc.d and deb-systemd-invoke) unless a policy already exists.
@@ -87,7 +103,7 @@ fi
 
 echo "ensure-servers: installing ${packages[*]} (a minute or two)" >&2
 apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
 
 # Check again.
 if ! bash "${BASH_SOURCE[0]}" --check; then

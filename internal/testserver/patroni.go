@@ -274,12 +274,12 @@ func (nd *PatroniNode) startPatroni() error {
 	return nil
 }
 
-// WaitHealthy waits (at most 60 s) until every node is running in Patroni's view, exactly one is
+// WaitHealthy waits (at most 120 s: a rejoin under load is slow) until every node is running in Patroni's view, exactly one is
 // the leader, every replica follows it on its timeline, and every node's PostgreSQL answers with
 // the role Patroni gives it.
 func (c *Patroni) WaitHealthy(ctx context.Context) error {
 	var last string
-	err := waitFor(ctx, 2*waitLimit, "Patroni cluster healthy", func() (bool, error) {
+	err := waitFor(ctx, 4*waitLimit, "Patroni cluster healthy", func() (bool, error) {
 		ms, err := c.Members()
 		if err != nil {
 			last = err.Error()
