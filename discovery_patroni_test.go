@@ -32,6 +32,13 @@ func patroniTable(t *testing.T, pc *testserver.Patroni) (db, tbl string) {
 	if _, err := ld.Query(db, "create table "+tbl+" (w int, i int, v int, primary key (w, i))"); err != nil {
 		t.Fatal(err)
 	}
+	// Every replica has replayed the database and the table.
+	for _, nd := range pc.Nodes {
+		waitUntil(t, 30*time.Second, "table replicated to "+nd.Name, func() bool {
+			_, err := nd.Query(db, "select 1 from "+tbl+" limit 1")
+			return err == nil
+		})
+	}
 	return db, tbl
 }
 
@@ -65,7 +72,7 @@ func TestPatroniDiscovery(t *testing.T) {
 		}
 	}
 	var port int
-	if err := sdb.QueryRow("insert into "+tbl+" (w, i, v) values (1, 1, 1) returning inet_server_port()").Scan(&port); err != nil {
+	if err := sdb.QueryRow("insert into " + tbl + " (w, i, v) values (1, 1, 1) returning inet_server_port()").Scan(&port); err != nil {
 		t.Fatal(err)
 	}
 	if port != ld.Port {

@@ -33,7 +33,7 @@ type handle struct {
 	tagFound bool // the checkout matched the requested tag exactly
 	inTx     bool
 	txAbort  error // a statement of the open transaction failed in a way that rolled it back (classTxConflict)
-	owns     bool // opened by Driver.Open: closing the handle closes its connector
+	owns     bool  // opened by Driver.Open: closing the handle closes its connector
 
 	// txReadOnly: the transaction was begun read-only (TxOptions.ReadOnly),
 	// so a wrong-role error in it is the application's own.

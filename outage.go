@@ -167,9 +167,12 @@ func (o *outage) wait(ctx context.Context) error {
 // had sessions before, and the failure is the server's, not the
 // configuration's — and reports whether the caller should wait at the gate.
 // A connector that never connected fails fast instead: that is a
-// misconfiguration, not an outage.
+// misconfiguration, not an outage — unless discovery (hasql.discover) is on
+// and the hosts known so far only lack the wanted role: the cluster's view,
+// coming in the background, will name a host that has it.
 func (c *Connector) outageFor(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || !c.everConnected.Load() || errors.Is(err, ErrClosed) ||
+	firstView := c.disc != nil && errors.Is(err, errWrongRole)
+	if ctx.Err() != nil || !c.everConnected.Load() && !firstView || errors.Is(err, ErrClosed) ||
 		errors.Is(err, ErrPoolExhausted) || !c.dialect.connectRetryable(err) {
 		return false
 	}

@@ -29,9 +29,9 @@ var ErrNoPatroni = errors.New("patroni, patronictl or etcd not found (Debian: ap
 // Which node leads is decided by Patroni (the first leader is whichever won the initialize race);
 // ask Leader. Its methods are safe for concurrent use.
 type Patroni struct {
-	Dir       string        // the cluster's directory: etcd/, node1/, node2/, ...
-	Scope     string        // Patroni's cluster name
-	EtcdPort  int           // etcd client port
+	Dir       string // the cluster's directory: etcd/, node1/, node2/, ...
+	Scope     string // Patroni's cluster name
+	EtcdPort  int    // etcd client port
 	Nodes     []*PatroniNode
 	StartTook time.Duration // from NewPatroni's call to a healthy cluster
 
