@@ -175,6 +175,8 @@ func TestDialectClassify(t *testing.T) {
 		// InnoDB rolls back only the statement on a lock wait timeout.
 		{"my 1205 lock wait timeout", []dialect{dialectMySQL}, my(1205), 0},
 		{"my 1461 too many stmts", []dialect{dialectMySQL}, my(1461), tooMany},
+		{"my 1047 08S01 galera not ready", []dialect{dialectMySQL}, &mysql.MySQLError{Number: 1047, SQLState: [5]byte{'0', '8', 'S', '0', '1'}, Message: "WSREP has not yet prepared node for application use"}, classNotReady},
+		{"my 1047 other sqlstate", []dialect{dialectMySQL}, &mysql.MySQLError{Number: 1047, SQLState: [5]byte{'H', 'Y', '0', '0', '0'}, Message: "Unknown command"}, 0},
 		{"my 1062 dup", []dialect{dialectMySQL}, my(1062), 0},
 		{"my 1045 denied", []dialect{dialectMySQL}, my(1045), 0},
 		// Other dialects do not read mysql's errors.

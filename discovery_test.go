@@ -217,3 +217,45 @@ func TestDiscoveryDSNKeys(t *testing.T) {
 		t.Errorf("NewConnector with discovery: %v, want ErrDSN (discovery needs a DSN)", err)
 	}
 }
+
+func TestDiscoveryParsers(t *testing.T) {
+	t.Run("patroni", func(t *testing.T) {
+		body := `{"members":[
+			{"name":"n1","role":"leader","state":"running","host":"10.0.0.1","port":5432,"api_url":"http://10.0.0.1:8008/patroni"},
+			{"name":"n2","role":"replica","state":"streaming","host":"10.0.0.2","port":5432},
+			{"name":"n3","role":"sync_standby","state":"running","host":"10.0.0.3","port":5433},
+			{"name":"n4","role":"replica","state":"starting","host":"10.0.0.4","port":5432},
+			{"name":"n5","role":"replica","state":"running","host":"","port":0}]}`
+		got, err := hasql.ParsePatroniCluster([]byte(body))
+		want := []string{"10.0.0.1:5432 primary true", "10.0.0.2:5432 standby true", "10.0.0.3:5433 standby true", "10.0.0.4:5432 standby false"}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("got %v, %v; want %v", got, err, want)
+		}
+		for _, bad := range []string{`{"members":[]}`, `not json`} {
+			if _, err := hasql.ParsePatroniCluster([]byte(bad)); err == nil {
+				t.Errorf("%s: no error", bad)
+			}
+		}
+	})
+	t.Run("galera", func(t *testing.T) {
+		st := map[string]string{"wsrep_ready": "ON", "wsrep_cluster_status": "Primary", "wsrep_local_state_comment": "Synced",
+			"wsrep_incoming_addresses": "127.0.0.1:3306,,127.0.0.1:3307,AUTO,127.0.0.1:3308"}
+		got, err := hasql.GaleraMembers(st)
+		want := []string{"127.0.0.1:3306 any true", "127.0.0.1:3307 any true", "127.0.0.1:3308 any true"}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("got %v, %v; want %v", got, err, want)
+		}
+		// A node outside the primary component lists only itself: its view is not taken.
+		st["wsrep_cluster_status"], st["wsrep_ready"] = "non-Primary", "OFF"
+		if _, err := hasql.GaleraMembers(st); err == nil {
+			t.Fatal("non-Primary node's view taken")
+		}
+	})
+	t.Run("mysql-replicas", func(t *testing.T) {
+		got := hasql.ReplicaMembers("10.0.0.1:3306", [][]string{{"2", "10.0.0.2", "3306", "1"}, {"3", "", "3306", "1"}, {"4", "10.0.0.4", "0", "1"}})
+		want := []string{"10.0.0.1:3306 primary true", "10.0.0.2:3306 standby true"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	})
+}

@@ -5,7 +5,10 @@ package hasql
 // schedule) gathered in one place, for the internal unit tests and for the external
 // integration tests (package hasql_test) alike. Nothing here is compiled into hasql itself.
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // installPool replaces a new connector's pool (unused so far) by one with config pc running on
 // the clock now, and starts it. It must be called before the connector is used.
@@ -50,3 +53,33 @@ func RecoverTestClassify(driverName string, err error) (connDead, notSent, wrong
 // RecoverTestBackoff returns a connector's effective reconnect schedule.
 // Tests only.
 func RecoverTestBackoff(c *Connector) Backoff { return c.cfg.backoff }
+
+// membersText renders discovered members as "addr role usable" lines, for the discovery tests.
+func membersText(ms []member) []string {
+	var out []string
+	for _, m := range ms {
+		r := m.role.String()
+		if r == "" {
+			r = "any"
+		}
+		out = append(out, fmt.Sprintf("%s %s %v", m.addr, r, m.usable))
+	}
+	return out
+}
+
+// ParsePatroniCluster is parsePatroniCluster, rendered by membersText.
+func ParsePatroniCluster(b []byte) ([]string, error) {
+	ms, err := parsePatroniCluster(b)
+	return membersText(ms), err
+}
+
+// GaleraMembers is galeraMembers, rendered by membersText.
+func GaleraMembers(st map[string]string) ([]string, error) {
+	ms, err := galeraMembers(st)
+	return membersText(ms), err
+}
+
+// ReplicaMembers is replicaMembers, rendered by membersText.
+func ReplicaMembers(primary string, rows [][]string) []string {
+	return membersText(replicaMembers(primary, rows))
+}
