@@ -67,11 +67,15 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	if class&classTxConflict != 0 && v.inTx {
 		// The server rolled the whole transaction back (Galera's
 		// certification failure, a deadlock): its Commit must not report
-		// success (go-sql-driver/mysql's would), see tx.Commit.
+		// success (go-sql-driver/mysql's would), see tx.Commit. Where an
+		// error aborts the transaction anyway (PostgreSQL) the driver's
+		// Commit says so itself, and a savepoint may have rescued it.
 		if fn == FnCommit {
 			return false, &txAbortedError{cause: err}
 		}
-		v.txAbort = err
+		if !v.c.dialect.stmtErrAbortsTx() {
+			v.txAbort = err
+		}
 	}
 	// A read-only transaction the application asked for makes its own
 	// writes fail with a wrong-role error: that is its error, not the
