@@ -244,9 +244,9 @@ func (n *GaleraNode) Status() (map[string]string, error) {
 	return st, nil
 }
 
-// WaitSynced waits (at most 60 s) until the node is Synced and ready in a Primary component.
+// WaitSynced waits (at most 180 s: an SST on a loaded machine is slow) until the node is Synced and ready in a Primary component.
 func (n *GaleraNode) WaitSynced(ctx context.Context) error {
-	return waitFor(ctx, 2*waitLimit, "Galera "+n.Name+" Synced", func() (bool, error) {
+	return waitFor(ctx, 6*waitLimit, "Galera "+n.Name+" Synced", func() (bool, error) {
 		n.g.mu.Lock()
 		running := n.d.running()
 		n.g.mu.Unlock()
