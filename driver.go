@@ -249,6 +249,10 @@ type Connector struct {
 
 	everConnected                  atomic.Bool // a session was opened once: later failures are outages
 	reconnects, failovers, retries atomic.Int64
+
+	// Outcomes of transactions whose session died (Stats.TxCommittedAfterLoss,
+	// TxNotCommitted, TxUnknown).
+	txCommittedAfterLoss, txNotCommitted, txUnknown atomic.Int64
 	callbackPanics                 atomic.Int64 // see userPanic
 	reg                            registry
 	pool                           *pool
