@@ -253,10 +253,10 @@ type Connector struct {
 	// Outcomes of transactions whose session died (Stats.TxCommittedAfterLoss,
 	// TxNotCommitted, TxUnknown).
 	txCommittedAfterLoss, txNotCommitted, txUnknown atomic.Int64
-	callbackPanics                 atomic.Int64 // see userPanic
-	reg                            registry
-	pool                           *pool
-	err                            error // OpenDB with bad options: every Connect fails with it
+	callbackPanics                                  atomic.Int64 // see userPanic
+	reg                                             registry
+	pool                                            *pool
+	err                                             error // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 
