@@ -173,7 +173,7 @@ func TestDialectClassify(t *testing.T) {
 		{"my 1836 read-only mode", []dialect{dialectMySQL}, my(1836), role},
 		{"my 1213 deadlock", []dialect{dialectMySQL}, my(1213), conflict},
 		// InnoDB rolls back only the statement on a lock wait timeout.
-		{"my 1205 lock wait timeout", []dialect{dialectMySQL}, my(1205), 0},
+		{"my 1205 lock wait timeout", []dialect{dialectMySQL}, my(1205), classLockTimeout},
 		{"my 1461 too many stmts", []dialect{dialectMySQL}, my(1461), tooMany},
 		{"my 1047 08S01 galera not ready", []dialect{dialectMySQL}, &mysql.MySQLError{Number: 1047, SQLState: [5]byte{'0', '8', 'S', '0', '1'}, Message: "WSREP has not yet prepared node for application use"}, classNotReady},
 		{"my 1047 other sqlstate", []dialect{dialectMySQL}, &mysql.MySQLError{Number: 1047, SQLState: [5]byte{'H', 'Y', '0', '0', '0'}, Message: "Unknown command"}, 0},

@@ -183,6 +183,7 @@ type config struct {
 
 	// consistencyEventual: hasql.consistency=eventual (default session).
 	consistencyEventual bool
+	txRetries           int // RunTx's re-runs (hasql.tx_retries)
 }
 
 func defaultConfig() config {
@@ -204,6 +205,7 @@ func defaultConfig() config {
 		},
 		retry:     RetrySafe,
 		discovery: Discovery{Interval: defaultDiscoverInterval},
+		txRetries: defaultTxRetries,
 	}
 }
 
@@ -258,7 +260,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry", "discover", "discover_url", "discover_interval", "consistency",
+	"outage_wait", "retry", "tx_retries", "discover", "discover_url", "discover_interval", "consistency",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -333,6 +335,8 @@ func (c *config) set(key, value string) error {
 		default:
 			err = fmt.Errorf("want eventual or session")
 		}
+	case "tx_retries":
+		c.txRetries, err = parseInt(value)
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
