@@ -432,6 +432,14 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.retry == RetryIdempotent }},
 	{"tx_retries", []string{"0", "3"}, []string{"-1", "many", ""},
 		func(c config) bool { return c.txRetries == 3 }},
+	{"discover", []string{"off", "galera", "mysql-replicas", "patroni"}, []string{"zookeeper", ""},
+		func(c config) bool { return c.discovery.Source == DiscoverPatroni }},
+	{"discover_url", []string{"http://127.0.0.1:8008"}, []string{"ftp://x", "http://"},
+		func(c config) bool { return c.discovery.URL == "http://127.0.0.1:8008" }},
+	{"discover_interval", []string{"5s"}, []string{"-1s", "often"},
+		func(c config) bool { return c.discovery.Interval == 5*time.Second }},
+	{"consistency", []string{"session", "eventual"}, []string{"strong", ""},
+		func(c config) bool { return c.consistencyEventual }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and

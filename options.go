@@ -407,7 +407,7 @@ func (c *config) validate() error {
 		return bad("unknown discovery source %d", c.discovery.Source)
 	case c.discovery.Source != DiscoverOff && c.discovery.Interval <= 0:
 		return bad("hasql.discover_interval %v must be above zero", c.discovery.Interval)
-	case c.discovery.URL != "" && c.discovery.Source != DiscoverPatroni:
+	case c.discovery.URL != "" && (c.discovery.Source == DiscoverGalera || c.discovery.Source == DiscoverMySQLReplicas):
 		return bad("hasql.discover_url is for hasql.discover=patroni, not %v", c.discovery.Source)
 	}
 	if err := validateDiscoverURL(c.discovery.URL); err != nil {

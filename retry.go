@@ -80,6 +80,15 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 			v.txAbort = err
 		}
 	}
+	if class&classTxConflict != 0 && class&classDead == 0 && !v.inTx && attempt < maxReruns &&
+		(fn == FnExec || fn == FnQuery || fn == FnStmtExec || fn == FnStmtQuery) && v.c.mayRerun(ctx, true) {
+		// Outside a transaction the statement was a transaction of its
+		// own, which the server rolled back whole (a Galera certification
+		// failure, a deadlock): nothing of it was committed, so running it
+		// again on the same session cannot run it twice.
+		v.c.retries.Add(1)
+		return true, nil
+	}
 	// A read-only transaction the application asked for makes its own
 	// writes fail with a wrong-role error: that is its error, not the
 	// server's role. A node that is not ready (Galera) is the wrong role
