@@ -41,7 +41,8 @@
 // hasql.max_lifetime, hasql.cclass, hasql.purity, hasql.callbacks,
 // hasql.hosts, hasql.pick, hasql.target, hasql.blacklist,
 // hasql.health_interval, hasql.reconnect, hasql.connect_timeout,
-// hasql.outage_wait and hasql.retry; each has an [Option] too (see the With
+// hasql.outage_wait, hasql.retry, hasql.discover, hasql.discover_url,
+// hasql.discover_interval and hasql.consistency; each has an [Option] too (see the With
 // functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
 // lists take ',' or ';'. Three environment variables are read when a
 // connector is created: HASQL_CALLBACK_PACKAGES ("a;b"),
@@ -210,6 +211,20 @@
 // [Connector.MarkHostDown] takes an outside notice that a host is down (OCI
 // FAN): its idle sessions close at once, and so do the sockets of those in
 // use (pgx, go-sql-driver/mysql), so that calls in flight there end now.
+//
+// # Clusters
+//
+// With hasql.discover=patroni, galera or mysql-replicas ([WithDiscovery]) a
+// connector learns the cluster's members and roles from one host in the DSN
+// (Patroni's REST API, Galera's wsrep_incoming_addresses, SHOW SLAVE HOSTS),
+// in a background goroutine, every hasql.discover_interval and at once after
+// any failure; new members are used and departed ones dropped without a
+// restart, and with a target role a session is only opened where the
+// server and the cluster agree on the role. [Connector.Drain] takes a host
+// out of use before planned maintenance; [Connector.Undrain] puts it back.
+// A Galera node outside the primary component (error 1047) is not used, and
+// a transaction the server rolled back on a conflict (1213) commits as
+// [ErrTxNotCommitted]. See docs/clusters.md.
 //
 // # Errors
 //
