@@ -160,7 +160,7 @@ func TestGaleraNodeNotReady(t *testing.T) {
 	galeraHealthy(t, g)
 	db, tbl := galeraTable(t, g)
 	iso := g.Nodes[1]
-	sdb, c := clusterOpen(t, "mysql", galeraDSN(g.Nodes[0], db, "&hasql.pick=round-robin"))
+	sdb, c := clusterOpen(t, "mysql", galeraDSN(g.Nodes[0], db, "&hasql.pick=roundrobin"))
 	waitUntil(t, 10*time.Second, "three members discovered", func() bool { return len(c.Stats().Hosts) == 3 })
 	only, _ := clusterOpen(t, "mysql", iso.NodeDSN(db))
 	if err := iso.Exec("SET GLOBAL wsrep_provider_options='gmcast.isolate=1'"); err != nil {
