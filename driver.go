@@ -401,6 +401,11 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, purityNew bo
 // next host is tried; only the caller's own context ends the search.
 func (c *Connector) openSession(ctx context.Context, sel selector, key poolKey) (*session, error) {
 	order := c.hosts.order(c.pool.now())
+	if len(order) == 0 {
+		// Every host is drained: the work waits at the outage gate
+		// (connectRetryable) until Undrain.
+		return nil, fmt.Errorf("%w: every host is drained (Connector.Drain)", errWrongRole)
+	}
 	strict := c.cfg.target == TargetPreferPrimary || c.cfg.target == TargetPreferStandby
 	var lastErr error
 	for pass := 0; pass < 2; pass++ {
