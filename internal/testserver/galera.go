@@ -150,7 +150,8 @@ func (g *Galera) start(ctx context.Context) error {
 	}
 	// One after the other: three in parallel failed here now and then (2 cores).
 	for _, n := range g.Nodes {
-		args := []string{"--no-defaults", "--datadir=" + n.dataDir(), "--auth-root-authentication-method=normal", "--skip-test-db"}
+		// Native AIO (io_uring/libaio) fails now and then when many servers share the machine.
+		args := []string{"--no-defaults", "--datadir=" + n.dataDir(), "--auth-root-authentication-method=normal", "--skip-test-db", "--innodb-use-native-aio=0"}
 		if os.Geteuid() == 0 {
 			args = append(args, "--user=mysql")
 		}
@@ -195,6 +196,7 @@ innodb_autoinc_lock_mode=2
 innodb_buffer_pool_size=64M
 innodb_log_file_size=48M
 innodb_flush_log_at_trx_commit=0
+innodb_use_native_aio=0
 max_connections=300
 wsrep_on=ON
 wsrep_provider=%[6]s
