@@ -249,6 +249,7 @@ type Connector struct {
 
 	everConnected                  atomic.Bool // a session was opened once: later failures are outages
 	reconnects, failovers, retries atomic.Int64
+	replays, replaysDiverged       atomic.Int64 // transparent replay (replay.go)
 	callbackPanics                 atomic.Int64 // see userPanic
 	reg                            registry
 	pool                           *pool

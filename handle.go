@@ -99,6 +99,14 @@ type handle struct {
 
 	callBuf  Call // newCall's
 	callBusy bool
+
+	// Transparent replay (replay.go): rec records the open transaction
+	// (nil with hasql.replay off or outside a transaction), txBuf is kept
+	// for the next one, and replaying is set while a replay binds a new
+	// session (the session callback's Session.Exec is then part of it).
+	rec       *txLog
+	txBuf     *txLog
+	replaying bool
 }
 
 var (
@@ -452,7 +460,11 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 	if err != nil {
 		return nil, err
 	}
-	return v.wrapRows(r, nil, ctx, query, args, nil), nil
+	w := v.wrapRows(r, nil, ctx, query, args, nil)
+	if v.c.cfg.replay.Enabled {
+		v.trackRows(w)
+	}
+	return w, nil
 }
 
 // Exec is the deprecated driver.Execer, for code that reaches the handle
@@ -461,11 +473,13 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 // and results, and driver.ErrSkip where the inner connection has no ad-hoc
 // path and the statement cache is off, as the inner driver's own would.
 func (v *handle) Exec(query string, args []driver.Value) (driver.Result, error) {
+	v.markUnreplayable("Conn.Raw")
 	return v.ExecContext(context.Background(), query, valuesToNamed(args))
 }
 
 // Query is the deprecated driver.Queryer; see Exec.
 func (v *handle) Query(query string, args []driver.Value) (driver.Rows, error) {
+	v.markUnreplayable("Conn.Raw")
 	return v.QueryContext(context.Background(), query, valuesToNamed(args))
 }
 
@@ -541,7 +555,15 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		return nil, err
 	}
 	t.inner, t.ctx = itx, ctx
+	nested := v.inTx
 	v.inTx, v.txReadOnly = true, opts.ReadOnly
+	if v.c.cfg.replay.Enabled {
+		if nested {
+			v.markUnreplayable("a second transaction on the connection")
+		} else {
+			v.startTxLog(t, opts)
+		}
+	}
 	return t, nil
 }
 
@@ -663,6 +685,7 @@ func (v *handle) Close() error {
 // the handle (with a background context) if it is not bound. Calls made on it
 // run no callbacks.
 func (v *handle) Unwrap() driver.Conn {
+	v.markUnreplayable("Conn.Raw and Unwrap")
 	if v.ph == nil {
 		if err := v.bind(context.Background(), false); err != nil {
 			return nil

@@ -179,6 +179,7 @@ type config struct {
 	events        func(Event)
 	recovery      Recovery
 	failoverCB    FailoverCallback
+	replay        ReplayConfig
 }
 
 func defaultConfig() config {
@@ -198,7 +199,8 @@ func defaultConfig() config {
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
-		retry: RetrySafe,
+		retry:  RetrySafe,
+		replay: ReplayConfig{Limit: defaultReplayLimit},
 	}
 }
 
@@ -253,7 +255,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry",
+	"outage_wait", "retry", "replay", "replay_limit",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -313,6 +315,10 @@ func (c *config) set(key, value string) error {
 		c.backoff.OutageWait, err = parseDuration(value)
 	case "retry":
 		c.retry, err = parseEnum(value, RetryOff, RetrySafe, RetryIdempotent)
+	case "replay":
+		c.replay.Enabled, err = parseBool(value)
+	case "replay_limit":
+		c.replay.Limit, err = parseSize(value)
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -379,6 +385,8 @@ func (c *config) validate() error {
 		return bad("back-off initial delay %v is above its maximum %v", c.backoff.Initial, c.backoff.Max)
 	case len(c.callbacks) > maxPackages:
 		return bad("%d callback packages listed; at most %d may be loaded", len(c.callbacks), maxPackages)
+	case c.replay.Limit < 0:
+		return bad("hasql.replay_limit %d is negative", c.replay.Limit)
 	}
 	for _, d := range c.backoff.Delays {
 		switch {
@@ -438,6 +446,41 @@ func parseInt(s string) (int, error) {
 		return 0, fmt.Errorf("negative")
 	}
 	return n, nil
+}
+
+// parseBool takes on/off, true/false, yes/no or 1/0.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "on", "true", "yes", "1":
+		return true, nil
+	case "off", "false", "no", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("not one of on, off")
+}
+
+// parseSize takes a byte count, plain or with a unit: B, KiB, MiB, GiB (or
+// K, M, G, KB, MB, GB, all powers of 1024).
+func parseSize(s string) (int, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := 1
+	for _, u := range []struct {
+		sfx  string
+		mult int
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(t, u.sfx) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.sfx)), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil {
+		return 0, fmt.Errorf("not a size (use 1048576, 512KiB or 1MiB)")
+	}
+	if n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("size out of range")
+	}
+	return n * mult, nil
 }
 
 // parseDuration takes Go syntax ("500ms", "5s") or plain seconds ("5", "0.5").

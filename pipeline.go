@@ -68,6 +68,11 @@ const (
 // the chain is loaded with one atomic read, and the direct call is one
 // switch.
 func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (driver.Result, driver.Rows, error) {
+	if v.rec != nil {
+		if err, gone := v.txGone(fn); gone {
+			return nil, nil, err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		var err error
 		switch {
@@ -95,10 +100,16 @@ func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.Nam
 			r, rows, err = v.perform(fn, ctx, query, args, s)
 		}
 		if err == nil {
+			if v.rec != nil {
+				v.record(fn, query, args, r, nil)
+			}
 			return r, rows, nil
 		}
 		retry, err := v.decide(ctx, fn, err, attempt, v.changesNothing(fn))
 		if !retry {
+			if v.rec != nil {
+				v.record(fn, query, args, nil, err)
+			}
 			return nil, nil, err
 		}
 	}

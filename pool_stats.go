@@ -90,6 +90,16 @@ type Stats struct {
 	// this is where they show.
 	CallbackPanics int64
 
+	// Replays is the number of transparent replays that succeeded
+	// (hasql.replay): a transaction begun again on a new session after
+	// its session died, every call's result matching what the application
+	// had, or an idempotent query's rows continued on a new session.
+	Replays int64
+	// ReplaysDiverged is the number of replays that saw a result differ
+	// from what the application already had: the application got
+	// ErrReplayDiverged and the replayed transaction was rolled back.
+	ReplaysDiverged int64
+
 	// Hosts has one entry per host, in the order the DSN or WithHosts
 	// lists them; a connector with a single host has one entry, whose
 	// Addr is "" when the inner DSN does not name the host.
@@ -134,6 +144,8 @@ func (c *Connector) Stats() Stats {
 	s.Failovers = c.failovers.Load()
 	s.Retries = c.retries.Load()
 	s.CallbackPanics = c.callbackPanics.Load()
+	s.Replays = c.replays.Load()
+	s.ReplaysDiverged = c.replaysDiverged.Load()
 	if c.hosts != nil {
 		s.Hosts = c.hosts.stats()
 	}

@@ -88,6 +88,16 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 			return false, err
 		}
 		lost := newLostError(ph, err, !notSent, true)
+		if v.replayTrigger(fn, notSent) {
+			// Transparent replay (replay.go): the transaction again on a
+			// new session, then this call.
+			if attempted, rerr := v.replayTx(ctx, err, lost); attempted {
+				return rerr == nil, rerr
+			}
+		}
+		if v.rec != nil {
+			v.rec.broken = true // this loss is final: never replayed later
+		}
 		return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 	}
 	// A wrong role is the server refusing the work: nothing ran and no

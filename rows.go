@@ -29,6 +29,19 @@ type rows struct {
 	query string
 	args  []driver.NamedValue
 	s     *stmt // nil for ad-hoc work
+
+	// Replay (replay.go), with hasql.replay=on: the rows delivered so far
+	// (n) and their running digest, whether the application saw their end,
+	// the recorded call they belong to (rc, 1-based; 0: none), how often
+	// they continued on a new session, and whether the application moved
+	// to another result set (which replay does not follow).
+	track bool
+	eof   bool
+	multi bool
+	n     int64
+	dig   uint64
+	rc    int
+	conts int
 }
 
 // rowsBase is implemented by every wrapper type (through the embedded rows).
@@ -68,6 +81,17 @@ func (r *rows) Columns() []string { return r.inner.Columns() }
 // (ErrConnectionLost, or ErrTxResolutionUnknown inside a transaction).
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.inner.Next(dest)
+	if r.track {
+		switch {
+		case err == nil:
+			r.digest(dest)
+		case err == io.EOF:
+			r.eof = true
+		default:
+			return r.v.continueRows(r, dest, err)
+		}
+		return err
+	}
 	if err != nil && err != io.EOF {
 		return r.v.streamErr(r.ctx, r.ph, err)
 	}
@@ -78,6 +102,9 @@ func (r *rows) Next(dest []driver.Value) error {
 // and recycles the wrapper: database/sql never touches rows after closing
 // them.
 func (r *rows) Close() error {
+	if r.track {
+		r.untrack()
+	}
 	err := r.inner.Close()
 	if err != nil {
 		err = r.closeErr(err)
@@ -158,6 +185,7 @@ func (p rowsNextResultSet) HasNextResultSet() bool {
 	return p.r.inner.(driver.RowsNextResultSet).HasNextResultSet()
 }
 func (p rowsNextResultSet) NextResultSet() error {
+	p.r.multi = true
 	err := p.r.inner.(driver.RowsNextResultSet).NextResultSet()
 	if err != nil && err != io.EOF {
 		return p.r.v.streamErr(p.r.ctx, p.r.ph, err)

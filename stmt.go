@@ -146,7 +146,11 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 	if err != nil {
 		return nil, err
 	}
-	return v.wrapRows(r, nil, ctx, s.query, args, s), nil
+	w := v.wrapRows(r, nil, ctx, s.query, args, s)
+	if v.c.cfg.replay.Enabled {
+		v.trackRows(w)
+	}
+	return w, nil
 }
 
 // Exec is the legacy entry point; database/sql uses ExecContext.

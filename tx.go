@@ -72,4 +72,5 @@ func (v *handle) endTx(t *tx, fn Fn) error {
 func (t *tx) end() {
 	t.inner, t.ctx = nil, nil
 	t.v.inTx = false
+	t.v.endTxLog()
 }
