@@ -430,6 +430,10 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.backoff.OutageWait == time.Minute }},
 	{"retry", []string{"off", "safe", "idempotent"}, []string{"always", ""},
 		func(c config) bool { return c.retry == RetryIdempotent }},
+	{"replay", []string{"off", "ON", "true", "0", "on"}, []string{"maybe", ""},
+		func(c config) bool { return c.replay.Enabled }},
+	{"replay_limit", []string{"1048576", "64KiB", "2MiB"}, []string{"-1", "1x", "", "99999999GiB"},
+		func(c config) bool { return c.replay.Limit == 2<<20 }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and

@@ -294,14 +294,17 @@ func (v *handle) replayTx(ctx context.Context, cause error, lost error) (attempt
 	}
 	for lg.replays < maxReplays {
 		lg.replays++
-		if ctx.Err() != nil {
-			break
+		if err := ctx.Err(); err != nil {
+			return fail(joinLoss(err, lost))
 		}
 		v.replaying = true
 		recErr, bindErr := v.failover(ctx, cause, v.recoveryFn(), old.host)
 		v.replaying = false
 		if recErr != nil || bindErr != nil {
 			return fail(joinLoss(firstErr(recErr, bindErr), lost))
+		}
+		if err := ctx.Err(); err != nil {
+			return fail(joinLoss(err, lost))
 		}
 		itx, div, rerr := v.replayOn(ctx, lg)
 		switch {
@@ -383,7 +386,7 @@ func (v *handle) replayCall(ctx context.Context, i int, c *replayCall) (div stri
 		if d, ok := sameOutcome(i, c, err); !ok {
 			return d, nil
 		} else if err != nil {
-			return "", nil // failed as it did the first time
+			return "", replayErr(c, err)
 		}
 		var e error
 		var n int64
@@ -401,7 +404,7 @@ func (v *handle) replayCall(ctx context.Context, i int, c *replayCall) (div stri
 	if d, ok := sameOutcome(i, c, err); !ok {
 		return d, nil
 	} else if err != nil {
-		return "", nil
+		return "", replayErr(c, err)
 	}
 	want := struct {
 		n   int64
@@ -448,6 +451,16 @@ func sameOutcome(i int, c *replayCall, err error) (string, bool) {
 		return fmt.Sprintf("call %d failed with another error", i+1), false
 	}
 	return "", true
+}
+
+// replayErr is what a replayed call's error means: nil when the call failed
+// the same way the first time (sameOutcome checked the text), else the
+// error itself (a dead session, or a difference).
+func replayErr(c *replayCall, err error) error {
+	if c.failed {
+		return nil
+	}
+	return err
 }
 
 // rerun runs ad-hoc work again on the bound session, as adhoc would but

@@ -400,3 +400,128 @@ func TestReplayNotAttempted(t *testing.T) {
 		})
 	}
 }
+
+func TestReplaySelectFailoverContinuesRows(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		params  string
+		idem    bool
+		wantErr error // nil: every row, no error
+		replays int64
+	}{
+		{"idempotent query continues from the next row", "hasql.replay=on&hasql.retry=idempotent", true, nil, 1},
+		{"query not marked idempotent reports the loss", "hasql.replay=on&hasql.retry=idempotent", false, ErrConnectionLost, 0},
+		{"replay off reports the loss", "hasql.retry=idempotent", true, ErrConnectionLost, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, srv, name := newKVDB(t, FakeCapsContext)
+			srv.killAtRow = []int{3}
+			db, c := openKV(t, name, tc.params)
+			ctx := context.Background()
+			if tc.idem {
+				ctx = Idempotent(ctx)
+			}
+			rows, err := db.QueryContext(ctx, "list")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var seen []string
+			for rows.Next() {
+				var k string
+				var v int64
+				if err := rows.Scan(&k, &v); err != nil {
+					t.Fatal(err)
+				}
+				seen = append(seen, k)
+			}
+			err = rows.Err()
+			rows.Close()
+			if tc.wantErr == nil {
+				if err != nil || strings.Join(seen, "") != "abcd" {
+					t.Fatalf("rows %v, error %v; want a b c d and no error", seen, err)
+				}
+			} else if !errors.Is(err, tc.wantErr) || strings.Join(seen, "") != "ab" {
+				t.Fatalf("rows %v, error %v; want a b then %v", seen, err, tc.wantErr)
+			}
+			if st := c.Stats(); st.Replays != tc.replays {
+				t.Errorf("Replays %d, want %d", st.Replays, tc.replays)
+			}
+		})
+	}
+}
+
+func TestReplaySelectFailoverDiverges(t *testing.T) {
+	fdb, srv, name := newKVDB(t, FakeCapsContext)
+	srv.killAtRow = []int{3}
+	fdb.OnConnect = func(_ context.Context, n int64) error {
+		if n == 2 { // the new session sees other data
+			srv.mu.Lock()
+			srv.committed["a"] = 7
+			srv.mu.Unlock()
+		}
+		return nil
+	}
+	db, c := openKV(t, name, "hasql.replay=on&hasql.retry=idempotent")
+	rows, err := db.QueryContext(Idempotent(context.Background()), "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+	}
+	err = rows.Err()
+	rows.Close()
+	if !errors.Is(err, ErrReplayDiverged) || !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("rows error %v, want ErrReplayDiverged wrapping ErrConnectionLost", err)
+	}
+	if st := c.Stats(); st.ReplaysDiverged != 1 {
+		t.Errorf("ReplaysDiverged %d, want 1", st.ReplaysDiverged)
+	}
+}
+
+// Replays are bounded: a server whose every new session dies during the
+// replay ends with the loss after maxReplays attempts, and a cancelled
+// context stops the replay.
+func TestReplayBounded(t *testing.T) {
+	t.Run("every new session dies", func(t *testing.T) {
+		fdb, _, name := newKVDB(t, FakeCapsContext)
+		fdb.Inject(FakeFault{Kind: "exec", Nth: 2, Kill: true})
+		fdb.Inject(FakeFault{Kind: "query", Match: "get", Nth: 2, Kill: true})
+		fdb.Inject(FakeFault{Kind: "query", Match: "get", Nth: 1, Kill: true})
+		fdb.Inject(FakeFault{Kind: "query", Match: "get", Nth: 1, Kill: true})
+		db, c := openKV(t, name, "hasql.replay=on")
+		_, err := transfer(context.Background(), db, nil)
+		var lost *LostError
+		if !errors.As(err, &lost) {
+			t.Fatalf("transfer: %v, want the loss", err)
+		}
+		if st := c.Stats(); st.Replays != 0 {
+			t.Errorf("Replays %d, want 0", st.Replays)
+		}
+		if n := fdb.Opens.Load(); n != 1+maxReplays {
+			t.Errorf("%d sessions opened, want %d (the first and one per replay)", n, 1+maxReplays)
+		}
+	})
+	t.Run("context cancelled", func(t *testing.T) {
+		fdb, srv, name := newKVDB(t, FakeCapsContext)
+		fdb.Inject(FakeFault{Kind: "exec", Nth: 2, Kill: true})
+		db, c := openKV(t, name, "hasql.replay=on")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		fdb.OnConnect = func(_ context.Context, n int64) error {
+			if n == 2 {
+				cancel() // the replay's bind sees the context end
+			}
+			return nil
+		}
+		_, err := transfer(ctx, db, nil)
+		if err == nil {
+			t.Fatal("transfer succeeded after its context ended")
+		}
+		if st := c.Stats(); st.Replays != 0 {
+			t.Errorf("Replays %d, want 0", st.Replays)
+		}
+		if a := srv.value("a"); a != 100 {
+			t.Errorf("a=%d, want 100", a)
+		}
+	})
+}
