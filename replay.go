@@ -588,12 +588,16 @@ func (v *handle) rowsLostInTx(ctx context.Context, ph *session, err error) (ok b
 		v.keepSelector(ph)
 		attempted, rerr := v.replayTx(ctx, err, lost)
 		if attempted {
+			if rerr != nil {
+				v.txLost(lost)
+			}
 			return rerr == nil, rerr
 		}
 	}
 	if v.rec != nil {
 		v.rec.broken = true
 	}
+	v.txLost(lost)
 	return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 }
 

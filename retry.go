@@ -35,9 +35,11 @@ func (c *Connector) canRetryStale(err error, inTx bool) bool {
 // An ordinary error is the outcome as it came. A lost session is terminated
 // and its host purged (sessionLost); then:
 //   - inside a transaction the work is not run again: the caller gets a
-//     *LostError (ErrTxResolutionUnknown), and database/sql's Rollback finds
-//     the session dead; a Rollback on a dead session has happened (the
-//     server rolls back what it loses) and succeeds;
+//     *LostError wrapping ErrTxNotCommitted (the server rolls back the
+//     transaction of a connection it loses), or ErrTxResolutionUnknown
+//     when COMMIT itself may have been sent; a later Commit in the same
+//     transaction reports ErrTxNotCommitted without reaching the driver,
+//     and a Rollback on a dead session has happened and succeeds;
 //   - outside one, the work runs again on a new session when mayRerun
 //     allows it and fewer than maxReruns re-runs were made, after the
 //     recovery function and the failover callback (failover); otherwise the
@@ -88,12 +90,23 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 			return false, err
 		}
 		lost := newLostError(ph, err, !notSent, true)
-		if v.replayTrigger(fn, notSent) {
-			// Transparent replay (replay.go): the transaction again on a
-			// new session, then this call.
-			if attempted, rerr := v.replayTx(ctx, err, lost); attempted {
-				return rerr == nil, rerr
+		if fn == FnCommit && !notSent {
+			// COMMIT may have reached the server: it may have committed.
+			lost.kind = ErrTxResolutionUnknown
+			v.c.txUnknown.Add(1)
+		} else {
+			if v.replayTrigger(fn, notSent) {
+				// Transparent replay (replay.go): the transaction again on
+				// a new session, then this call.
+				if attempted, rerr := v.replayTx(ctx, err, lost); attempted {
+					if rerr == nil {
+						return true, nil
+					}
+					v.txNotCommittedAfter(fn, lost)
+					return false, rerr
+				}
 			}
+			v.txNotCommittedAfter(fn, lost)
 		}
 		if v.rec != nil {
 			v.rec.broken = true // this loss is final: never replayed later
@@ -131,6 +144,16 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	}
 	v.c.retries.Add(1)
 	return true, nil
+}
+
+// txNotCommittedAfter records a loss, met by fn, after which the
+// transaction certainly did not commit.
+func (v *handle) txNotCommittedAfter(fn Fn, lost *LostError) {
+	if fn == FnCommit {
+		v.c.txNotCommitted.Add(1) // COMMIT certainly not sent
+	} else {
+		v.txLost(lost)
+	}
 }
 
 // joinLoss is the error a caller gets when a user function (the recovery
