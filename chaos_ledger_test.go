@@ -7,7 +7,7 @@ package hasql_test
 // tables of its own), so one fault hits them all alike:
 //
 //	raw       the inner driver alone (database/sql's own retries)
-//	defaults  hasql with its defaults (hasql.outage_wait=8s)
+//	defaults  hasql with its defaults (and hasql.outage_wait=15s)
 //	guard     + hasql.txguard=on (when this build has the guard)
 //	replay    plain BeginTx/Commit with hasql.replay=on (+ hasql.txguard=on when available)
 //	runtx     hasql.RunTx (when wired: see ledgerRunTx)
@@ -278,7 +278,7 @@ func ledgerModes(t *testing.T, srv *ledgerServer, scen, dsn, extra string) []*le
 		db.Close()
 		guard = "&hasql.txguard=on"
 	}
-	base := srv.sep() + "hasql.outage_wait=8s&hasql.connect_timeout=2s" + extra
+	base := srv.sep() + "hasql.outage_wait=15s&hasql.connect_timeout=2s" + extra
 	type spec struct {
 		mode   string
 		dsn    string // "" for raw
