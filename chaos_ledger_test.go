@@ -10,7 +10,7 @@ package hasql_test
 //	defaults  hasql with its defaults (and hasql.outage_wait=15s)
 //	guard     + hasql.txguard=on (when this build has the guard)
 //	replay    plain BeginTx/Commit with hasql.replay=on (+ hasql.txguard=on when available)
-//	runtx     hasql.RunTx (when wired: see ledgerRunTx)
+//	runtx     hasql.RunTx
 //
 // A transfer inserts a row keyed by a unique request id and moves an amount
 // between two accounts, in one transaction. After each scenario, for each
@@ -54,10 +54,10 @@ const (
 	ledgerSettle   = 250 * time.Millisecond
 )
 
-// ledgerRunTx is how the runtx mode runs a transfer: hasql.RunTx once the
-// guard branch has landed it. Until then it is nil and the mode is skipped
-// (reported as such); wiring it is one line: ledgerRunTx = hasql.RunTx.
-var ledgerRunTx func(ctx context.Context, db *sql.DB, opts *sql.TxOptions, fn func(ctx context.Context, tx *sql.Tx) error) error
+// ledgerRunTx is how the runtx mode runs a transfer (a variable so that a
+// build without it can set it to nil: the mode is then skipped and the
+// report says so).
+var ledgerRunTx = hasql.RunTx
 
 // ledgerServer is one server under test, as the modes see it.
 type ledgerServer struct {

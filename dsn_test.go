@@ -434,6 +434,8 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.replay.Enabled }},
 	{"replay_limit", []string{"1048576", "64KiB", "2MiB"}, []string{"-1", "1x", "", "99999999GiB"},
 		func(c config) bool { return c.replay.Limit == 2<<20 }},
+	{"tx_retries", []string{"0", "3"}, []string{"-1", "many", ""},
+		func(c config) bool { return c.txRetries == 3 }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and

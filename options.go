@@ -180,6 +180,7 @@ type config struct {
 	recovery      Recovery
 	failoverCB    FailoverCallback
 	replay        ReplayConfig
+	txRetries     int // RunTx's re-runs (hasql.tx_retries)
 }
 
 func defaultConfig() config {
@@ -199,8 +200,9 @@ func defaultConfig() config {
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
-		retry:  RetrySafe,
-		replay: ReplayConfig{Limit: defaultReplayLimit},
+		retry:     RetrySafe,
+		replay:    ReplayConfig{Limit: defaultReplayLimit},
+		txRetries: defaultTxRetries,
 	}
 }
 
@@ -255,7 +257,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry", "replay", "replay_limit",
+	"outage_wait", "retry", "replay", "replay_limit", "tx_retries",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -319,6 +321,8 @@ func (c *config) set(key, value string) error {
 		c.replay.Enabled, err = parseBool(value)
 	case "replay_limit":
 		c.replay.Limit, err = parseSize(value)
+	case "tx_retries":
+		c.txRetries, err = parseInt(value)
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
