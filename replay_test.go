@@ -525,3 +525,43 @@ func TestReplayBounded(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkReplayRecording is what recording costs hasql itself: a
+// transaction of three writes and a one-row read on the no-op fake driver,
+// replay off and on (the driver costs next to nothing, so the difference is
+// the recorder's).
+//
+//	go test -run '^$' -bench 'BenchmarkReplayRecording' -benchmem -count 5 .
+func BenchmarkReplayRecording(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("replay=%v", on), func(b *testing.B) {
+			c, err := NewConnector((&FakeDriver{Caps: FakeCapsContext, DB: NoopFakeDB()}).Connector(), WithReplay(on))
+			if err != nil {
+				b.Fatal(err)
+			}
+			db := sql.OpenDB(c)
+			defer db.Close()
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for j := 0; j < 3; j++ {
+					if _, err := tx.ExecContext(ctx, "UPDATE t SET v = ? WHERE id = ?", j, int64(i)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var id, v int64
+				if err := tx.QueryRowContext(ctx, "SELECT id, v FROM t WHERE id = ?", 1).Scan(&id, &v); err != nil {
+					b.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
