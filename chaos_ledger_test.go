@@ -263,8 +263,12 @@ func (r *ledgerRun) verify(t *testing.T, scen string, query func(string) (string
 	for _, s := range r.sample {
 		t.Logf("%s/%s: error sample: %s", scen, r.mode, s)
 	}
-	return fmt.Sprintf("| %s | %s | %d | %d | %s | %d | %d | %d (%d landed) | %d / %d | %d | %d |",
-		scen, r.mode, len(r.committed), r.errs, detail, len(r.committed), len(r.notCommitted), len(r.unknown), landed,
+	if r.hc == nil {
+		return fmt.Sprintf("| %s | %s | %d | %d | %s | %d | %d (%d) | — | — | — |",
+			scen, r.mode, len(r.committed), r.errs, detail, len(r.notCommitted), len(r.unknown), landed)
+	}
+	return fmt.Sprintf("| %s | %s | %d | %d | %s | %d | %d (%d) | %d / %d | %d | %d |",
+		scen, r.mode, len(r.committed), r.errs, detail, len(r.notCommitted), len(r.unknown), landed,
 		st.TxCommittedAfterLoss, st.TxNotCommitted, st.Replays, st.ReplaysDiverged)
 }
 
@@ -403,9 +407,9 @@ func ledgerScenario(t *testing.T, srv *ledgerServer, scen, dsn, extra string, fa
 }
 
 func ledgerReport(t *testing.T, server string, rows []string) {
-	t.Logf("ledger chaos, %s (%d workers per mode; columns: scenario, mode, committed, errors to the application, their kinds, told committed, told not committed, unknown (landed), resolved committed / not committed by hasql, replays, divergences):", server, ledgerWorkers)
-	t.Log("| scenario | mode | committed | errors | kinds | told committed | told not committed | unknown | resolved c / nc | replays | diverged |")
-	t.Log("|---|---|---|---|---|---|---|---|---|---|---|")
+	t.Logf("ledger chaos, %s (%d workers per mode; columns: scenario, mode, committed, errors to the application, their kinds, told not committed, unknown to the application (landed), resolved committed / not committed by hasql, replays, divergences):", server, ledgerWorkers)
+	t.Log("| scenario | mode | committed | errors | kinds | told not committed | unknown (landed) | resolved c / nc | replays | diverged |")
+	t.Log("|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		t.Log(r)
 	}
