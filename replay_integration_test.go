@@ -145,3 +145,61 @@ func TestReplayOnRealServers(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayRowsContinueOnRealServers: the session dies while the
+// application reads a large result inside a transaction; the rows continue
+// from the next row on a new session, every row once, no error.
+func TestReplayRowsContinueOnRealServers(t *testing.T) {
+	// 50000 rows of 500 bytes: far more than the socket buffers hold, so
+	// that the server is still sending when its session is killed.
+	const n = 50000
+	for _, srv := range replayServers(t) {
+		t.Run(srv.driver, func(t *testing.T) {
+			q := fmt.Sprintf("select n, repeat('x', 500) from generate_series(1, %d) n", n)
+			if srv.driver == "mysql" {
+				q = fmt.Sprintf("select seq, repeat('x', 500) from seq_1_to_%d", n)
+			}
+			db, hc := foOpen(t, srv.driver, srv.dsn)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			rows, err := tx.QueryContext(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			count, sum := 0, 0
+			for rows.Next() {
+				var v int
+				var pad string
+				if err := rows.Scan(&v, &pad); err != nil {
+					t.Fatal(err)
+				}
+				if v != count+1 {
+					t.Fatalf("row %d is %d: a row skipped or repeated", count+1, v)
+				}
+				count++
+				sum += v
+				if count == 1000 {
+					srv.kill(t)
+				}
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatalf("after %d rows: %v", count, err)
+			}
+			rows.Close()
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if count != n || sum != n*(n+1)/2 {
+				t.Fatalf("%d rows, sum %d; want %d and %d", count, sum, n, n*(n+1)/2)
+			}
+			if st := hc.Stats(); st.Replays != 1 {
+				t.Errorf("Replays %d, want 1 (the session was killed under the rows)", st.Replays)
+			}
+		})
+	}
+}
