@@ -387,20 +387,25 @@ func ledgerScenario(t *testing.T, srv *ledgerServer, scen, dsn, extra string, fa
 			}
 		}
 		time.Sleep(ledgerSettle)
+		faultAt := time.Now()
 		fault(t)
 		before := counts()
+		faultEnd := time.Now()
 		for d := time.Now().Add(20 * time.Second); !flowing(before, ledgerWorkers); time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(d) {
 				t.Errorf("%s: the load did not come back in every mode within 20s of the fault", scen)
 				break
 			}
 		}
+		t.Logf("%s: fault %v, load back in every mode %v after it", scen, faultEnd.Sub(faultAt).Round(time.Millisecond), time.Since(faultEnd).Round(time.Millisecond))
 		time.Sleep(ledgerSettle)
 		stopAll()
+		verifyAt := time.Now()
 		for _, r := range runs {
 			r.db.Close()
 			rows = append(rows, r.verify(t, scen, query))
 		}
+		t.Logf("%s: verified in %v", scen, time.Since(verifyAt).Round(time.Millisecond))
 		t.Logf("%s took %v", scen, time.Since(start).Round(time.Millisecond))
 	})
 	return rows
