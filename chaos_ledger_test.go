@@ -548,9 +548,13 @@ func TestChaosLedgerMariaDB(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var kills []string
 		for _, id := range strings.Fields(out) {
-			_ = m.Exec("KILL " + id)
+			kills = append(kills, "KILL "+id)
 		}
+		// One client run: a KILL of a connection that ended meanwhile
+		// stops the rest, as in TestChaosMariaDB.
+		_ = m.Exec(strings.Join(kills, "; "))
 	}, srv.query)...)
 	ledgerReport(t, "MariaDB", rows)
 }
