@@ -1,20 +1,22 @@
-// Command quickstart shows, in about thirty printed lines, the four things
-// hasql adds to database/sql, on an embedded SQLite database (pure Go, in a
-// temporary directory): no server, nothing to install.
+// Command quickstart shows, in about twenty-five printed lines, the four
+// things hasql adds to database/sql, on an embedded SQLite database (pure Go,
+// in a temporary directory): no server, nothing to install. Run it with
 //
-//		make quickstart        # or: cd examples && go run ./quickstart
+//	make quickstart
 //
-//	 1. An interceptor: an entry and an exit callback on every driver call
-//	    time each call; the slowest is printed.
-//	 2. The statement cache: a query prepared, run and closed 1,000 times, as
-//	    code that prepares per request does; the prepares that reach the
-//	    driver are counted, raw database/sql next to hasql.
-//	 3. A tagged session: the session callback sets a session's state once;
-//	    later requests that ask for the tag find that session again.
-//	 4. A lost connection survived: a fault (hasqltest.Faults) kills the
-//	    connection in the middle of a loop of idempotent reads and inside a
-//	    transaction; the loop and the transaction finish with no error, and
-//	    the program prints what hasql did.
+// or cd examples && go run ./quickstart. Its parts:
+//
+//  1. An interceptor: an entry and an exit callback on every driver call
+//     time each call; the slowest is printed.
+//  2. The statement cache: a query prepared, run and closed 1,000 times, as
+//     code that prepares per request does; the prepares that reach the
+//     driver are counted, raw database/sql next to hasql.
+//  3. A tagged session: the session callback sets a session's state once;
+//     later requests that ask for the tag find that session again.
+//  4. A lost connection survived: a fault (hasqltest.Faults) kills the
+//     connection in the middle of a loop of idempotent reads and inside a
+//     transaction; the loop and the transaction finish with no error, and
+//     the program prints what hasql did.
 //
 // The SQLite driver is wrapped to count its prepares (counting.go) and
 // registered as "sqlite-counted"; hasql wraps it as it would pgx or
