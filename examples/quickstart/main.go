@@ -64,7 +64,7 @@ func run(ctx context.Context, w io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintln(w, "\nNext, a real PostgreSQL restarted under load, raw pgx next to hasql: cd examples && go run ./cmd/hasql-demo failover")
+	fmt.Fprintln(w, "\nNext, hasql next to raw pgx while a real PostgreSQL restarts (needs its server binaries):\n  cd examples && go run ./cmd/hasql-demo failover")
 	return nil
 }
 

@@ -31,7 +31,7 @@ func TestQuickstartShowsWhatHasqlDid(t *testing.T) {
 		`(?m)^   hasql: session lost, failover FoBegin → FoEnd, read 50 run again \(1 retry\); 100 reads, 0 errors$`,
 		`(?m)^   hasql: session lost, failover FoBegin → FoAbort; the INSERT failed: (outcome unknown|not committed) \(hasql\.Err`,
 		`(?m)^   runTx: lost before COMMIT, so rolled back; ran it again: committed on attempt 2, 3 rows, not 5$`,
-		`(?m)^Next, .*go run ./cmd/hasql-demo failover$`,
+		`(?m)^Next, .*\n  cd examples && go run ./cmd/hasql-demo failover$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(got) {
 			t.Errorf("output lacks a line matching %s", want)
