@@ -15,8 +15,9 @@
 //     later requests that ask for the tag find that session again.
 //  4. A lost connection survived: a fault (hasqltest.Faults) kills the
 //     connection in the middle of a loop of idempotent reads and inside a
-//     transaction; the loop and the transaction finish with no error, and
-//     the program prints what hasql did.
+//     transaction; the loop finishes with no error, hasql.RunTx runs the
+//     transaction again and commits it, and the program prints what hasql
+//     did.
 //
 // The SQLite driver is wrapped to count its prepares (counting.go) and
 // registered as "sqlite-counted"; hasql wraps it as it would pgx or
@@ -239,7 +240,7 @@ func lostConnection(ctx context.Context, w io.Writer, dsn string) error {
 	steps = nil
 	faults.LoseAfterSend(`^INSERT INTO orders`, 2) // the 2nd INSERT of the transaction
 	attempts, lost := 0, error(nil)
-	err = runTx(ctx, db, nil, func(ctx context.Context, tx *sql.Tx) error {
+	err = hasql.RunTx(ctx, db, nil, func(ctx context.Context, tx *sql.Tx) error {
 		attempts++
 		for _, item := range []string{"pen", "ink", "pad"} {
 			if _, err := tx.ExecContext(ctx, "INSERT INTO orders (item, qty) VALUES (?, 1)", item); err != nil {
@@ -262,27 +263,6 @@ func lostConnection(ctx context.Context, w io.Writer, dsn string) error {
 		got = "hasql.ErrTxNotCommitted: nothing of it is in the database"
 	}
 	fmt.Fprintf(w, "   hasql: session lost, failover %s; the INSERT got %s\n", strings.Join(steps, " → "), got)
-	fmt.Fprintf(w, "   runTx ran it again from the start: committed on attempt %d; %d rows in the table, not 5\n", attempts, n)
+	fmt.Fprintf(w, "   hasql.RunTx ran it again from the start: committed on attempt %d; %d rows in the table, not 5\n", attempts, n)
 	return nil
-}
-
-// runTx runs fn in a transaction and commits, and runs it again from the
-// start, at most 3 times in all, while it fails with hasql.ErrTxNotCommitted:
-// its session died before COMMIT was sent, so nothing of it is in the
-// database. (hasql.RunTx, from the exactly-once work, does the same.)
-func runTx(ctx context.Context, db *sql.DB, opts *sql.TxOptions, fn func(context.Context, *sql.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		tx, err := db.BeginTx(ctx, opts)
-		if err != nil {
-			return err
-		}
-		if err = fn(ctx, tx); err == nil {
-			err = tx.Commit()
-		} else {
-			tx.Rollback()
-		}
-		if !errors.Is(err, hasql.ErrTxNotCommitted) || attempt == 3 {
-			return err
-		}
-	}
 }

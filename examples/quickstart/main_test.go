@@ -30,7 +30,7 @@ func TestQuickstartShowsWhatHasqlDid(t *testing.T) {
 		`(?m)^   99 requests found the tagged session and read tenant=acme from its TEMP table$`,
 		`(?m)^   hasql: session lost, failover FoBegin → FoEnd, read 50 run again \(1 retry\); 100 reads, 0 errors$`,
 		`(?m)^   hasql: session lost, failover FoBegin → FoAbort; the INSERT got hasql.ErrTxNotCommitted: nothing of it is in the database$`,
-		`(?m)^   runTx ran it again from the start: committed on attempt 2; 3 rows in the table, not 5$`,
+		`(?m)^   hasql.RunTx ran it again from the start: committed on attempt 2; 3 rows in the table, not 5$`,
 		`(?m)^Next, .*\n  cd examples && go run ./cmd/hasql-demo failover$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(got) {
