@@ -43,9 +43,11 @@
 //     [Acquire].
 //   - Connections that survive: a lost connection ends its session, the
 //     work is run again on a new one when that cannot run it twice, and the
-//     application's hooks (recovery, failover callback, events) are told.
-//     Examples: the package examples "lostConnection" and
-//     "idempotentReads" (a fault injected with the hasqltest package).
+//     application's hooks (recovery, failover callback, events) are told. A
+//     transaction whose session died before COMMIT was sent fails with
+//     [ErrTxNotCommitted], and [RunTx] runs it again. Examples: the package
+//     examples "lostConnection" and "idempotentReads" (a fault injected with
+//     the hasqltest package).
 //
 // The sections below are the reference: the DSN and its keys, how sessions
 // are bound to the handles database/sql holds, callbacks, the statement
@@ -76,8 +78,8 @@
 // hasql.max_lifetime, hasql.cclass, hasql.purity, hasql.callbacks,
 // hasql.hosts, hasql.pick, hasql.target, hasql.blacklist,
 // hasql.health_interval, hasql.reconnect, hasql.connect_timeout,
-// hasql.outage_wait and hasql.retry; each has an [Option] too (see the With
-// functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
+// hasql.outage_wait, hasql.retry and hasql.tx_retries; each but the last
+// has an [Option] too (see the With functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
 // lists take ',' or ';'. Three environment variables are read when a
 // connector is created: HASQL_CALLBACK_PACKAGES ("a;b"),
 // HASQL_RECONNECT_TIMEOUT ("5,10,20,40,80", seconds) and
