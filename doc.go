@@ -78,8 +78,8 @@
 // hasql.max_lifetime, hasql.cclass, hasql.purity, hasql.callbacks,
 // hasql.hosts, hasql.pick, hasql.target, hasql.blacklist,
 // hasql.health_interval, hasql.reconnect, hasql.connect_timeout,
-// hasql.outage_wait, hasql.retry and hasql.tx_retries; each but the last
-// has an [Option] too (see the With functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
+// hasql.outage_wait, hasql.retry, hasql.replay, hasql.replay_limit and
+// hasql.tx_retries; each but the last has an [Option] too (see the With functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
 // lists take ',' or ';'. Three environment variables are read when a
 // connector is created: HASQL_CALLBACK_PACKAGES ("a;b"),
 // HASQL_RECONNECT_TIMEOUT ("5,10,20,40,80", seconds) and
@@ -277,6 +277,16 @@
 // commit-outcome guard (hasql.txguard) resolves it. The error never
 // wraps driver.ErrBadConn, so that database/sql does not run again work that
 // hasql has already run again or reported.
+//
+// With hasql.replay=on ([WithReplay]) such a loss before COMMIT is not
+// reported at all when it can be helped: hasql records each call of the
+// transaction with a digest of every result the application was given,
+// begins the transaction again on a new session, replays the calls and
+// compares; when every result matches the application goes on (a Rows being
+// read continues from its next row), and otherwise it gets
+// [ErrReplayDiverged] wrapping the loss. Stats.Replays and
+// Stats.ReplaysDiverged count them; docs/transactions.md says what a replay
+// cannot cover.
 //
 // A panic in a function of the application's that hasql calls — a callback,
 // the session callback, a recovery function, the failover callback, the
