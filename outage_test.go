@@ -253,10 +253,10 @@ func TestOutageRefusedPortWatchedThenConnectAtOnce(t *testing.T) {
 	// The prober either watches the port, or (without the watch) has used
 	// up the short delays of its timetable.
 	tpEventually(t, "the prober watching the port or past its short delays", func() bool {
-		return s.portCalls.Load() > 0 || s.refusedConns.Load() >= 6
+		return s.portCalls.Load() > 0 || s.refusedConns.Load() >= 5
 	})
 	refusedWhileWatched := s.refusedConns.Load()
-	tpEventually(t, "a few port checks", func() bool { return s.portCalls.Load() >= 3 || s.refusedConns.Load() >= 6 })
+	tpEventually(t, "a few port checks", func() bool { return s.portCalls.Load() >= 3 || s.refusedConns.Load() >= 5 })
 	if got := s.refusedConns.Load(); got != refusedWhileWatched {
 		t.Fatalf("%d refused connects while the port was watched, want none (the watch replaces them)", got-refusedWhileWatched)
 	}
