@@ -525,6 +525,23 @@ func printSummary(w io.Writer, rep *report) {
 				rawConn, fmtRate(h.ConnPerSec), fmtRate(h.PortPerSec))
 		}
 	}
+	var probe []string
+	for _, s := range rep.Servers {
+		for i, sd := range s.Sides {
+			var v []float64
+			for _, o := range s.Outages {
+				if i < len(o.Sides) && o.Sides[i].ProbeAfterOpenMs != nil {
+					v = append(v, *o.Sides[i].ProbeAfterOpenMs)
+				}
+			}
+			if len(v) > 0 {
+				probe = append(probe, fmt.Sprintf("| %s | %s | %d | %s | %s | %s |", s.Label, sd.Workload, len(v), fmtMs(percentile(v, 0.5)), fmtMs(percentile(v, 0.9)), fmtMs(maxOr(v))))
+			}
+		}
+	}
+	if len(probe) > 0 {
+		fmt.Fprintf(w, "\nhasql's first background connect after the port opened again (-trace; the poller's first attempt after its last refused one), ms:\n\n| server | workload | outages | median | p90 | max |\n|---|---|---:|---:|---:|---:|\n%s\n", strings.Join(probe, "\n"))
+	}
 	fmt.Fprintf(w, "\nrecovery: first successful operation − the server accepting connections again (poller); connects: physical connect attempts started while the server was down (poller's first failed connect → server back), per second of down time; port checks: hasql's bare TCP dials to a port that refused (Stats().PortChecks, counted over each outage's window), which reach no server process while nothing listens\n\n")
 }
 

@@ -207,8 +207,13 @@ type outageSide struct {
 	// server back): physical connect attempts of this side, and (hasql)
 	// the prober's bare TCP port checks, which reach no server process
 	// while nothing listens. Per second: divided by down_ms.
-	ConnectsDown   int   `json:"connects_down"`
-	PortChecksDown int64 `json:"port_checks_outage"` // in the whole outage window (Stats is cumulative)
+	ConnectsDown int `json:"connects_down"`
+	// With -trace (hasql sides): hasql's first connect attempt made in the
+	// background (the outage prober) after the port opened again (the
+	// poller's first attempt after its last "connection refused") − that
+	// moment. How long the prober's timing let a listening server wait.
+	ProbeAfterOpenMs *float64 `json:"probe_after_open_ms,omitempty"`
+	PortChecksDown   int64    `json:"port_checks_outage"` // in the whole outage window (Stats is cumulative)
 }
 
 type outageRec struct {
@@ -706,6 +711,27 @@ func pollServer(ctx context.Context, c driver.Connector, start time.Time, t0, in
 	}
 }
 
+// portOpened finds in the poller's log when the server's port opened again:
+// the start of the first attempt after the last one refused ("connection
+// refused": nothing listened), and that last refused attempt's start.
+func portOpened(log []pollTry) (open, lastRefused float64, ok bool) {
+	found := false
+	for _, t := range log {
+		if strings.Contains(t.Err, "connection refused") && (!found || t.StartMs > lastRefused) {
+			lastRefused, found = t.StartMs, true
+		}
+	}
+	if !found {
+		return 0, 0, false
+	}
+	for _, t := range log {
+		if t.StartMs > lastRefused && (!ok || t.StartMs < open) {
+			open, ok = t.StartMs, true
+		}
+	}
+	return open, lastRefused, ok
+}
+
 // shortErr is the end of an error's text, where drivers say what happened.
 func shortErr(err error) string {
 	s := err.Error()
@@ -789,6 +815,16 @@ func analyze(res *serverResult, sides []*side, outages []*outageRec, loadEnd tim
 				}
 			}
 			s.evMu.Unlock()
+			if open, lastRefused, ok := portOpened(o.Poll.Log); ok && s.Hasql {
+				for _, e := range od.Events {
+					if e.Kind == "connect" && e.By == "background" && e.AtMs >= lastRefused {
+						v := e.AtMs - open
+						if od.ProbeAfterOpenMs == nil || v < *od.ProbeAfterOpenMs {
+							od.ProbeAfterOpenMs = &v
+						}
+					}
+				}
+			}
 			o.Sides = append(o.Sides, od)
 		}
 		res.Outages = append(res.Outages, *o)
