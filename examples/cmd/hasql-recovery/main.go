@@ -42,8 +42,18 @@
 //     server back. It can be slightly negative: the poller's resolution is
 //     one poll (the interval plus one connect).
 //
-// It prints, as markdown, the command line, the machine's nproc, the table
-// server × side → outages, errors per outage (mean, max), recovery median
+// Every physical connect attempt is counted: for the raw sides by a counting
+// driver.Connector, for the hasql sides by a FnConnect entry callback that
+// leaves the outcome alone; "connects/s while down" is the attempts started
+// between the poller's first failed connect and the server being back, per
+// second of that time. hasql's port checks (Stats().PortChecks: bare TCP
+// dials by its outage prober to a port that refused) are shown beside them.
+//
+// It prints, as markdown, the command line, the machine's nproc, a summary
+// (per server and workload: raw and hasql recovery median and p90, errors
+// returned to the application, connects/s while down, hasql port checks/s;
+// with -trace also how soon after the port opened again hasql's prober made
+// its first connect), the table server × side → outages, errors per outage (mean, max), recovery median
 // and p95 (linear interpolation between ranks) and max, a line per restart,
 // and how often the process itself was not scheduled for over 15 ms (a
 // goroutine sleeping 1 ms woke late): on a small machine under this load
