@@ -91,21 +91,23 @@ func (o *outage) enter(err error) {
 	go o.probe()
 }
 
-// probe reconnects until a host answers or the connector closes. The
-// back-off schedule is both its timetable and its budget: attempt n (from 1)
-// never starts before the schedule's first n delays, without jitter, have
-// passed since the outage began (budget.when), so the prober never makes
-// more connect attempts than the schedule would. Within that budget it
-// times each attempt by what the last one said (connectPhase):
+// probe reconnects until a host answers or the connector closes. Its
+// timetable is the back-off schedule, jittered, as it always was. An attempt
+// earlier than the timetable is made only within the schedule's budget:
+// attempt n (from 1) never starts before the schedule's first n delays,
+// without jitter, have passed since the outage began (budget.when), so early
+// attempts never make the prober connect more often than the schedule
+// would. What the last attempt said (connectPhase) decides:
 //
 //   - nobody listening (connection refused): no attempt is made while every
 //     host's port still refuses a bare TCP dial (watchPorts, every
 //     portWatchInterval: the refusal comes from the host's kernel, no server
-//     process sees it); the attempt starts as soon as a port accepts,
+//     process sees it); once a port accepts, the attempt starts as soon as
+//     the budget or the timetable allows, whichever comes first;
 //   - the server is starting up (PostgreSQL 57P03 "starting up"): the next
-//     attempt comes startingRetry after this one, or later if the budget
-//     says so,
-//   - anything else: the schedule's jittered timetable, as before.
+//     attempt comes startingRetry after this one, within the budget, or at
+//     the timetable's time if that is sooner;
+//   - anything else: the timetable.
 //
 // The session of the attempt that succeeds goes into the pool before the
 // gate opens (openProbe), so the first waiting caller runs on it at once.
@@ -121,29 +123,23 @@ func (o *outage) probe() {
 	next := began.Add(b.delay(0, 0)) // the timetable's next attempt
 	last := began
 	for made := 0; ; made++ {
-		allowed := began.Add(bud.when(made + 1))
 		at := next
 		switch phase {
 		case phaseRefused:
 			switch o.watchPorts(p.bgCtx) {
 			case watchOpen:
-				at = allowed
+				at = earlier(next, began.Add(bud.when(made+1)))
 			case watchStopped:
 				o.end(nil)
 				return
 			}
 			// watchUnusable: the timetable.
 		case phaseStarting:
-			at = last.Add(startingRetry)
-			if at.Before(allowed) {
-				at = allowed
+			soon := last.Add(startingRetry)
+			if allowed := began.Add(bud.when(made + 1)); soon.Before(allowed) {
+				soon = allowed
 			}
-			if next.Before(at) {
-				at = next
-			}
-		}
-		if at.Before(allowed) {
-			at = allowed
+			at = earlier(next, soon)
 		}
 		if !sleepUntil(p.bgCtx, at) {
 			o.end(nil)
@@ -161,6 +157,14 @@ func (o *outage) probe() {
 		next = last.Add(b.delay(made+1, last.Sub(began)))
 		phase = o.c.dialect.connectPhase(err)
 	}
+}
+
+// earlier returns the earlier of two times.
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (o *outage) end(ph *session) {
