@@ -102,6 +102,11 @@ type Stats struct {
 	// failed only the call it served; the event receiver's served none, so
 	// this is where they show.
 	CallbackPanics int64
+	// PortChecks is the number of bare TCP dials the outage prober made to
+	// learn whether a port that refused connections accepts again (see
+	// docs/recovery.md). A refused dial reaches no server process; these
+	// are not connect attempts and are not in Created.
+	PortChecks int64
 
 	// Replays is the number of transparent replays that succeeded
 	// (hasql.replay): a transaction begun again on a new session after
@@ -162,6 +167,7 @@ func (c *Connector) Stats() Stats {
 	s.CallbackPanics = c.callbackPanics.Load()
 	s.Replays = c.replays.Load()
 	s.ReplaysDiverged = c.replaysDiverged.Load()
+	s.PortChecks = c.outage.portChecks.Load()
 	if c.hosts != nil {
 		s.Hosts = c.hosts.stats()
 	}
