@@ -69,7 +69,7 @@ const (
 // switch.
 func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (driver.Result, driver.Rows, error) {
 	if v.rec != nil {
-		if err, gone := v.txGone(fn); gone {
+		if gone, err := v.txGone(fn); gone {
 			return nil, nil, err
 		}
 	}

@@ -343,15 +343,15 @@ func (v *handle) replayTx(ctx context.Context, cause error, lost error) (attempt
 // every call but Rollback gets the replay's error, and Rollback succeeds
 // (nothing is open on the server). ok is false when the transaction is not
 // in that state.
-func (v *handle) txGone(fn Fn) (err error, ok bool) {
+func (v *handle) txGone(fn Fn) (ok bool, err error) {
 	lg := v.rec
 	if lg == nil || lg.gone == nil || !v.inTx {
-		return nil, false
+		return false, nil
 	}
 	if fn == FnRollback {
-		return nil, true
+		return true, nil
 	}
-	return lg.gone, true
+	return true, lg.gone
 }
 
 func firstErr(a, b error) error {
@@ -622,8 +622,7 @@ func (v *handle) selectFailover(ctx context.Context, r *rows, ph *session, err e
 	if recErr != nil || bindErr != nil {
 		return false, joinLoss(firstErr(recErr, bindErr), lost)
 	}
-	var args []driver.NamedValue = r.args
-	inner, cs, qerr := v.rerunQuery(ctx, r.query, args)
+	inner, cs, qerr := v.rerunQuery(ctx, r.query, r.args)
 	if qerr != nil {
 		v.markIfDead(qerr)
 		return false, lost
