@@ -179,6 +179,7 @@ type config struct {
 	events        func(Event)
 	recovery      Recovery
 	failoverCB    FailoverCallback
+	pooler        Pooler
 }
 
 func defaultConfig() config {
@@ -253,7 +254,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry",
+	"outage_wait", "retry", "pooler",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -313,6 +314,8 @@ func (c *config) set(key, value string) error {
 		c.backoff.OutageWait, err = parseDuration(value)
 	case "retry":
 		c.retry, err = parseEnum(value, RetryOff, RetrySafe, RetryIdempotent)
+	case "pooler":
+		c.pooler, err = parseEnum(value, PoolerNone, PoolerTransaction)
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -371,6 +374,8 @@ func (c *config) validate() error {
 		return bad("unknown target %d", c.target)
 	case c.retry > RetryIdempotent:
 		return bad("unknown retry mode %d", c.retry)
+	case c.pooler > PoolerTransaction:
+		return bad("unknown pooler %d", c.pooler)
 	case c.host.Blacklist < 0, c.host.HealthInterval < 0:
 		return bad("host durations must not be negative")
 	case c.backoff.Initial < 0, c.backoff.Max < 0, c.backoff.Hold < 0, c.backoff.ConnectTimeout < 0, c.backoff.OutageWait < 0:
