@@ -430,6 +430,8 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.backoff.OutageWait == time.Minute }},
 	{"retry", []string{"off", "safe", "idempotent"}, []string{"always", ""},
 		func(c config) bool { return c.retry == RetryIdempotent }},
+	{"pooler", []string{"none", "TRANSACTION"}, []string{"session", "pgbouncer", ""},
+		func(c config) bool { return c.pooler == PoolerTransaction }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and

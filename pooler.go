@@ -10,14 +10,15 @@ import (
 
 // Pooler says whether a transaction-mode connection pooler (PgBouncer with
 // pool_mode=transaction, ProxySQL multiplexing) sits between hasql and the
-// server: hasql.pooler and WithPooler.
+// server: hasql.pooler and WithPooler. docs/clusters.md ("PgBouncer in
+// transaction mode") has the measured behaviour and its tests.
 //
 // Behind such a pooler one inner connection reaches a different server
 // connection for each transaction (an autocommit statement is a transaction
 // of its own), so nothing server-side may be relied on beyond a transaction:
 // named prepared statements, and session state set with SET. Under
-// PoolerTransaction hasql keeps none of it (see the package documentation,
-// "PgBouncer in transaction mode"):
+// PoolerTransaction hasql keeps none of it, for pgx (go-sql-driver/mysql
+// and generic drivers are run as they are):
 //
 //   - pgx runs every statement in a mode that needs no server-side
 //     statement outside one protocol round trip: cache_statement and
@@ -36,7 +37,9 @@ import (
 //     start of every transaction on that session. Autocommit work on a
 //     session holding such state runs in a transaction of its own (begin,
 //     the SET LOCALs, the work, commit; for a query the commit follows the
-//     closing of its rows), so it sees the state too.
+//     closing of its rows), so it sees the state too. Other statements run
+//     through Session.Exec (temporary tables, advisory locks) are run as
+//     they are: a transaction pooler cannot keep them for a session.
 //
 // Under PoolerNone (the default) hasql still recognises a pgx session that
 // reaches PostgreSQL through a pooler and treats it as under
