@@ -356,12 +356,6 @@ func TestPgBouncerSessionStatePerTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	check := func(what, tz, app string, want string) {
-		t.Helper()
-		if tz != want || (want == "Asia/Tokyo") != (app == "tagged") {
-			t.Fatalf("%s: TimeZone %q application_name %q, want %q", what, tz, app, want)
-		}
-	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	for w := 0; w < 4; w++ {
@@ -442,10 +436,42 @@ func TestPgBouncerSessionStatePerTransaction(t *testing.T) {
 	for err := range errc {
 		t.Fatal(err)
 	}
-	_ = check
 	if _, ok := cbRuns.Load("tz=Asia/Tokyo"); !ok {
 		t.Fatal("the session callback never ran for the tag")
 	}
+	// Session.Exec inside a transaction: the SET applies to it at once, and to the session's
+	// later work, and still never to other clients.
+	conn, err := hasql.Acquire(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := hasql.SessionOf(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Exec(ctx, "SET timezone = 'Europe/Paris'"); err != nil {
+		t.Fatal(err)
+	}
+	var tz string
+	if err := tx.QueryRowContext(ctx, "select current_setting('TimeZone')").Scan(&tz); err != nil || tz != "Europe/Paris" {
+		t.Fatalf("in the transaction after Session.Exec: %q, %v", tz, err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ {
+		if err := conn.QueryRowContext(ctx, "select current_setting('TimeZone')").Scan(&tz); err != nil || tz != "Europe/Paris" {
+			t.Fatalf("autocommit %d after the transaction: %q, %v", i, tz, err)
+		}
+		if err := raw.QueryRowContext(ctx, "select current_setting('TimeZone')").Scan(&tz); err != nil || tz != "Etc/UTC" {
+			t.Fatalf("another client: %q, %v", tz, err)
+		}
+	}
+	conn.Close()
 	// A SET the server rejects fails the callback, and so the checkout, at once.
 	bad, err := hasql.Open("pgx", dsn+"&hasql.pooler=transaction", hasql.WithSessionCallback(
 		func(ctx context.Context, s *hasql.Session, tag string) error {
@@ -495,6 +521,58 @@ func TestPgBouncerDetectedOnlyBehindPooler(t *testing.T) {
 			t.Errorf("%s: pooled = %v, want %v", tc.dsn, got, tc.want)
 		}
 		conn.Close()
+		db.Close()
+	}
+}
+
+// BenchmarkPgBouncer compares, through the shared PgBouncer, raw pgx in the modes that survive
+// transaction pooling for ad-hoc work (exec, cache_describe) with hasql under
+// hasql.pooler=transaction (pgx's default mode, run as cache_describe), for an ad-hoc query and
+// for a *sql.Stmt (which raw pgx cannot run there at all).
+//
+//	go test -run '^$' -bench BenchmarkPgBouncer -benchtime 2000x .
+func BenchmarkPgBouncer(b *testing.B) {
+	bouncer := testserver.SharedPgBouncer(b)
+	dsn := bouncer.FreshDB(b)
+	u, _ := url.Parse(dsn)
+	if err := bouncer.Backend.ExecIn(strings.TrimPrefix(u.Path, "/"),
+		"create table kv(id int primary key, v text not null); insert into kv select g, 'v'||g from generate_series(1,50) g"); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct{ name, driver, dsn string }{
+		{"raw-exec", "pgx", dsn + "&default_query_exec_mode=exec"},
+		{"raw-cache_describe", "pgx", dsn + "&default_query_exec_mode=cache_describe"},
+		{"hasql-pooler", "hasql", "pgx:" + dsn + "&hasql.pooler=transaction"},
+	} {
+		db, err := sql.Open(tc.driver, tc.dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		ctx := context.Background()
+		b.Run(tc.name+"/adhoc", func(b *testing.B) {
+			var v string
+			for i := 0; i < b.N; i++ {
+				if err := db.QueryRowContext(ctx, "select v from kv where id = $1", 1+i%50).Scan(&v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		if tc.driver == "hasql" {
+			b.Run(tc.name+"/stmt", func(b *testing.B) {
+				st, err := db.PrepareContext(ctx, "select v from kv where id = $1")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				var v string
+				for i := 0; i < b.N; i++ {
+					if err := st.QueryRowContext(ctx, 1+i%50).Scan(&v); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 		db.Close()
 	}
 }

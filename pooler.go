@@ -223,7 +223,9 @@ func (s *describedStmt) QueryContext(ctx context.Context, args []driver.NamedVal
 // keepState is Session.Exec behind a pooler: a SET statement is checked
 // inside a transaction that is rolled back, then kept as session state
 // (done is true); anything else is left to run as it is (done false).
-func (ph *session) keepState(ctx context.Context, query string, args []driver.NamedValue) (done bool, err error) {
+// Inside a transaction (inTx) the SET LOCAL runs in it instead, so that it
+// applies at once, and is kept for the transactions after it.
+func (ph *session) keepState(ctx context.Context, query string, args []driver.NamedValue, inTx bool) (done bool, err error) {
 	pd := ph.pool.c.dialect.pooler()
 	if pd == nil || len(args) > 0 || ph.execerCtx == nil {
 		return false, nil
@@ -239,9 +241,13 @@ func (ph *session) keepState(ctx context.Context, query string, args []driver.Na
 	if i == len(ph.state) && i >= maxStateEntries {
 		return true, errTooMuchState
 	}
-	// One round trip: the SET LOCAL is checked and undone on whatever
-	// server connection the pooler lends for it.
-	if _, err = ph.execerCtx.ExecContext(ctx, "BEGIN; "+local+"; ROLLBACK", nil); err != nil {
+	if inTx {
+		if _, err = ph.execerCtx.ExecContext(ctx, local, nil); err != nil {
+			return true, err
+		}
+	} else if _, err = ph.execerCtx.ExecContext(ctx, "BEGIN; "+local+"; ROLLBACK", nil); err != nil {
+		// One round trip: the SET LOCAL is checked and undone on whatever
+		// server connection the pooler lends for it.
 		if !ph.pool.c.dialect.connDead(err) {
 			// The error left the transaction open and aborted: end it, or
 			// the pooler keeps a server connection pinned to this client.

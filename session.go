@@ -149,7 +149,8 @@ func (s *Session) Exec(ctx context.Context, query string, args ...any) error {
 	if ph.pooled {
 		// Behind a transaction pooler, SET becomes state applied to each
 		// transaction (see Pooler).
-		if done, err := ph.keepState(ctx, query, named); done {
+		v := s.handle()
+		if done, err := ph.keepState(ctx, query, named, v != nil && v.inTx); done {
 			return err
 		}
 	}

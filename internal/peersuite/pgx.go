@@ -224,7 +224,9 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 			_, err = bouncer.Admin("RESUME " + db)
 		}
 		if err != nil {
-			logOnce.Do(func() { fmt.Fprintf(os.Stderr, "peersuite: PgBouncer's admin console failed: %v\n%s\n", err, bouncer.LogTail()) })
+			logOnce.Do(func() {
+				fmt.Fprintf(os.Stderr, "peersuite: PgBouncer's admin console failed: %v\n%s\n", err, bouncer.LogTail())
+			})
 		}
 		return err
 	}
