@@ -179,6 +179,7 @@ type config struct {
 	events        func(Event)
 	recovery      Recovery
 	failoverCB    FailoverCallback
+	txRetries     int // RunTx's re-runs (hasql.tx_retries)
 	pooler        Pooler
 }
 
@@ -199,7 +200,8 @@ func defaultConfig() config {
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
-		retry: RetrySafe,
+		retry:     RetrySafe,
+		txRetries: defaultTxRetries,
 	}
 }
 
@@ -254,7 +256,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry", "pooler",
+	"outage_wait", "retry", "tx_retries", "pooler",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -314,6 +316,8 @@ func (c *config) set(key, value string) error {
 		c.backoff.OutageWait, err = parseDuration(value)
 	case "retry":
 		c.retry, err = parseEnum(value, RetryOff, RetrySafe, RetryIdempotent)
+	case "tx_retries":
+		c.txRetries, err = parseInt(value)
 	case "pooler":
 		c.pooler, err = parseEnum(value, PoolerNone, PoolerTransaction)
 	default:
