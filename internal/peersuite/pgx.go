@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hasqlgo/hasql/internal/testserver"
@@ -167,16 +166,23 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting PostgreSQL: %w", err)
 	}
-	// PgBouncer 1.18 in transaction mode in front of the same server, for the configurations
-	// that go through it. Its pool (4 server connections per database) is small enough that
-	// consecutive transactions of one client change server connections, and large enough for the
-	// tests that hold a few transactions open at once.
-	bouncer, err := testserver.NewPgBouncer(sctx, pg, testserver.PgBouncerOptions{DefaultPoolSize: 4})
-	if err != nil {
-		pg.Destroy()
-		return nil, fmt.Errorf("starting PgBouncer: %w", err)
+	// PgBouncer 1.18 in transaction mode in front of the same server, one for each configuration
+	// that goes through it (a crash caused by one does not spoil the other's results). Its pool
+	// (4 server connections per database) is small enough that consecutive transactions of one
+	// client change server connections, and large enough for the tests that hold a few
+	// transactions open at once.
+	bouncers := map[string]*testserver.PgBouncer{}
+	for _, name := range []string{"pgbouncer-raw", "pgbouncer"} {
+		b, err := testserver.NewPgBouncer(sctx, pg, testserver.PgBouncerOptions{DefaultPoolSize: 4})
+		if err != nil {
+			for _, b := range bouncers {
+				b.Destroy()
+			}
+			pg.Destroy()
+			return nil, fmt.Errorf("starting PgBouncer: %w", err)
+		}
+		bouncers[name] = b
 	}
-	var logOnce sync.Once
 	hasqlBin := filepath.Join(dir, "hasql.test")
 	s := &suite{
 		name:  fmt.Sprintf("pgx %s stdlib", version),
@@ -192,7 +198,9 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 		},
 		dir: dir,
 		cleanup: func() {
-			bouncer.Destroy()
+			for _, b := range bouncers {
+				b.Destroy()
+			}
 			pg.Destroy()
 		},
 	}
@@ -204,8 +212,8 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 			return nil, err
 		}
 		dsn := pg.DSN(db)
-		if strings.HasPrefix(s.configs[i].name, "pgbouncer") {
-			dsn = bouncer.DSN(db)
+		if b := bouncers[s.configs[i].name]; b != nil {
+			dsn = b.DSN(db)
 		}
 		s.configs[i].env = append(s.configs[i].env, "PGX_TEST_DATABASE="+dsn)
 	}
@@ -215,18 +223,22 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 	// server connections. Dropping them between tests (KILL, RESUME on the admin console) gives
 	// each test the fresh server sessions it has directly.
 	s.reset = func(c config) error {
-		if !strings.HasPrefix(c.name, "pgbouncer") {
+		bouncer := bouncers[c.name]
+		if bouncer == nil {
 			return nil
+		}
+		// PgBouncer 1.18 aborts now and then on a cancel request whose client went away (see
+		// testserver.PgBouncer.Running): start it again, and say so.
+		if restarted, err := bouncer.Restart(ctx); restarted {
+			fmt.Fprintf(os.Stderr, "peersuite: %s: PgBouncer had exited; started it again (%v). Its log:\n%s\n", c.name, err, bouncer.LogTail())
+			if err != nil {
+				return err
+			}
 		}
 		db := configDB(c.name)
 		_, err := bouncer.Admin("KILL " + db)
 		if err == nil || strings.Contains(err.Error(), "no such database") {
 			_, err = bouncer.Admin("RESUME " + db)
-		}
-		if err != nil {
-			logOnce.Do(func() {
-				fmt.Fprintf(os.Stderr, "peersuite: PgBouncer's admin console failed: %v\n%s\n", err, bouncer.LogTail())
-			})
 		}
 		return err
 	}

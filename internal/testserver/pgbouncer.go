@@ -323,3 +323,43 @@ func (b *PgBouncer) FreshDB(t testing.TB) string {
 	}
 	return b.DSN(strings.TrimPrefix(u.Path, "/"))
 }
+
+// Running reports whether the PgBouncer process is still there. PgBouncer 1.18 can exit on its own:
+// a client that closes while its cancel request is being forwarded makes it abort with
+// "FATAL @src/objects.c:1060 in function disconnect_client(): bad client state: 0" (seen here with
+// pgx cancelling a query on context cancellation).
+func (b *PgBouncer) Running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.runningLocked()
+}
+
+func (b *PgBouncer) runningLocked() bool {
+	if b.cmd == nil {
+		return false
+	}
+	select {
+	case <-b.waitDone:
+		b.cmd, b.waitDone = nil, nil
+		return false
+	default:
+		return true
+	}
+}
+
+// Restart starts PgBouncer again on the same port and configuration if it is not running (after a
+// crash); it does nothing when it is running. It reports whether it had to start it.
+func (b *PgBouncer) Restart(ctx context.Context) (restarted bool, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.runningLocked() {
+		return false, nil
+	}
+	for attempt := 0; ; attempt++ {
+		bindFailed, err := b.start(ctx)
+		if err == nil || !bindFailed || attempt == 20 || ctx.Err() != nil {
+			return true, err
+		}
+		time.Sleep(200 * time.Millisecond) // the port is still held: wait for it
+	}
+}
