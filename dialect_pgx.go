@@ -1,6 +1,7 @@
 package hasql
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -256,3 +258,140 @@ func (pgxDialect) stmtErrAbortsTx() bool { return true }
 type pgxLive struct{ c *stdlib.Conn }
 
 func (l pgxLive) IsValid() bool { return !l.c.Conn().IsClosed() }
+
+// pgxPidMax is Linux's PID_MAX_LIMIT: no PostgreSQL backend on Linux has a
+// higher process ID, while PgBouncer fills the cancel key it gives each
+// client (whose first half pgx reports as the PID) with random bytes.
+const pgxPidMax = 1 << 22
+
+// poolerDetect: PgBouncer 1.18 names itself in no ParameterStatus (it passes
+// the server's through) and answers SHOW VERSION only on its admin console,
+// but the process ID of the cancel key it hands out is made up. A key PID
+// above pgxPidMax shows a pooler without a round trip; otherwise, when
+// probe allows, the server's own pg_backend_pid() is compared with it (a
+// pooler's random PID matches it by chance with odds of about 1 in 4e9).
+func (pgxDialect) poolerDetect(ctx context.Context, inner driver.Conn, probe bool) (bool, error) {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return false, nil
+	}
+	pc := c.Conn().PgConn()
+	if pc.PID() > pgxPidMax {
+		return true, nil
+	}
+	if !probe || pc.PID() == 0 {
+		return false, nil
+	}
+	var pid uint32
+	if err := c.Conn().QueryRow(ctx, "select pg_backend_pid()", pgx.QueryExecModeSimpleProtocol).Scan(&pid); err != nil {
+		return false, err
+	}
+	return pid != pc.PID(), nil
+}
+
+// pgxSafeMode maps a query execution mode to one that works through a
+// transaction pooler: no named statement (cache_statement would leave
+// stmtcache_* statements on server connections other clients then reuse:
+// 42P05/26000), and no unnamed statement kept from one round trip to the
+// next (describe_exec's Bind can land on another server connection than
+// its Parse and run that connection's unnamed statement: wrong results).
+// cache_describe keeps the parameter and result types the server
+// described, as the two modes it replaces do; exec where the description
+// cache is off.
+func pgxSafeMode(m pgx.QueryExecMode, descCache bool) pgx.QueryExecMode {
+	switch m {
+	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
+		return m
+	}
+	if descCache {
+		return pgx.QueryExecModeCacheDescribe
+	}
+	return pgx.QueryExecModeExec
+}
+
+// poolerMode: the connection's default mode made safe, worked out once per
+// session (pgx's Config() copies the whole configuration).
+func (pgxDialect) poolerMode(inner driver.Conn) any {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return nil
+	}
+	cfg := c.Conn().Config()
+	return pgxSafeMode(cfg.DefaultQueryExecMode, cfg.DescriptionCacheCapacity > 0)
+}
+
+// poolerArgs puts the session's safe mode in front of the arguments, as a
+// pgx option (stdlib passes argument values through to pgx, whose option
+// loop reads a leading QueryExecMode), and maps a mode the caller passed
+// the same way: the later one wins in pgx's loop.
+func (pgxDialect) poolerArgs(mode any, args []driver.NamedValue) []driver.NamedValue {
+	m, ok := mode.(pgx.QueryExecMode)
+	if !ok {
+		return args
+	}
+	descCache := m == pgx.QueryExecModeCacheDescribe
+	out := make([]driver.NamedValue, 0, len(args)+1)
+	out = append(out, driver.NamedValue{Value: m})
+	for i, a := range args {
+		if am, ok := a.Value.(pgx.QueryExecMode); ok {
+			a.Value = pgxSafeMode(am, descCache)
+		}
+		a.Ordinal = i + 2
+		out = append(out, a)
+	}
+	return out
+}
+
+// describe: Parse into the unnamed statement and Describe it, in one round
+// trip; the next Parse on that server connection replaces it.
+func (pgxDialect) describe(ctx context.Context, inner driver.Conn, query string) (int, error) {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return -1, nil
+	}
+	sd, err := c.Conn().PgConn().Prepare(ctx, "", query, nil)
+	if err != nil {
+		return 0, err
+	}
+	return len(sd.ParamOIDs), nil
+}
+
+// localState: SET [SESSION] name {TO | =} value (ROLE and SESSION
+// AUTHORIZATION included) becomes SET LOCAL, keyed by the parameter's name.
+// SET LOCAL, SET TRANSACTION, SET SESSION CHARACTERISTICS and SET
+// CONSTRAINTS are not session state and are left alone, as is a statement
+// with a semicolon (several statements, or a quoted one hasql will not
+// split).
+func (pgxDialect) localState(query string) (local, key string, ok bool) {
+	q := strings.TrimSpace(query)
+	q = strings.TrimRight(q, "; \t\r\n")
+	f := strings.Fields(q)
+	if len(f) < 2 || !strings.EqualFold(f[0], "set") || strings.ContainsAny(q, ";") {
+		return "", "", false
+	}
+	rest := f[1:]
+	if strings.EqualFold(rest[0], "session") {
+		if len(rest) > 1 && strings.EqualFold(rest[1], "characteristics") {
+			return "", "", false
+		}
+		if len(rest) > 1 && strings.EqualFold(rest[1], "authorization") {
+			key = "session authorization"
+		} else {
+			rest = rest[1:]
+		}
+	}
+	if len(rest) < 2 && !strings.Contains(rest[0], "=") {
+		return "", "", false
+	}
+	switch strings.ToLower(rest[0]) {
+	case "local", "transaction", "constraints":
+		return "", "", false
+	}
+	if key == "" {
+		key = strings.ToLower(rest[0])
+		if i := strings.IndexByte(key, '='); i >= 0 {
+			key = key[:i]
+		}
+	}
+	return "SET LOCAL " + strings.Join(rest, " "), key, true
+}

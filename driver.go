@@ -261,6 +261,8 @@ type Connector struct {
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 
+	poolers poolerSeen // per host: a pooler found by the first session there
+
 	// stmtCacheSize is the pool's statement cache size (hasql.stmtcache,
 	// then SetStmtCacheSize); untagged sessions take it at each checkout.
 	stmtCacheSize atomic.Int64
@@ -459,6 +461,11 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict boo
 		return nil, err
 	}
 	ph := inv.ph
+	if err = c.setPooler(ctx, ph); err != nil {
+		ph.inner.Close()
+		c.hostFailed(h, err)
+		return nil, err
+	}
 	r := roleUnknown
 	if c.cfg.target != TargetAny {
 		if r, err = c.dialect.roleOf(ctx, ph); err != nil {

@@ -436,6 +436,8 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.replay.Limit == 2<<20 }},
 	{"tx_retries", []string{"0", "3"}, []string{"-1", "many", ""},
 		func(c config) bool { return c.txRetries == 3 }},
+	{"pooler", []string{"none", "TRANSACTION"}, []string{"session", "pgbouncer", ""},
+		func(c config) bool { return c.pooler == PoolerTransaction }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and

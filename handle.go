@@ -100,6 +100,7 @@ type handle struct {
 	rowsType  reflect.Type
 	rowsMask  uint8
 	spareRows *rows
+	autoTx    driver.Tx // a query's own transaction behind a pooler, until wrapRows hands it to the rows
 
 	callBuf  Call // newCall's
 	callBusy bool
@@ -462,6 +463,7 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 	}
 	_, r, err := v.run(FnQuery, ctx, query, args, nil)
 	if err != nil {
+		v.dropAutoTx()
 		return nil, err
 	}
 	w := v.wrapRows(r, nil, ctx, query, args, nil)

@@ -181,6 +181,7 @@ type config struct {
 	failoverCB    FailoverCallback
 	replay        ReplayConfig
 	txRetries     int // RunTx's re-runs (hasql.tx_retries)
+	pooler        Pooler
 }
 
 func defaultConfig() config {
@@ -257,7 +258,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry", "replay", "replay_limit", "tx_retries",
+	"outage_wait", "retry", "replay", "replay_limit", "tx_retries", "pooler",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -323,6 +324,8 @@ func (c *config) set(key, value string) error {
 		c.replay.Limit, err = parseSize(value)
 	case "tx_retries":
 		c.txRetries, err = parseInt(value)
+	case "pooler":
+		c.pooler, err = parseEnum(value, PoolerNone, PoolerTransaction)
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -381,6 +384,8 @@ func (c *config) validate() error {
 		return bad("unknown target %d", c.target)
 	case c.retry > RetryIdempotent:
 		return bad("unknown retry mode %d", c.retry)
+	case c.pooler > PoolerTransaction:
+		return bad("unknown pooler %d", c.pooler)
 	case c.host.Blacklist < 0, c.host.HealthInterval < 0:
 		return bad("host durations must not be negative")
 	case c.backoff.Initial < 0, c.backoff.Max < 0, c.backoff.Hold < 0, c.backoff.ConnectTimeout < 0, c.backoff.OutageWait < 0:

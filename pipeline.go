@@ -146,6 +146,9 @@ func (v *handle) intercept(ch *chain, fn Fn, ctx context.Context, query string, 
 // what callbacks call "the driver call" (invoke) and what run calls directly
 // when there are none.
 func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (r driver.Result, rows driver.Rows, err error) {
+	if (fn == FnExec || fn == FnQuery || fn == FnStmtExec || fn == FnStmtQuery) && v.ph.pooled && v.wrapsAutocommit() {
+		return v.inOwnTx(fn, ctx, query, args, s)
+	}
 	switch fn {
 	case FnExec, FnQuery:
 		r, rows, err = v.adhoc(fn, ctx, query, args)

@@ -59,6 +59,8 @@ type session struct {
 
 	sessionTraits // what the dialect knows about the inner connection; fixed at open
 
+	poolerSession // behind a transaction pooler: see Pooler
+
 	mu      sync.Mutex
 	pending []*cachedStmt // statement releases deferred until the session is next owned
 

@@ -20,6 +20,7 @@ type rows struct {
 	v     *handle
 	ph    *session
 	cs    *cachedStmt // nil unless the rows came from a cached statement
+	endTx driver.Tx   // the query's own transaction behind a pooler (see handle.inOwnTx): ended at Close
 	mask  uint8       // which wrapper type and pool this is
 	self  driver.Rows // the wrapper around this rows, set once by its pool
 
@@ -59,6 +60,9 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 		if w, ok := inner.(rowsBase); ok {
 			r := w.base()
 			r.ctx, r.query, r.args, r.s = ctx, query, args, s
+			if v.autoTx != nil {
+				r.endTx, v.autoTx = v.autoTx, nil
+			}
 			return inner
 		}
 		v.rowsType, v.rowsMask = t, rowsMask(inner)
@@ -71,6 +75,9 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 		r = rowsPools[m].Get().(rowsBase).base()
 	}
 	r.inner, r.v, r.ph, r.cs, r.mask = inner, v, v.ph, cs, m
+	if v.autoTx != nil {
+		r.endTx, v.autoTx = v.autoTx, nil
+	}
 	r.ctx, r.query, r.args, r.s = ctx, query, args, s
 	return r.self
 }
@@ -106,6 +113,9 @@ func (r *rows) Close() error {
 		r.untrack()
 	}
 	err := r.inner.Close()
+	if tx := r.endTx; tx != nil {
+		err = r.endOwnTx(tx, err)
+	}
 	if err != nil {
 		err = r.closeErr(err)
 	}

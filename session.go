@@ -152,6 +152,14 @@ func (s *Session) Exec(ctx context.Context, query string, args ...any) error {
 	if err != nil {
 		return err
 	}
+	if ph.pooled {
+		// Behind a transaction pooler, SET becomes state applied to each
+		// transaction (see Pooler).
+		v := s.handle()
+		if done, err := ph.keepState(ctx, query, named, v != nil && v.inTx); done {
+			return err
+		}
+	}
 	_, err = ph.exec(ctx, query, named)
 	if err == driver.ErrSkip {
 		var si driver.Stmt

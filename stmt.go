@@ -144,6 +144,7 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 	v := s.v
 	_, r, err := v.run(FnStmtQuery, ctx, s.query, args, s)
 	if err != nil {
+		v.dropAutoTx()
 		return nil, err
 	}
 	w := v.wrapRows(r, nil, ctx, s.query, args, s)

@@ -77,6 +77,7 @@ func StopShared() {
 	if m := shared.maria; m != nil {
 		m.destroy()
 	}
+	stopSharedBouncer()
 }
 
 // refuseControl is the error for stopping, starting or killing a server that is external or
