@@ -179,6 +179,8 @@ type config struct {
 	events        func(Event)
 	recovery      Recovery
 	failoverCB    FailoverCallback
+	reads         ReadConfig // reads.go
+	durability    Durability // reads.go
 }
 
 func defaultConfig() config {
@@ -198,7 +200,9 @@ func defaultConfig() config {
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
-		retry: RetrySafe,
+		retry:      RetrySafe,
+		reads:      ReadConfig{LagWait: defaultLagWait},
+		durability: Durability{Wait: defaultDurabilityWait},
 	}
 }
 
@@ -253,7 +257,8 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry",
+	"outage_wait", "retry", "reads", "max_lag", "consistency", "lag_wait", "durability",
+	"durability_wait",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -313,6 +318,8 @@ func (c *config) set(key, value string) error {
 		c.backoff.OutageWait, err = parseDuration(value)
 	case "retry":
 		c.retry, err = parseEnum(value, RetryOff, RetrySafe, RetryIdempotent)
+	case "reads", "max_lag", "consistency", "lag_wait", "durability", "durability_wait":
+		err = c.setReads(key, value)
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -379,6 +386,9 @@ func (c *config) validate() error {
 		return bad("back-off initial delay %v is above its maximum %v", c.backoff.Initial, c.backoff.Max)
 	case len(c.callbacks) > maxPackages:
 		return bad("%d callback packages listed; at most %d may be loaded", len(c.callbacks), maxPackages)
+	}
+	if err := c.validateReads(); err != nil {
+		return err
 	}
 	for _, d := range c.backoff.Delays {
 		switch {

@@ -68,6 +68,7 @@ const (
 // the chain is loaded with one atomic read, and the direct call is one
 // switch.
 func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (driver.Result, driver.Rows, error) {
+	v.fresh = false
 	for attempt := 0; ; attempt++ {
 		var err error
 		switch {
@@ -95,6 +96,16 @@ func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.Nam
 			r, rows, err = v.perform(fn, ctx, query, args, s)
 		}
 		if err == nil {
+			if v.c.rw != nil {
+				// Reads on standbys and durability (reads.go): a
+				// write's replication position.
+				if err := v.afterWrite(fn, ctx); err != nil {
+					if rows != nil {
+						rows.Close()
+					}
+					return nil, nil, err
+				}
+			}
 			return r, rows, nil
 		}
 		retry, err := v.decide(ctx, fn, err, attempt, v.changesNothing(fn))

@@ -74,7 +74,10 @@ type session struct {
 // poolKey partitions the pool: sessions never cross users (with their
 // passwords: a wrong password never gets a session another caller
 // authenticated) or connection classes.
-type poolKey struct{ user, pass, class string }
+type poolKey struct {
+	user, pass, class string
+	standby           bool // sessions on standbys, for read-only work (reads.go)
+}
 
 // newSession wraps inner, just opened for key, looking its optional
 // interfaces up once. The session is in no count of the pool's until the

@@ -72,4 +72,11 @@ func (v *handle) endTx(t *tx, fn Fn) error {
 func (t *tx) end() {
 	t.inner, t.ctx = nil, nil
 	t.v.inTx = false
+	if t.v.txRouted {
+		// The standby session was for this read-only transaction only
+		// (reads.go): the handle's next work binds afresh.
+		t.v.txRouted = false
+		t.v.canPark = false
+		t.v.release()
+	}
 }
