@@ -19,6 +19,11 @@ type session struct {
 	hostRef *host
 	hostGen uint64 // hostRef's purge generation when the session was opened
 
+	// lastWritePos is the replication position the session's last write
+	// was found at (reads.go): the same again means it wrote nothing new
+	// (MariaDB's @@last_gtid stays put), so there is nothing to wait for.
+	lastWritePos string
+
 	// The inner connection's optional interfaces, looked up once.
 	execerCtx  driver.ExecerContext
 	queryerCtx driver.QueryerContext

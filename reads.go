@@ -537,9 +537,10 @@ func (v *handle) afterWrite(fn Fn, ctx context.Context) error {
 		}
 		return nil
 	}
-	if pos == "" {
+	if pos == "" || pos == v.ph.lastWritePos {
 		return nil // nothing was written (MariaDB: no binlog event)
 	}
+	v.ph.lastWritePos = pos
 	rw.advance(pos)
 	if rw.durable {
 		return v.c.awaitReplicated(ctx, v.ph, pos)

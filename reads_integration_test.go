@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hasqlgo/hasql"
+	"github.com/hasqlgo/hasql/internal/testserver"
 )
 
 // rwPGCluster is a primary with a standby whose replication goes through a
@@ -285,5 +287,121 @@ func TestDurabilityReplicatedPostgres(t *testing.T) {
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatalf("read-only commit: %v", err)
+	}
+}
+
+// startRWMaria is a MariaDB primary with a GTID replica and a fresh database
+// holding kv(k, v) with row 1, replicated.
+func startRWMaria(t *testing.T) (r *testserver.MariaDBReplication, db, dsn string) {
+	t.Helper()
+	r = testserver.StartMariaDBReplication(t)
+	db = r.FreshDB(t)
+	if err := r.Primary.ExecIn(db, "CREATE TABLE kv (k INT PRIMARY KEY, v BIGINT NOT NULL); INSERT INTO kv VALUES (1, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitCaughtUp(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	P := "127.0.0.1:" + strconv.Itoa(r.Primary.Port)
+	S := "127.0.0.1:" + strconv.Itoa(r.Replica.Port)
+	return r, db, r.AppDSN(r.Primary, db) + "?hasql.hosts=" + P + "," + S + "&hasql.target=primary"
+}
+
+func rwLoopMaria(t *testing.T, db *sql.DB, start, n int, deadline time.Time) int {
+	t.Helper()
+	ctx := context.Background()
+	ro := hasql.ReadOnly(ctx)
+	for i := start; i < start+n; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("write/read loop: out of time after %d iterations", i-start)
+		}
+		if _, err := db.ExecContext(ctx, "UPDATE kv SET v = ? WHERE k = 1", i); err != nil {
+			t.Fatalf("iteration %d: write: %v", i, err)
+		}
+		var got int
+		if err := db.QueryRowContext(ro, "SELECT v FROM kv WHERE k = 1").Scan(&got); err != nil {
+			t.Fatalf("iteration %d: read: %v", i, err)
+		}
+		if got != i {
+			t.Fatalf("iteration %d: read %d: a stale read", i, got)
+		}
+	}
+	return start + n
+}
+
+func TestReadYourWritesOnReplicaMariaDB(t *testing.T) {
+	r, _, dsn := startRWMaria(t)
+	db, c := foOpen(t, "mysql", dsn+"&hasql.reads=prefer-standby&hasql.lag_wait=50ms&hasql.max_lag=1s")
+	deadline := time.Now().Add(3 * time.Minute)
+	s0 := c.Stats()
+	i := rwLoopMaria(t, db, 1, 2000, deadline)
+	s1 := c.Stats()
+	sb, pr := s1.StandbyReads-s0.StandbyReads, s1.PrimaryReads-s0.PrimaryReads
+	t.Logf("replica keeping up: %d reads on the replica, %d on the primary", sb, pr)
+	if sb+pr != 2000 || sb < 1000 {
+		t.Fatalf("%d replica reads, %d primary reads of 2000: want most on the replica", sb, pr)
+	}
+	// The replica's SQL thread stopped: it receives but applies nothing.
+	if err := r.Replica.Exec("STOP SLAVE SQL_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+	i = rwLoopMaria(t, db, i, 300, deadline)
+	s2 := c.Stats()
+	if n := s2.StandbyReads - s1.StandbyReads; n != 0 {
+		t.Fatalf("%d reads on the replica while it applied nothing", n)
+	}
+	roles := map[string]string{}
+	for _, h := range s2.Hosts {
+		roles[h.Addr] = h.Role
+	}
+	if roles["127.0.0.1:"+strconv.Itoa(r.Replica.Port)] != "standby" {
+		t.Fatalf("roles %v", roles)
+	}
+	if err := r.Replica.Exec("START SLAVE SQL_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+	// Another process's reads: the position travels as text.
+	pos := c.Position()
+	if !strings.HasPrefix(pos, "0-1-") {
+		t.Fatalf("Position() = %q, want a GTID of server 1", pos)
+	}
+	reader, _ := foOpen(t, "mysql", dsn+"&hasql.reads=standby")
+	var got int
+	if err := reader.QueryRowContext(hasql.ReadAfter(context.Background(), pos), "SELECT v FROM kv WHERE k = 1").Scan(&got); err != nil || got != i-1 {
+		t.Fatalf("ReadAfter(%s): %d, %v; want %d", pos, got, err, i-1)
+	}
+	t.Logf("%d write/read iterations, none stale", i-1)
+}
+
+func TestDurabilityReplicatedMariaDB(t *testing.T) {
+	r, name, dsn := startRWMaria(t)
+	ctx := context.Background()
+	db, _ := foOpen(t, "mysql", dsn+"&hasql.durability=replicated&hasql.durability_wait=300ms")
+	for i := 0; i < 20; i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec("UPDATE kv SET v = ? WHERE k = 1", i); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatalf("commit %d with the replica applying: %v", i, err)
+		}
+		// Acknowledged: the replica has applied it.
+		if out, err := r.Replica.QueryIn(name, "SELECT v FROM kv WHERE k = 1"); err != nil || out != strconv.Itoa(i) {
+			t.Fatalf("after commit %d the replica has %q, %v", i, out, err)
+		}
+	}
+	if err := r.Replica.Exec("STOP SLAVE SQL_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Replica.Exec("START SLAVE SQL_THREAD")
+	if _, err := db.ExecContext(ctx, "UPDATE kv SET v = -1 WHERE k = 1"); !errors.Is(err, hasql.ErrTxResolutionUnknown) {
+		t.Fatalf("autocommit write with the replica stopped: %v, want ErrTxResolutionUnknown", err)
+	}
+	// A statement that writes nothing waits for nothing.
+	if _, err := db.ExecContext(ctx, "UPDATE kv SET v = v WHERE k = 2"); err != nil {
+		t.Fatalf("a write of no row: %v", err)
 	}
 }
