@@ -240,7 +240,12 @@ func (l pgxLive) IsValid() bool { return !l.c.Conn().IsClosed() }
 // LSN; this upper bound can only make a read wait a little longer). The
 // waits poll on the server in one statement (a recursive query that sleeps
 // half a millisecond between looks, bounded by the statement's own start
-// time), so a wait costs one round trip however long it lasts.
+// time), so a wait costs one round trip however long it lasts. Whatever is
+// looked at again in each round must be evaluated again: an uncorrelated
+// subquery would be an InitPlan, evaluated once for the whole statement, and
+// a function in FROM (pg_stat_replication's pg_stat_get_wal_senders()) is
+// kept in a tuplestore and only rewound on a rescan; called in the select
+// list it runs each round.
 var pgxReplication = &replication{
 	writePos:   "select pg_current_wal_lsn()::text",
 	primaryPos: "select pg_current_wal_lsn()::text",
@@ -252,9 +257,9 @@ var pgxReplication = &replication{
   from w where not ok and clock_timestamp() < statement_timestamp() + $2::float8 * interval '1 second'
 ) select ok from w order by i desc limit 1`,
 	waitReplicated: `with recursive w(i, ok) as (
-  select 0, exists(select 1 from pg_stat_replication where flush_lsn >= $1::pg_lsn)
+  select 0, (select coalesce(bool_or(f >= $1::pg_lsn), false) from (select (pg_stat_get_wal_senders()).flush_lsn as f) s)
   union all
-  select i + 1, (select exists(select 1 from pg_stat_replication where flush_lsn >= $1::pg_lsn) from pg_sleep(0.0005 + 0 * i))
+  select i + 1, (select coalesce(bool_or(f >= $1::pg_lsn), false) from (select (pg_stat_get_wal_senders()).flush_lsn as f from pg_sleep(0.0005 + 0 * i)) s)
   from w where not ok and clock_timestamp() < statement_timestamp() + $2::float8 * interval '1 second'
 ) select ok from w order by i desc limit 1`,
 	reached: func(v driver.Value) bool {

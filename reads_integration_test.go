@@ -28,7 +28,7 @@ type rwPGCluster struct {
 	P, S       string // host:port
 }
 
-func startRWPG(t *testing.T) *rwPGCluster {
+func startRWPG(t testing.TB) *rwPGCluster {
 	t.Helper()
 	prim := startPostgres(t)
 	if err := prim.ExecIn("test", "create table kv (k int primary key, v bigint not null); insert into kv values (1, 0)"); err != nil {
@@ -249,8 +249,14 @@ func TestReadRoutingPostgres(t *testing.T) {
 func TestDurabilityReplicatedPostgres(t *testing.T) {
 	cl := startRWPG(t)
 	ctx := context.Background()
-	db, _ := foOpen(t, "pgx", cl.dsn("&hasql.durability=replicated&hasql.durability_wait=300ms"))
-	for i := 0; i < 50; i++ {
+	db, c := foOpen(t, "pgx", cl.dsn("&hasql.durability=replicated&hasql.durability_wait=2s"))
+	for i := 0; i < 60; i++ {
+		if i == 30 {
+			// Replication slowed: the standby's flush arrives tens of
+			// milliseconds after the commit, so the wait has to see it
+			// change.
+			cl.proxy.SetLatency(10 * time.Millisecond)
+		}
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -261,9 +267,16 @@ func TestDurabilityReplicatedPostgres(t *testing.T) {
 		if err := tx.Commit(); err != nil {
 			t.Fatalf("commit %d with the standby streaming: %v", i, err)
 		}
+		// Acknowledged means on the standby's disk already.
+		out, err := cl.prim.Query(fmt.Sprintf("select bool_or(flush_lsn >= '%s') from pg_stat_replication", c.Position()))
+		if err != nil || out != "t" {
+			t.Fatalf("commit %d acknowledged at %s, standby flushed it: %q %v", i, c.Position(), out, err)
+		}
 	}
+	cl.proxy.SetLatency(0)
 	// The standby's replication cut off (the proxy swallows everything):
 	// commits are not confirmed within durability_wait.
+	db, _ = foOpen(t, "pgx", cl.dsn("&hasql.durability=replicated&hasql.durability_wait=300ms"))
 	cl.proxy.SetMode(fpBlackhole)
 	defer cl.proxy.SetMode(fpPass)
 	_, err := db.ExecContext(ctx, "update kv set v = -1 where k = 1")
@@ -292,7 +305,7 @@ func TestDurabilityReplicatedPostgres(t *testing.T) {
 
 // startRWMaria is a MariaDB primary with a GTID replica and a fresh database
 // holding kv(k, v) with row 1, replicated.
-func startRWMaria(t *testing.T) (r *testserver.MariaDBReplication, db, dsn string) {
+func startRWMaria(t testing.TB) (r *testserver.MariaDBReplication, db, dsn string) {
 	t.Helper()
 	r = testserver.StartMariaDBReplication(t)
 	db = r.FreshDB(t)
