@@ -228,3 +228,35 @@ func (rw *readRouter) fillLag(hs *hostSet, out []HostStats) {
 		}
 	}
 }
+
+// CheckHosts connects to every host once, now, on connections of its own,
+// asks each its role and replication position, and returns the hosts'
+// stats with Role and Lag from that look (for the hasql command's check,
+// or a readiness probe). Lag from one look is a lower bound: the time
+// between the primary's look and the standby's, when the standby had not
+// replayed the primary's position. It does not touch the pool; it takes
+// one connect and two small queries per host, bounded by ctx and
+// hasql.connect_timeout. A host it cannot reach shows in State and
+// LastError as after any failed connect. Without a dialect that knows
+// roles (the generic one), Role stays "".
+func (c *Connector) CheckHosts(ctx context.Context) []HostStats {
+	if c.err != nil || c.hosts == nil {
+		return nil
+	}
+	rw := c.rw
+	if rw == nil {
+		if repl := c.dialect.replication(); repl != nil {
+			rw = &readRouter{c: c, repl: repl, replay: make(map[*host]string), lag: make(map[*host]time.Duration)}
+		}
+	}
+	if rw != nil {
+		lc := &lagChecker{c: c, rw: rw, conns: make(map[*host]*session)}
+		lc.check(ctx)
+		lc.closeAll()
+	}
+	out := c.hosts.stats()
+	if rw != nil {
+		rw.fillLag(c.hosts, out)
+	}
+	return out
+}
