@@ -88,7 +88,11 @@ func (mysqlDialect) classify(err error) errClass {
 	case 1290, 1792, 1836:
 		return classWrongRole
 	case 1213:
+		// A deadlock, or Galera's certification failure, which it reports
+		// as one: the transaction was rolled back.
 		return classTxConflict
+	case 1205:
+		return classLockTimeout
 	case 1461:
 		return classTooManyStmts
 	}
@@ -145,7 +149,7 @@ func (mysqlDialect) openConnector(dsn string) (driver.Connector, error) {
 }
 
 // mysqlReplication: positions are MariaDB GTID lists ("0-1-8,1-2-5"). After
-// a write, @@last_gtid on the same session is the GTID of that write ('' when
+// a write, @@last_gtid on the same session is the GTID of that write (empty when
 // it wrote nothing to the binlog). A replica's applied position is
 // @@gtid_slave_pos; MASTER_GTID_WAIT waits on the server, one round trip
 // (on a primary it waits on gtid_slave_pos and times out, so it is asked of

@@ -233,7 +233,11 @@
 // sentinel that says what the caller may conclude: [ErrConnectionLost], the
 // work may or may not have run; [ErrTxResolutionUnknown], whether the
 // transaction committed is unknown; or [ErrTxNotCommitted], the transaction
-// certainly did not commit, so running it again is safe. The error never
+// certainly did not commit, so running it again is safe. A loss inside a
+// transaction before its COMMIT was sent is ErrTxNotCommitted (the server
+// rolls back what it loses; a later Commit says so again, a Rollback
+// succeeds); only a loss at COMMIT is ErrTxResolutionUnknown, unless the
+// commit-outcome guard (hasql.txguard) resolves it. The error never
 // wraps driver.ErrBadConn, so that database/sql does not run again work that
 // hasql has already run again or reported.
 //

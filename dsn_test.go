@@ -442,6 +442,8 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.durability.Mode == DurabilityReplicated }},
 	{"durability_wait", []string{"0", "1.5"}, []string{"-1", "never"},
 		func(c config) bool { return c.durability.Wait == 1500*time.Millisecond }},
+	{"tx_retries", []string{"0", "3"}, []string{"-1", "many", ""},
+		func(c config) bool { return c.txRetries == 3 }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and

@@ -205,7 +205,7 @@ func foCause(err error) error {
 			return nil
 		}
 		switch e {
-		case hasql.ErrConnectionLost, hasql.ErrTxResolutionUnknown, hasql.ErrNoHosts:
+		case hasql.ErrConnectionLost, hasql.ErrTxResolutionUnknown, hasql.ErrTxNotCommitted, hasql.ErrNoHosts:
 			return nil
 		}
 		// hasql's own error type carries the sentinel and the cause;
@@ -701,8 +701,8 @@ func TestRetryRulesPostgres(t *testing.T) {
 		foTerminate(t, p, pid)
 		retries := hc.Stats().Retries
 		_, err = tx.ExecContext(ictx, "insert into t values ('tx2')")
-		if !foWraps(err, hasql.ErrTxResolutionUnknown) || foPGState(err) != "57P01" {
-			t.Fatalf("exec in tx after a loss: %v, want ErrTxResolutionUnknown wrapping 57P01", err)
+		if !foWraps(err, hasql.ErrTxNotCommitted) || foPGState(err) != "57P01" {
+			t.Fatalf("exec in tx after a loss: %v, want ErrTxNotCommitted wrapping 57P01", err)
 		}
 		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
 			t.Fatalf("rollback after the loss: %v", rerr)
@@ -1830,7 +1830,7 @@ func TestHostsRolesAndFailover(t *testing.T) {
 		stop.Store(true)
 		wg.Wait()
 		for _, err := range fails {
-			if !foWraps(err, hasql.ErrConnectionLost) && !foWraps(err, hasql.ErrNoHosts) && !foWraps(err, hasql.ErrTxResolutionUnknown) {
+			if !foWraps(err, hasql.ErrConnectionLost) && !foWraps(err, hasql.ErrNoHosts) && !foWraps(err, hasql.ErrTxResolutionUnknown) && !foWraps(err, hasql.ErrTxNotCommitted) {
 				t.Errorf("writer got %v, want only typed hasql errors", err)
 			}
 		}

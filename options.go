@@ -179,6 +179,7 @@ type config struct {
 	events        func(Event)
 	recovery      Recovery
 	failoverCB    FailoverCallback
+	txRetries     int        // RunTx's re-runs (hasql.tx_retries)
 	reads         ReadConfig // reads.go
 	durability    Durability // reads.go
 }
@@ -201,6 +202,7 @@ func defaultConfig() config {
 			OutageWait:     30 * time.Second,
 		},
 		retry:      RetrySafe,
+		txRetries:  defaultTxRetries,
 		reads:      ReadConfig{LagWait: defaultLagWait},
 		durability: Durability{Wait: defaultDurabilityWait},
 	}
@@ -257,8 +259,8 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry", "reads", "max_lag", "consistency", "lag_wait", "durability",
-	"durability_wait",
+	"outage_wait", "retry", "tx_retries", "reads", "max_lag", "consistency", "lag_wait",
+	"durability", "durability_wait",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -318,6 +320,8 @@ func (c *config) set(key, value string) error {
 		c.backoff.OutageWait, err = parseDuration(value)
 	case "retry":
 		c.retry, err = parseEnum(value, RetryOff, RetrySafe, RetryIdempotent)
+	case "tx_retries":
+		c.txRetries, err = parseInt(value)
 	case "reads", "max_lag", "consistency", "lag_wait", "durability", "durability_wait":
 		err = c.setReads(key, value)
 	default:
