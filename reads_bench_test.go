@@ -136,7 +136,7 @@ func benchCommit(b *testing.B, s rwBenchSetup) {
 }
 
 func pgRWBench(b *testing.B) rwBenchSetup {
-	cl := startRWPG(b)
+	cl := startRWPGVia(b, false)
 	return rwBenchSetup{
 		write: "update kv set v = $1 where k = 1", read: "select v from kv where k = 1",
 		primary: cl.prim.DSN("test"), standby: cl.stby.DSN("test"), hasqlDSN: cl.dsn(""), driver: "pgx",

@@ -28,7 +28,12 @@ type rwPGCluster struct {
 	P, S       string // host:port
 }
 
-func startRWPG(t testing.TB) *rwPGCluster {
+func startRWPG(t testing.TB) *rwPGCluster { return startRWPGVia(t, true) }
+
+// startRWPGVia is startRWPG; viaProxy false leaves the standby streaming
+// straight from the primary (for benchmarks: the proxy shares the test
+// process's CPU), and proxy nil.
+func startRWPGVia(t testing.TB, viaProxy bool) *rwPGCluster {
 	t.Helper()
 	prim := startPostgres(t)
 	if err := prim.ExecIn("test", "create table kv (k int primary key, v bigint not null); insert into kv values (1, 0)"); err != nil {
@@ -36,6 +41,9 @@ func startRWPG(t testing.TB) *rwPGCluster {
 	}
 	stby := prim.StartStandby(t)
 	P := "127.0.0.1:" + strconv.Itoa(prim.Port)
+	if !viaProxy {
+		return &rwPGCluster{prim: prim, stby: stby, P: P, S: "127.0.0.1:" + strconv.Itoa(stby.Port)}
+	}
 	fp := newFaultProxy(t, P)
 	// The standby streams through the proxy from now on (primary_conninfo
 	// is reloadable: the WAL receiver restarts with it).
