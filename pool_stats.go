@@ -102,6 +102,11 @@ type Stats struct {
 	// failed only the call it served; the event receiver's served none, so
 	// this is where they show.
 	CallbackPanics int64
+	// PortChecks is the number of bare TCP dials the outage prober made to
+	// learn whether a port that refused connections accepts again (see
+	// docs/recovery.md). A refused dial reaches no server process; these
+	// are not connect attempts and are not in Created.
+	PortChecks int64
 
 	// PrimaryReads and StandbyReads count the checkouts for read-only work
 	// (ReadOnly, ReadAfter, a read-only transaction) with hasql.reads set
@@ -165,6 +170,7 @@ func (c *Connector) Stats() Stats {
 	s.TxNotCommitted = c.txNotCommitted.Load()
 	s.TxUnknown = c.txUnknown.Load()
 	s.CallbackPanics = c.callbackPanics.Load()
+	s.PortChecks = c.outage.portChecks.Load()
 	if c.rw != nil {
 		s.PrimaryReads, s.StandbyReads = c.rw.primaryReads.Load(), c.rw.standbyReads.Load()
 	}
