@@ -119,6 +119,11 @@ type driverDialect interface {
 	// transaction aborts the transaction on the server (PostgreSQL: every
 	// later statement fails until ROLLBACK).
 	stmtErrAbortsTx() bool
+
+	// replication is what the dialect knows of replication positions, for
+	// reads on standbys, lag and durability (see replication); nil when it
+	// knows none.
+	replication() *replication
 }
 
 // errUnsupported is what a driverDialect's pointAt and withUser return for a
@@ -298,6 +303,9 @@ func (d dialect) withUser(dsn, user, password string) (string, error) {
 // roleQuery is the query roleOf asks a new session's server its role with,
 // or "" when the dialect knows none (see driverDialect.roleQuery).
 func (d dialect) roleQuery() string { return d.get().roleQuery() }
+
+// replication returns the dialect's replication queries, or nil.
+func (d dialect) replication() *replication { return d.get().replication() }
 
 // remoteHost returns the host:port a new inner connection reached, where the
 // driver exposes it, else fallback (the DSN's address).

@@ -76,3 +76,5 @@ func (genericDialect) traits(inner driver.Conn) sessionTraits {
 }
 
 func (genericDialect) stmtErrAbortsTx() bool { return false }
+
+func (genericDialect) replication() *replication { return nil }

@@ -3,6 +3,9 @@ package hasql
 import (
 	"database/sql/driver"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -161,4 +164,115 @@ func (mysqlDialect) openConnector(dsn string) (driver.Connector, error) {
 		}
 	}
 	return mysql.NewConnector(cfg)
+}
+
+// mysqlReplication: positions are MariaDB GTID lists ("0-1-8,1-2-5"). After
+// a write, @@last_gtid on the same session is the GTID of that write (empty when
+// it wrote nothing to the binlog). A replica's applied position is
+// @@gtid_slave_pos; MASTER_GTID_WAIT waits on the server, one round trip
+// (on a primary it waits on gtid_slave_pos and times out, so it is asked of
+// replicas only). Durability is a replica's MASTER_GTID_WAIT too: the
+// primary cannot tell what its replicas have.
+var mysqlReplication = &replication{
+	writePos:   "select @@last_gtid",
+	primaryPos: "select @@global.gtid_binlog_pos",
+	replayPos:  "select @@global.gtid_slave_pos",
+	waitReplay: "select master_gtid_wait(?, ?)",
+	reached: func(v driver.Value) bool {
+		switch n := v.(type) {
+		case int64:
+			return n == 0
+		case []byte:
+			return string(n) == "0"
+		case string:
+			return n == "0"
+		}
+		return false
+	},
+	atLeast: func(have, want string) (bool, error) {
+		h, err := parseGTIDs(have)
+		if err != nil {
+			return false, err
+		}
+		w, err := parseGTIDs(want)
+		if err != nil {
+			return false, err
+		}
+		for d, x := range w {
+			if h[d].seq < x.seq {
+				return false, nil
+			}
+		}
+		return true, nil
+	},
+	merge: func(a, b string) string {
+		x, errA := parseGTIDs(a)
+		y, errB := parseGTIDs(b)
+		switch {
+		case errA != nil:
+			return b
+		case errB != nil:
+			return a
+		}
+		for d, g := range y {
+			if g.seq > x[d].seq {
+				x[d] = g
+			}
+		}
+		return formatGTIDs(x)
+	},
+}
+
+func (mysqlDialect) replication() *replication { return mysqlReplication }
+
+// gtid is one domain's part of a MariaDB GTID list: server id and sequence.
+type gtid struct{ server, seq uint64 }
+
+// parseGTIDs parses a MariaDB GTID list, "domain-server-seq" items separated
+// by commas, into the highest sequence per domain.
+func parseGTIDs(s string) (map[uint64]gtid, error) {
+	out := make(map[uint64]gtid)
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		f := strings.Split(item, "-")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("hasql: %q is not a MariaDB GTID list", s)
+		}
+		var n [3]uint64
+		for i := range f {
+			v, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("hasql: %q is not a MariaDB GTID list", s)
+			}
+			n[i] = v
+		}
+		if g := (gtid{n[1], n[2]}); g.seq >= out[n[0]].seq {
+			out[n[0]] = g
+		}
+	}
+	return out, nil
+}
+
+// formatGTIDs is parseGTIDs' inverse, domains in increasing order.
+func formatGTIDs(m map[uint64]gtid) string {
+	ds := make([]uint64, 0, len(m))
+	for d := range m {
+		ds = append(ds, d)
+	}
+	for i := 1; i < len(ds); i++ {
+		for j := i; j > 0 && ds[j] < ds[j-1]; j-- {
+			ds[j], ds[j-1] = ds[j-1], ds[j]
+		}
+	}
+	var b strings.Builder
+	for i, d := range ds {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%d-%d-%d", d, m[d].server, m[d].seq)
+	}
+	return b.String()
 }

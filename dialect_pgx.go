@@ -395,3 +395,78 @@ func (pgxDialect) localState(query string) (local, key string, ok bool) {
 	}
 	return "SET LOCAL " + strings.Join(rest, " "), key, true
 }
+
+// pgxReplication: positions are WAL LSNs ("16/B374D848"). After a write the
+// session's own pg_current_wal_lsn() is at or past the end of its commit
+// record (PostgreSQL has no function that returns a transaction's commit
+// LSN; this upper bound can only make a read wait a little longer). The
+// waits poll on the server in one statement (a recursive query that sleeps
+// between looks, bounded by the statement's own start time), so a wait costs
+// one round trip however long it lasts. pg_sleep rounds up to whole
+// milliseconds, so the looks are a millisecond apart; looking without a
+// pause (tried: the first hundred looks at once) gained nothing measurable
+// here and burns the standby's CPU. Whatever is
+// looked at again in each round must be evaluated again: an uncorrelated
+// subquery would be an InitPlan, evaluated once for the whole statement, and
+// a function in FROM (pg_stat_replication's pg_stat_get_wal_senders()) is
+// kept in a tuplestore and only rewound on a rescan; called in the select
+// list it runs each round.
+var pgxReplication = &replication{
+	writePos:   "select pg_current_wal_lsn()::text",
+	primaryPos: "select pg_current_wal_lsn()::text",
+	replayPos:  "select coalesce(pg_last_wal_replay_lsn(), '0/0')::text",
+	waitReplay: `with recursive w(i, ok) as (
+  select 0, coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)
+  union all
+  select i + 1, (select coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) from pg_sleep(0.0005 + 0 * i))
+  from w where not ok and clock_timestamp() < statement_timestamp() + $2::float8 * interval '1 second'
+) select ok from w order by i desc limit 1`,
+	waitReplicated: `with recursive w(i, ok) as (
+  select 0, (select coalesce(bool_or(f >= $1::pg_lsn), false) from (select (pg_stat_get_wal_senders()).flush_lsn as f) s)
+  union all
+  select i + 1, (select coalesce(bool_or(f >= $1::pg_lsn), false) from (select (pg_stat_get_wal_senders()).flush_lsn as f from pg_sleep(0.0005 + 0 * i)) s)
+  from w where not ok and clock_timestamp() < statement_timestamp() + $2::float8 * interval '1 second'
+) select ok from w order by i desc limit 1`,
+	reached: func(v driver.Value) bool {
+		b, ok := v.(bool)
+		return ok && b
+	},
+	atLeast: func(have, want string) (bool, error) {
+		h, err := parseLSN(have)
+		if err != nil {
+			return false, err
+		}
+		w, err := parseLSN(want)
+		if err != nil {
+			return false, err
+		}
+		return h >= w, nil
+	},
+	merge: func(a, b string) string {
+		x, errA := parseLSN(a)
+		y, errB := parseLSN(b)
+		switch {
+		case errA != nil:
+			return b
+		case errB != nil || x >= y:
+			return a
+		}
+		return b
+	},
+}
+
+func (pgxDialect) replication() *replication { return pgxReplication }
+
+// parseLSN parses PostgreSQL's text form of an LSN, "hi/lo" in hex.
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("hasql: %q is not a PostgreSQL LSN", s)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("hasql: %q is not a PostgreSQL LSN", s)
+	}
+	return h<<32 | l, nil
+}

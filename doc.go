@@ -248,6 +248,21 @@
 // FAN): its idle sessions close at once, and so do the sockets of those in
 // use (pgx, go-sql-driver/mysql), so that calls in flight there end now.
 //
+// # Reads on standbys
+//
+// With hasql.reads=standby or prefer-standby ([WithReads]), work marked
+// [ReadOnly] (or [ReadAfter]), and a transaction begun with
+// sql.TxOptions{ReadOnly: true}, runs on a standby; the rest on the target.
+// Under hasql.consistency=session (the default) such a read sees every write
+// committed through the connector before it: hasql keeps the latest write's
+// replication position (one small query after a write) and uses a standby
+// only once it has replayed that far, known from the background check or
+// found by one statement that waits on the standby up to hasql.lag_wait, else
+// reads on the primary. [Connector.Position] hands the position to another
+// process. hasql.max_lag keeps lagging standbys out; [HostStats] shows each
+// host's Role and Lag. hasql.durability=replicated ([WithDurability]) makes
+// Commit wait until a standby has the commit. See docs/clusters.md.
+//
 // # Errors
 //
 // Every error hasql itself creates starts with "hasql: ", wraps one of the

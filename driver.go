@@ -245,6 +245,7 @@ type Connector struct {
 
 	hosts  *hostSet
 	outage outage
+	rw     *readRouter // reads on standbys, durability (reads.go); nil when not configured
 	events *eventQueue
 
 	everConnected                  atomic.Bool // a session was opened once: later failures are outages
@@ -293,6 +294,9 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 		return nil, err
 	}
 	c.hosts = hs
+	if c.rw, err = newReadRouter(c); err != nil {
+		return nil, err
+	}
 	c.pool = newPool(c, cfg.pool)
 	if err := c.reg.load(cfg.callbacks); err != nil {
 		return nil, err
@@ -300,6 +304,7 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 	c.events = newEventQueue(cfg.events, c)
 	c.pool.start()
 	c.startHealth()
+	c.startLagChecks()
 	return c, nil
 }
 
@@ -316,6 +321,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err := v.bind(ctx, false); err != nil {
 		return nil, err
 	}
+	v.fresh = true
 	return v, nil
 }
 
@@ -385,7 +391,7 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, purityNew bo
 	if purity == PurityDefault {
 		purity = c.cfg.defaultPurity
 	}
-	return poolKey{user: sel.user, pass: sel.password, class: class}, tag, purity == PurityNew, nil
+	return poolKey{user: sel.user, pass: sel.password, class: class, standby: sel.standby}, tag, purity == PurityNew, nil
 }
 
 // openSession opens a physical session on the first host, in the picker's
@@ -397,11 +403,18 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, purityNew bo
 // next host is tried; only the caller's own context ends the search.
 func (c *Connector) openSession(ctx context.Context, sel selector, key poolKey) (*session, error) {
 	order := c.hosts.order(c.pool.now())
-	strict := c.cfg.target == TargetPreferPrimary || c.cfg.target == TargetPreferStandby
+	target := c.cfg.target
+	if key.standby {
+		// A session for read-only work (reads.go): standbys known as such
+		// are tried first.
+		target = TargetStandby
+		order = c.hosts.preferRole(order, roleStandby)
+	}
+	strict := target == TargetPreferPrimary || target == TargetPreferStandby
 	var lastErr error
 	for pass := 0; pass < 2; pass++ {
 		for _, h := range order {
-			ph, err := c.openOn(ctx, h, key, pass == 0 && strict)
+			ph, err := c.openOn(ctx, h, key, target, pass == 0 && strict)
 			if err == nil {
 				return ph, nil
 			}
@@ -417,7 +430,7 @@ func (c *Connector) openSession(ctx context.Context, sel selector, key poolKey) 
 	if len(order) == 1 {
 		return nil, lastErr
 	}
-	return nil, newError(ErrNoHosts, fmt.Sprintf("none of %d hosts accepted a session with role %v", len(order), c.cfg.target), lastErr)
+	return nil, newError(ErrNoHosts, fmt.Sprintf("none of %d hosts accepted a session with role %v", len(order), target), lastErr)
 }
 
 // errWrongRole is the cause recorded when a host's server has another role
@@ -428,7 +441,7 @@ var errWrongRole = newError(ErrNoHosts, "server does not have the wanted role", 
 // checks its role when a target is set. The attempt is bounded by
 // hasql.connect_timeout; one that runs out of it counts as a failure of the
 // host, one whose caller gave up (ctx) does not.
-func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict bool) (*session, error) {
+func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Target, strict bool) (*session, error) {
 	ic, err := c.hosts.connectorFor(h, key)
 	if err != nil {
 		return nil, err
@@ -467,13 +480,13 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict boo
 		return nil, err
 	}
 	r := roleUnknown
-	if c.cfg.target != TargetAny {
+	if target != TargetAny {
 		if r, err = c.dialect.roleOf(ctx, ph); err != nil {
 			ph.inner.Close()
 			c.hostFailed(h, err)
 			return nil, err
 		}
-		if !wants(c.cfg.target, r, strict) {
+		if !wants(target, r, strict) {
 			ph.inner.Close()
 			c.hosts.setRole(h.addr, r)
 			return nil, fmt.Errorf("%w: %s is a %s", errWrongRole, h.addr, map[role]string{rolePrimary: "primary", roleStandby: "standby"}[r])

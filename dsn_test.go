@@ -434,6 +434,18 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.replay.Enabled }},
 	{"replay_limit", []string{"1048576", "64KiB", "2MiB"}, []string{"-1", "1x", "", "99999999GiB"},
 		func(c config) bool { return c.replay.Limit == 2<<20 }},
+	{"reads", []string{"primary", "standby", "Prefer-Standby"}, []string{"any", "prefer-primary", "replica", ""},
+		func(c config) bool { return c.reads.Reads == TargetPreferStandby }},
+	{"max_lag", []string{"0", "2s"}, []string{"-1s", "lots"},
+		func(c config) bool { return c.reads.MaxLag == 2*time.Second }},
+	{"consistency", []string{"eventual", "session"}, []string{"strong", ""},
+		func(c config) bool { return c.reads.Consistency == ConsistencySession }},
+	{"lag_wait", []string{"0", "20ms"}, []string{"-20ms", "x"},
+		func(c config) bool { return c.reads.LagWait == 20*time.Millisecond }},
+	{"durability", []string{"local", "replicated"}, []string{"sync", ""},
+		func(c config) bool { return c.durability.Mode == DurabilityReplicated }},
+	{"durability_wait", []string{"0", "1.5"}, []string{"-1", "never"},
+		func(c config) bool { return c.durability.Wait == 1500*time.Millisecond }},
 	{"tx_retries", []string{"0", "3"}, []string{"-1", "many", ""},
 		func(c config) bool { return c.txRetries == 3 }},
 	{"pooler", []string{"none", "TRANSACTION"}, []string{"session", "pgbouncer", ""},
@@ -494,6 +506,10 @@ func TestDSNKeyCombinations(t *testing.T) {
 		{"hasql.getmode=timedwait&hasql.wait_timeout=0", "timedwait needs a wait timeout"},
 		{"hasql.callbacks=dsntest-a;dsntest-a", `"dsntest-a" is listed twice`},
 		{"hasql.callbacks=dsntest-nope", `callback package "dsntest-nope" is not registered`},
+		// Reads on standbys and durability need a dialect that knows roles
+		// and positions; the recording driver is generic.
+		{"hasql.reads=standby", "hasql.reads=standby and hasql.durability=replicated need a driver"},
+		{"hasql.durability=replicated", "need a driver whose replication hasql knows"},
 	} {
 		_, err := dsntOpen(t, dsntRec+":x?"+tc.params)
 		dsntWantErr(t, tc.params, err, tc.err)

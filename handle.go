@@ -38,6 +38,13 @@ type handle struct {
 	// so a wrong-role error in it is the application's own.
 	txReadOnly bool
 
+	// Reads on standbys (reads.go): routed, the binding is a session on a
+	// standby for read-only work (a wrong-role error there is the
+	// application's own); txRouted, it was made for a read-only
+	// transaction and ends with it; fresh, nothing has run yet in this
+	// checkout, so a read-only transaction may still move to a standby.
+	routed, txRouted, fresh bool
+
 	// lostTx is the loss that ended the open transaction before its COMMIT
 	// was sent (see handle.txLost); nil while the transaction is alive.
 	lostTx *LostError
@@ -175,6 +182,10 @@ func (v *handle) bind(ctx context.Context, verified bool) error {
 		v.resetErr = nil // any new attempt supersedes an earlier failure
 	}
 	sp := selectorIn(ctx)
+	if sp != nil && sp.read && v.rebind == nil && v.c.rw != nil && v.c.rw.route {
+		return v.bindRead(ctx, *sp, verified)
+	}
+	v.routed = false
 	ph := v.parked
 	v.parked = nil
 	if ph != nil && v.rebind == nil {
@@ -540,6 +551,13 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		// driver decides what that means, and each Tx needs its own state.
 		t = &tx{v: v}
 	}
+	if opts.ReadOnly && v.fresh && !v.inTx && !v.routed && v.c.rw != nil && v.c.rw.route {
+		// The checkout's first work, a read-only transaction: it may run
+		// on a standby (reads.go).
+		if err := v.rebindReadTx(ctx); err != nil {
+			return nil, err
+		}
+	}
 	v.beginOpts, v.began = opts, nil
 	// A transaction that failed to begin on a lost connection holds
 	// nothing: beginning it again is safe, unless one is open already.
@@ -590,6 +608,7 @@ func (v *handle) ResetSession(ctx context.Context) error {
 	v.resetting = true
 	err := v.bind(ctx, true)
 	v.resetting = false
+	v.fresh = err == nil
 	if err != nil {
 		if errors.Is(err, driver.ErrBadConn) {
 			return err

@@ -180,8 +180,10 @@ type config struct {
 	recovery      Recovery
 	failoverCB    FailoverCallback
 	replay        ReplayConfig
-	txRetries     int // RunTx's re-runs (hasql.tx_retries)
 	pooler        Pooler
+	txRetries     int        // RunTx's re-runs (hasql.tx_retries)
+	reads         ReadConfig // reads.go
+	durability    Durability // reads.go
 }
 
 func defaultConfig() config {
@@ -201,9 +203,11 @@ func defaultConfig() config {
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
-		retry:     RetrySafe,
-		replay:    ReplayConfig{Limit: defaultReplayLimit},
-		txRetries: defaultTxRetries,
+		retry:      RetrySafe,
+		replay:     ReplayConfig{Limit: defaultReplayLimit},
+		txRetries:  defaultTxRetries,
+		reads:      ReadConfig{LagWait: defaultLagWait},
+		durability: Durability{Wait: defaultDurabilityWait},
 	}
 }
 
@@ -259,6 +263,8 @@ var dsnKeys = []string{
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
 	"outage_wait", "retry", "replay", "replay_limit", "tx_retries", "pooler",
+	"reads", "max_lag", "consistency", "lag_wait",
+	"durability", "durability_wait",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -326,6 +332,8 @@ func (c *config) set(key, value string) error {
 		c.txRetries, err = parseInt(value)
 	case "pooler":
 		c.pooler, err = parseEnum(value, PoolerNone, PoolerTransaction)
+	case "reads", "max_lag", "consistency", "lag_wait", "durability", "durability_wait":
+		err = c.setReads(key, value)
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -396,6 +404,9 @@ func (c *config) validate() error {
 		return bad("%d callback packages listed; at most %d may be loaded", len(c.callbacks), maxPackages)
 	case c.replay.Limit < 0:
 		return bad("hasql.replay_limit %d is negative", c.replay.Limit)
+	}
+	if err := c.validateReads(); err != nil {
+		return err
 	}
 	for _, d := range c.backoff.Delays {
 		switch {

@@ -73,6 +73,7 @@ func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.Nam
 			return nil, nil, err
 		}
 	}
+	v.fresh = false
 	for attempt := 0; ; attempt++ {
 		var err error
 		switch {
@@ -102,6 +103,16 @@ func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.Nam
 		if err == nil {
 			if v.rec != nil {
 				v.record(fn, query, args, r, nil)
+			}
+			if v.c.rw != nil {
+				// Reads on standbys and durability (reads.go): a
+				// write's replication position.
+				if err := v.afterWrite(fn, ctx); err != nil {
+					if rows != nil {
+						rows.Close()
+					}
+					return nil, nil, err
+				}
 			}
 			return r, rows, nil
 		}

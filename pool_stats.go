@@ -117,6 +117,12 @@ type Stats struct {
 	// from what the application already had: the application got
 	// ErrReplayDiverged and the replayed transaction was rolled back.
 	ReplaysDiverged int64
+	// PrimaryReads and StandbyReads count the checkouts for read-only work
+	// (ReadOnly, ReadAfter, a read-only transaction) with hasql.reads set
+	// to standby or prefer-standby, by where they ran: on the primary (no
+	// standby fit: lagging, behind the session's writes, or down) or on a
+	// standby.
+	PrimaryReads, StandbyReads int64
 
 	// Hosts has one entry per host, in the order the DSN or WithHosts
 	// lists them; a connector with a single host has one entry, whose
@@ -142,6 +148,14 @@ type HostStats struct {
 	// LastError is the error of the last failure counted in Failures, or
 	// nil.
 	LastError error
+	// Role is the host's role as last seen: "primary", "standby" or ""
+	// (not known yet, or the target is any and nothing asked).
+	Role string
+	// Lag is how far the host, a standby, was behind its primary at the
+	// background check's last look (hasql.reads or hasql.durability set):
+	// the time since the primary had the first position the standby had
+	// not replayed; 0 when caught up or not measured.
+	Lag time.Duration
 }
 
 // Stats returns a snapshot of the connector's pool, statement caches, failure
@@ -168,8 +182,14 @@ func (c *Connector) Stats() Stats {
 	s.Replays = c.replays.Load()
 	s.ReplaysDiverged = c.replaysDiverged.Load()
 	s.PortChecks = c.outage.portChecks.Load()
+	if c.rw != nil {
+		s.PrimaryReads, s.StandbyReads = c.rw.primaryReads.Load(), c.rw.standbyReads.Load()
+	}
 	if c.hosts != nil {
 		s.Hosts = c.hosts.stats()
+		if c.rw != nil {
+			c.rw.fillLag(c.hosts, s.Hosts)
+		}
 	}
 	return s
 }

@@ -69,7 +69,7 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	// A read-only transaction the application asked for makes its own
 	// writes fail with a wrong-role error: that is its error, not the
 	// server's role.
-	wrongRole := class&classWrongRole != 0 && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly)
+	wrongRole := class&classWrongRole != 0 && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly) && !v.routed
 	if !wrongRole && class&classDead == 0 {
 		return false, err
 	}
