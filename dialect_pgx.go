@@ -1,6 +1,7 @@
 package hasql
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -233,3 +235,56 @@ func (pgxDialect) stmtErrAbortsTx() bool { return true }
 type pgxLive struct{ c *stdlib.Conn }
 
 func (l pgxLive) IsValid() bool { return !l.c.Conn().IsClosed() }
+
+// The commit-outcome guard on PostgreSQL (see txguard.go). The record is
+// written in the same simple-protocol message as COMMIT, so a guarded
+// commit costs no extra round trip.
+
+func (pgxDialect) quoteTable(name string) string { return quoteIdents(name, `"`) }
+
+func (pgxDialect) guardDDL(table string) string {
+	return "CREATE TABLE IF NOT EXISTS " + table + " (id text PRIMARY KEY, tomb boolean NOT NULL DEFAULT false, at timestamptz NOT NULL DEFAULT now())"
+}
+
+func (pgxDialect) guardProbe(table string) string { return "SELECT 1 FROM " + table + " WHERE false" }
+
+// guardCommit sends "INSERT ...; COMMIT" as one simple query. A transaction
+// already failed (status 'E') has nothing to guard: pgx's own Commit answers
+// it (ErrTxCommitRollback). The id is hex from newGuardID, safe as a literal.
+func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error) {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return true, itx.Commit()
+	}
+	pc := c.Conn().PgConn()
+	if pc.TxStatus() != 'T' {
+		return true, itx.Commit()
+	}
+	results, err := pc.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ('"+id+"'); COMMIT").ReadAll()
+	if err != nil {
+		// The INSERT failed and the server skipped COMMIT: the
+		// transaction is still open, failed; the caller rolls it back.
+		return pc.TxStatus() != 'E', err
+	}
+	if len(results) != 2 || results[1].CommandTag.String() != "COMMIT" {
+		return true, pgx.ErrTxCommitRollback
+	}
+	return true, nil
+}
+
+// guardEndOld terminates the backend whose current (or last) query is the
+// guarded commit of the id: the id appears literally in no other query.
+func (pgxDialect) guardEndOld() (string, func(int64) string) {
+	return "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND strpos(query, $1) > 0", nil
+}
+
+// guardResolve: the INSERT waits for a transaction that holds the record;
+// DO UPDATE returns the row that is there, whoever wrote it, so running it
+// again gives the same answer.
+func (pgxDialect) guardResolve(table string) []string {
+	return []string{"INSERT INTO " + table + " AS g (id, tomb) VALUES ($1, true) ON CONFLICT (id) DO UPDATE SET tomb = g.tomb RETURNING tomb"}
+}
+
+func (pgxDialect) guardPurge(table string) string {
+	return "DELETE FROM " + table + " WHERE id IN (SELECT id FROM " + table + " WHERE at < now() - make_interval(secs => $1) LIMIT $2)"
+}

@@ -256,6 +256,7 @@ type Connector struct {
 	callbackPanics                                  atomic.Int64 // see userPanic
 	reg                                             registry
 	pool                                            *pool
+	guard                                           *txGuard // nil: hasql.txguard=off
 	err                                             error // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
@@ -294,8 +295,14 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 	if err := c.reg.load(cfg.callbacks); err != nil {
 		return nil, err
 	}
+	if c.guard, err = newTxGuard(c); err != nil {
+		return nil, err
+	}
 	c.events = newEventQueue(cfg.events, c)
 	c.pool.start()
+	if c.guard != nil {
+		c.guard.start()
+	}
 	c.startHealth()
 	return c, nil
 }
@@ -347,6 +354,9 @@ func (c *Connector) Close() error {
 		c.closed.Store(true)
 		if c.pool != nil {
 			c.stopHealth()
+			if c.guard != nil {
+				c.guard.close()
+			}
 			c.pool.close()
 		}
 		c.events.close()

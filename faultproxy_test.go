@@ -19,6 +19,12 @@ package hasql_test
 // connect attempt: pgx sends one on a new connection after every failed
 // connect, which would otherwise double the count.
 //
+// CutOn(pattern, after) arms a one-shot cut: the first chunk the client sends
+// that contains pattern is forwarded (after) or dropped (!after), and the
+// connection is then ended on both sides; the server never answers the
+// client. (Used to lose a session exactly after or exactly before COMMIT
+// reaches the server.)
+//
 // Independent knobs: SetLatency delays every forwarded chunk, SetSliced writes
 // every chunk one byte at a time (split packets), ResetAll ends every open
 // connection with a TCP reset on the client's side and a close on the
@@ -26,6 +32,7 @@ package hasql_test
 // Standard library only.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -56,6 +63,7 @@ type faultProxy struct {
 	cancels  atomic.Int64 // PostgreSQL cancel requests seen (PGAware)
 	resets   atomic.Int64 // connections ended by ResetAll
 	pgAware  atomic.Bool
+	cut      atomic.Pointer[fpCut]
 
 	mu     sync.Mutex
 	conns  map[*fpPair]struct{}
@@ -63,6 +71,24 @@ type faultProxy struct {
 	wake   chan struct{} // closed and replaced whenever the mode changes
 	wg     sync.WaitGroup
 }
+
+// fpCut is an armed CutOn.
+type fpCut struct {
+	pattern []byte
+	after   bool
+	fired   atomic.Bool
+}
+
+// CutOn arms a one-shot cut on the first client chunk containing pattern
+// (see the file comment) and returns it; Fired reports whether it happened.
+func (fp *faultProxy) CutOn(pattern string, after bool) *fpCut {
+	c := &fpCut{pattern: []byte(pattern), after: after}
+	fp.cut.Store(c)
+	return c
+}
+
+// Fired reports whether the cut happened.
+func (c *fpCut) Fired() bool { return c.fired.Load() }
 
 // fpPair is one proxied connection: the client's side and the server's.
 type fpPair struct {
@@ -312,6 +338,14 @@ func (fp *faultProxy) pump(p *fpPair, src, dst net.Conn, done chan<- struct{}) {
 			}
 			if d := time.Duration(fp.latency.Load()); d > 0 {
 				time.Sleep(d)
+			}
+			if c := fp.cut.Load(); c != nil && src == p.client && bytes.Contains(buf[:n], c.pattern) && c.fired.CompareAndSwap(false, true) {
+				fp.cut.CompareAndSwap(c, nil)
+				if c.after {
+					_, _ = dst.Write(buf[:n])
+				}
+				p.close(false)
+				return
 			}
 			if fp.sliced.Load() {
 				for i := 0; i < n; i++ {

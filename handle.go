@@ -38,6 +38,12 @@ type handle struct {
 	// so a wrong-role error in it is the application's own.
 	txReadOnly bool
 
+	// guardID is the guard record id the commit in progress wrote (see
+	// commitGuarded); commitUnsent: that commit failed before COMMIT was
+	// sent.
+	guardID      string
+	commitUnsent bool
+
 	// lostTx is the loss that ended the open transaction before its COMMIT
 	// was sent (see handle.txLost); nil while the transaction is alive.
 	lostTx *LostError
@@ -523,6 +529,15 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		// database/sql allows a second Begin on a pinned *sql.Conn; the
 		// driver decides what that means, and each Tx needs its own state.
 		t = &tx{v: v}
+	}
+	if g := v.c.guard; g != nil && !opts.ReadOnly && !g.isReady() {
+		// Before BEGIN, in autocommit: the guard's table, once.
+		if err := v.ensure(ctx); err != nil {
+			return nil, err
+		}
+		if err := g.ensure(ctx, v.ph); err != nil {
+			return nil, err
+		}
 	}
 	v.beginOpts, v.began = opts, nil
 	// A transaction that failed to begin on a lost connection holds

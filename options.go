@@ -180,6 +180,7 @@ type config struct {
 	recovery      Recovery
 	failoverCB    FailoverCallback
 	txRetries     int // RunTx's re-runs (hasql.tx_retries)
+	txGuard       TxGuard
 }
 
 func defaultConfig() config {
@@ -255,7 +256,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry", "tx_retries",
+	"outage_wait", "retry", "tx_retries", "txguard", "txguard_table",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -317,6 +318,15 @@ func (c *config) set(key, value string) error {
 		c.retry, err = parseEnum(value, RetryOff, RetrySafe, RetryIdempotent)
 	case "tx_retries":
 		c.txRetries, err = parseInt(value)
+	case "txguard":
+		c.txGuard.Mode, err = parseEnum(value, TxGuardOff, TxGuardOn, TxGuardAll)
+	case "txguard_table":
+		if value == "" {
+			err = fmt.Errorf("empty table name")
+		} else if err = validateGuardTable(value); err != nil {
+			return err
+		}
+		c.txGuard.Table = value
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -375,6 +385,8 @@ func (c *config) validate() error {
 		return bad("unknown target %d", c.target)
 	case c.retry > RetryIdempotent:
 		return bad("unknown retry mode %d", c.retry)
+	case c.txGuard.Mode > TxGuardAll:
+		return bad("unknown commit-outcome guard mode %d", c.txGuard.Mode)
 	case c.host.Blacklist < 0, c.host.HealthInterval < 0:
 		return bad("host durations must not be negative")
 	case c.backoff.Initial < 0, c.backoff.Max < 0, c.backoff.Hold < 0, c.backoff.ConnectTimeout < 0, c.backoff.OutageWait < 0:
@@ -396,6 +408,9 @@ func (c *config) validate() error {
 		return bad("back-off initial delay %v and maximum %v must be above zero: a zero delay would reconnect in a busy loop", c.backoff.Initial, c.backoff.Max)
 	}
 	if err := validateClass(c.defaultClass); err != nil {
+		return err
+	}
+	if err := validateGuardTable(c.txGuard.Table); err != nil {
 		return err
 	}
 	for _, h := range c.hosts {
