@@ -257,7 +257,7 @@ type Connector struct {
 	reg                                             registry
 	pool                                            *pool
 	guard                                           *txGuard // nil: hasql.txguard=off
-	err                                             error // OpenDB with bad options: every Connect fails with it
+	err                                             error    // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 
