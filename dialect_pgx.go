@@ -248,9 +248,11 @@ func (pgxDialect) guardDDL(table string) string {
 
 func (pgxDialect) guardProbe(table string) string { return "SELECT 1 FROM " + table + " WHERE false" }
 
-// guardCommit sends "INSERT ...; COMMIT" as one simple query. A transaction
-// already failed (status 'E') has nothing to guard: pgx's own Commit answers
-// it (ErrTxCommitRollback). The id is hex from newGuardID, safe as a literal.
+// guardCommit sends the record's INSERT (a statement prepared once per
+// connection) and COMMIT in one pipeline: one round trip, and the INSERT is
+// not parsed and planned again each time. A transaction already failed
+// (status 'E') has nothing to guard: pgx's own Commit answers it
+// (ErrTxCommitRollback).
 func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error) {
 	c, ok := inner.(*stdlib.Conn)
 	if !ok {
@@ -260,13 +262,49 @@ func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver
 	if pc.TxStatus() != 'T' {
 		return true, itx.Commit()
 	}
-	results, err := pc.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ('"+id+"'); COMMIT").ReadAll()
+	// pgx prepares it once per connection and remembers it by name.
+	sd, err := c.Conn().Prepare(ctx, "hasql_txguard_insert", "INSERT INTO "+table+" (id) VALUES ($1)")
 	if err != nil {
+		return false, err
+	}
+	pl := pc.StartPipeline(ctx)
+	pl.SendQueryPrepared(sd.Name, [][]byte{[]byte(id)}, nil, nil)
+	pl.SendQueryParams("COMMIT", nil, nil, nil, nil)
+	if err := pl.Sync(); err != nil {
+		pl.Close()
+		return true, err
+	}
+	var tag string
+	var first error
+	for !pc.IsClosed() {
+		res, err := pl.GetResults()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if rr, ok := res.(*pgconn.ResultReader); ok {
+			ct, err := rr.Close()
+			if err != nil && first == nil {
+				first = err
+			}
+			tag = ct.String()
+			continue
+		}
+		if _, ok := res.(*pgconn.PipelineSync); ok || res == nil {
+			break
+		}
+	}
+	if err := pl.Close(); err != nil && first == nil {
+		first = err
+	}
+	if first != nil {
 		// The INSERT failed and the server skipped COMMIT: the
 		// transaction is still open, failed; the caller rolls it back.
-		return pc.TxStatus() != 'E', err
+		return pc.TxStatus() != 'E', first
 	}
-	if len(results) != 2 || results[1].CommandTag.String() != "COMMIT" {
+	if tag != "COMMIT" {
 		return true, pgx.ErrTxCommitRollback
 	}
 	return true, nil

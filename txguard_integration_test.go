@@ -51,7 +51,7 @@ func txgSetup(t *testing.T, driverName, keys string) *txgServer {
 			}
 			return n
 		}
-		s.ins, s.commit = "insert into t values ($1)", "; COMMIT"
+		s.ins, s.commit = "insert into t values ($1)", "\x00COMMIT\x00" // the pipeline's Parse of COMMIT
 	case "mysql":
 		m := sharedMaria(t)
 		dsn := m.FreshDB(t)
