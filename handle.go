@@ -536,6 +536,7 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 			return nil, err
 		}
 		if err := g.ensure(ctx, v.ph); err != nil {
+			v.markIfDead(err)
 			return nil, err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -119,8 +120,8 @@ type txGuard struct {
 	d     guardDialect
 	table string // quoted
 
-	mu    sync.Mutex
-	ready bool
+	mu    sync.Mutex  // serialises ensure
+	ready atomic.Bool // the table exists (ensure succeeded once)
 
 	// ctx ends at Connector.Close, stopping the janitor's work in flight.
 	ctx    context.Context
@@ -163,7 +164,7 @@ func (g *txGuard) close() {
 func (g *txGuard) ensure(ctx context.Context, ph *session) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.ready {
+	if g.ready.Load() {
 		return nil
 	}
 	_, err := ph.exec(ctx, g.d.guardDDL(g.table), nil)
@@ -179,7 +180,7 @@ func (g *txGuard) ensure(ctx context.Context, ph *session) error {
 		}
 		rows.Close()
 	}
-	g.ready = true
+	g.ready.Store(true)
 	return nil
 }
 
@@ -220,11 +221,7 @@ func (v *handle) commitGuarded(t *tx) error {
 	return err
 }
 
-func (g *txGuard) isReady() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.ready
-}
+func (g *txGuard) isReady() bool { return g.ready.Load() }
 
 // resolve finds out, on a new session, whether the transaction whose guard
 // record is id committed. It first ends the old session if it is still

@@ -160,3 +160,58 @@ func TestTxGuardResolvesALostCommit(t *testing.T) {
 		})
 	}
 }
+
+// A user who may not create the guard's table: BeginTx fails, naming the
+// table, until an administrator creates it with the documented DDL and
+// grants the user its rights; then guarded transactions work.
+func TestTxGuardTableMissingAndNotCreatable(t *testing.T) {
+	ctx := context.Background()
+	p := sharedPG(t)
+	dsn := p.FreshDB(t)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	role := "noddl_" + harnessRandHex(4)
+	for _, s := range []string{
+		"create role " + role + " login",
+		"revoke create on schema public from public",
+		"create table t (id text primary key)",
+		"grant insert, select on t to " + role,
+	} {
+		if _, err := admin.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	t.Cleanup(func() { _ = p.Exec("drop owned by " + role + " cascade; drop role if exists " + role) })
+	userDSN := strings.Replace(dsn, "postgres@", role+"@", 1)
+	db, _ := foOpen(t, "pgx", userDSN+"&hasql.txguard=on")
+	_, err = db.BeginTx(ctx, nil)
+	if !errors.Is(err, hasql.ErrTxGuard) || !strings.Contains(err.Error(), `"hasql_txguard"`) {
+		t.Fatalf("BeginTx without the table: %v, want ErrTxGuard naming \"hasql_txguard\"", err)
+	}
+	// The documented DDL, by an administrator, and the documented rights.
+	for _, s := range []string{
+		`CREATE TABLE IF NOT EXISTS "hasql_txguard" (id text PRIMARY KEY, tomb boolean NOT NULL DEFAULT false, at timestamptz NOT NULL DEFAULT now())`,
+		"grant insert, update, select, delete on hasql_txguard to " + role,
+	} {
+		if _, err := admin.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("BeginTx once the table exists: %v", err)
+	}
+	if _, err := tx.ExecContext(ctx, "insert into t values ('x')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := admin.QueryRow("select count(*) from hasql_txguard").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d guard records (%v), want the transaction's one", n, err)
+	}
+}
