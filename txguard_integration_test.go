@@ -215,3 +215,39 @@ func TestTxGuardTableMissingAndNotCreatable(t *testing.T) {
 		t.Fatalf("%d guard records (%v), want the transaction's one", n, err)
 	}
 }
+
+// The janitor deletes records older than the retention (an hour at the
+// default outage wait) and keeps newer ones.
+func TestTxGuardJanitorDeletesOldRecords(t *testing.T) {
+	ctx := context.Background()
+	for _, driverName := range []string{"pgx", "mysql"} {
+		t.Run(driverName, func(t *testing.T) {
+			s := txgSetup(t, driverName, "hasql.txguard=on")
+			db, hc := foOpen(t, driverName, s.dsn)
+			tx, err := db.BeginTx(ctx, nil) // creates the table
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			old := "now() - interval '2 hours'"
+			if driverName == "mysql" {
+				old = "NOW(6) - INTERVAL 2 HOUR"
+			}
+			for i := range 3 {
+				if _, err := db.ExecContext(ctx, fmt.Sprintf("insert into hasql_txguard (id, at) values ('old%d', %s)", i, old)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			total := s.count("select count(*) from hasql_txguard")
+			hasql.TxGuardPurgeRound(hc)
+			if n := s.count("select count(*) from hasql_txguard where id like 'old%'"); n != 0 {
+				t.Fatalf("%d old records left", n)
+			}
+			if n := s.count("select count(*) from hasql_txguard"); n != total-3 {
+				t.Fatalf("%d records after the purge, want %d: newer ones were deleted", n, total-3)
+			}
+		})
+	}
+}
