@@ -93,6 +93,12 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 		if fn == FnCommit && !notSent {
 			// COMMIT may have reached the server: it may have committed.
 			// The guard, if it wrote a record, finds out on a new session.
+			if v.c.guard != nil && v.txReadOnly {
+				// A read-only transaction changed nothing: whether its
+				// COMMIT arrived makes no difference, nothing to resolve.
+				_ = v.lossWithoutRebind(ctx, err, true)
+				return false, nil
+			}
 			if id := v.guardID; id != "" && v.c.guard != nil {
 				sel := *v.rebind
 				v.release() // frees the dead session's slot first

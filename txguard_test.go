@@ -4,7 +4,10 @@ package hasql
 // behaviour on lost commits needs real servers: txguard_integration_test.go.
 
 import (
+	"context"
+	"database/sql"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -66,4 +69,36 @@ func TestTxGuardNeedsADialectThatKnowsIt(t *testing.T) {
 		t.Fatal("a guard with hasql.txguard=off")
 	}
 	c.Close()
+}
+
+// With the guard on, a read-only transaction whose session dies at COMMIT
+// has nothing to resolve: Commit returns nil. Without the guard the outcome
+// is reported unknown, as before.
+func TestTxGuardReadOnlyCommitLostIsNil(t *testing.T) {
+	for _, guard := range []bool{false, true} {
+		fdb := NoopFakeDB()
+		fdb.Inject(FakeFault{Kind: "commit", Nth: 1, Sent: true, Kill: true, Err: io.ErrUnexpectedEOF})
+		inner, _ := (&FakeDriver{Caps: FakeCapsContext, DB: fdb}).OpenConnector("")
+		c, err := NewConnector(inner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if guard {
+			c.dialect, c.cfg.txGuard.Mode = dialectPgx, TxGuardOn
+			if c.guard, err = newTxGuard(c); err != nil {
+				t.Fatal(err)
+			}
+			c.guard.start()
+		}
+		db := sql.OpenDB(c)
+		tx, err := db.BeginTx(context.Background(), &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tx.Commit()
+		if guard && err != nil || !guard && !errors.Is(err, ErrTxResolutionUnknown) {
+			t.Errorf("guard %v: commit %v", guard, err)
+		}
+		db.Close()
+	}
 }
