@@ -1,6 +1,7 @@
 package hasql
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -275,4 +276,49 @@ func formatGTIDs(m map[uint64]gtid) string {
 		fmt.Fprintf(&b, "%d-%d-%d", d, m[d].server, m[d].seq)
 	}
 	return b.String()
+}
+
+// The commit-outcome guard on MySQL/MariaDB (see txguard.go). The record is
+// one extra round trip before COMMIT (go-sql-driver/mysql sends one
+// statement per round trip unless multiStatements is on, which hasql does
+// not turn on behind the application's back).
+
+func (mysqlDialect) quoteTable(name string) string { return quoteIdents(name, "`") }
+
+func (mysqlDialect) guardDDL(table string) string {
+	return "CREATE TABLE IF NOT EXISTS " + table + " (id CHAR(32) CHARACTER SET ascii NOT NULL PRIMARY KEY, tomb BOOLEAN NOT NULL DEFAULT FALSE, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"
+}
+
+func (mysqlDialect) guardProbe(table string) string { return "SELECT 1 FROM " + table + " LIMIT 0" }
+
+// guardCommit writes the record, then commits with the id in a comment, so
+// that the session still running it can be found in the process list. Like
+// go-sql-driver/mysql's own Commit, it does not heed the context.
+func (mysqlDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error) {
+	ex, ok := inner.(driver.ExecerContext)
+	if !ok {
+		return true, itx.Commit()
+	}
+	ctx = context.WithoutCancel(ctx)
+	if _, err := ex.ExecContext(ctx, "INSERT INTO "+table+" (id) VALUES ('"+id+"')", nil); err != nil {
+		return false, err
+	}
+	_, err = ex.ExecContext(ctx, "COMMIT /* hasql.txguard "+id+" */", nil)
+	return true, err
+}
+
+func (mysqlDialect) guardEndOld() (string, func(int64) string) {
+	return "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INSTR(INFO, ?) > 0",
+		func(id int64) string { return "KILL " + strconv.FormatInt(id, 10) }
+}
+
+func (mysqlDialect) guardResolve(table string) []string {
+	return []string{
+		"INSERT INTO " + table + " (id, tomb) VALUES (?, TRUE) ON DUPLICATE KEY UPDATE tomb = tomb",
+		"SELECT tomb FROM " + table + " WHERE id = ?",
+	}
+}
+
+func (mysqlDialect) guardPurge(table string) string {
+	return "DELETE FROM " + table + " WHERE at < NOW(6) - INTERVAL ? SECOND LIMIT ?"
 }

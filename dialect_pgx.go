@@ -470,3 +470,94 @@ func parseLSN(s string) (uint64, error) {
 	}
 	return h<<32 | l, nil
 }
+
+// The commit-outcome guard on PostgreSQL (see txguard.go). The record is
+// written in the same simple-protocol message as COMMIT, so a guarded
+// commit costs no extra round trip.
+
+func (pgxDialect) quoteTable(name string) string { return quoteIdents(name, `"`) }
+
+func (pgxDialect) guardDDL(table string) string {
+	return "CREATE TABLE IF NOT EXISTS " + table + " (id text PRIMARY KEY, tomb boolean NOT NULL DEFAULT false, at timestamptz NOT NULL DEFAULT now())"
+}
+
+func (pgxDialect) guardProbe(table string) string { return "SELECT 1 FROM " + table + " WHERE false" }
+
+// guardCommit sends the record's INSERT (a statement prepared once per
+// connection) and COMMIT in one pipeline: one round trip, and the INSERT is
+// not parsed and planned again each time. A transaction already failed
+// (status 'E') has nothing to guard: pgx's own Commit answers it
+// (ErrTxCommitRollback).
+func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error) {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return true, itx.Commit()
+	}
+	pc := c.Conn().PgConn()
+	if pc.TxStatus() != 'T' {
+		return true, itx.Commit()
+	}
+	// pgx prepares it once per connection and remembers it by name.
+	sd, err := c.Conn().Prepare(ctx, "hasql_txguard_insert", "INSERT INTO "+table+" (id) VALUES ($1)")
+	if err != nil {
+		return false, err
+	}
+	pl := pc.StartPipeline(ctx)
+	pl.SendQueryPrepared(sd.Name, [][]byte{[]byte(id)}, nil, nil)
+	pl.SendQueryParams("COMMIT", nil, nil, nil, nil)
+	if err := pl.Sync(); err != nil {
+		pl.Close()
+		return true, err
+	}
+	var tag string
+	var first error
+	for !pc.IsClosed() {
+		res, err := pl.GetResults()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if rr, ok := res.(*pgconn.ResultReader); ok {
+			ct, err := rr.Close()
+			if err != nil && first == nil {
+				first = err
+			}
+			tag = ct.String()
+			continue
+		}
+		if _, ok := res.(*pgconn.PipelineSync); ok || res == nil {
+			break
+		}
+	}
+	if err := pl.Close(); err != nil && first == nil {
+		first = err
+	}
+	if first != nil {
+		// The INSERT failed and the server skipped COMMIT: the
+		// transaction is still open, failed; the caller rolls it back.
+		return pc.TxStatus() != 'E', first
+	}
+	if tag != "COMMIT" {
+		return true, pgx.ErrTxCommitRollback
+	}
+	return true, nil
+}
+
+// guardEndOld terminates the backend whose current (or last) query is the
+// guarded commit of the id: the id appears literally in no other query.
+func (pgxDialect) guardEndOld() (string, func(int64) string) {
+	return "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND strpos(query, $1) > 0", nil
+}
+
+// guardResolve: the INSERT waits for a transaction that holds the record;
+// DO UPDATE returns the row that is there, whoever wrote it, so running it
+// again gives the same answer.
+func (pgxDialect) guardResolve(table string) []string {
+	return []string{"INSERT INTO " + table + " AS g (id, tomb) VALUES ($1, true) ON CONFLICT (id) DO UPDATE SET tomb = g.tomb RETURNING tomb"}
+}
+
+func (pgxDialect) guardPurge(table string) string {
+	return "DELETE FROM " + table + " WHERE id IN (SELECT id FROM " + table + " WHERE at < now() - make_interval(secs => $1) LIMIT $2)"
+}

@@ -258,7 +258,8 @@ type Connector struct {
 	callbackPanics                                  atomic.Int64 // see userPanic
 	reg                                             registry
 	pool                                            *pool
-	err                                             error // OpenDB with bad options: every Connect fails with it
+	guard                                           *txGuard // nil: hasql.txguard=off
+	err                                             error    // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 
@@ -301,8 +302,14 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 	if err := c.reg.load(cfg.callbacks); err != nil {
 		return nil, err
 	}
+	if c.guard, err = newTxGuard(c); err != nil {
+		return nil, err
+	}
 	c.events = newEventQueue(cfg.events, c)
 	c.pool.start()
+	if c.guard != nil {
+		c.guard.start()
+	}
 	c.startHealth()
 	c.startLagChecks()
 	return c, nil
@@ -356,6 +363,9 @@ func (c *Connector) Close() error {
 		c.closed.Store(true)
 		if c.pool != nil {
 			c.stopHealth()
+			if c.guard != nil {
+				c.guard.close()
+			}
 			c.pool.close()
 		}
 		c.events.close()

@@ -450,6 +450,11 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.txRetries == 3 }},
 	{"pooler", []string{"none", "TRANSACTION"}, []string{"session", "pgbouncer", ""},
 		func(c config) bool { return c.pooler == PoolerTransaction }},
+	{"txguard", []string{"off", "all", "on"}, []string{"yes", ""},
+		func(c config) bool { return c.txGuard.Mode == TxGuardOn }},
+	{"txguard_table", []string{"guard", "app.hasql_txguard"},
+		[]string{"", "a b", "a.b.c", "x;drop table t", `"q"`, "1abc", "a-b", strings.Repeat("n", 64)},
+		func(c config) bool { return c.txGuard.Table == "app.hasql_txguard" }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and

@@ -50,3 +50,7 @@ func RecoverTestClassify(driverName string, err error) (connDead, notSent, wrong
 // RecoverTestBackoff returns a connector's effective reconnect schedule.
 // Tests only.
 func RecoverTestBackoff(c *Connector) Backoff { return c.cfg.backoff }
+
+// TxGuardPurgeRound runs one round of the commit-outcome guard's janitor now
+// (it runs once a minute otherwise).
+func TxGuardPurgeRound(c *Connector) { c.guard.purgeRound() }

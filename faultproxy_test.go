@@ -24,6 +24,11 @@ package hasql_test
 // send it): with before, the chunk is dropped and the connection reset;
 // otherwise the chunk is forwarded to the server first, then the connection
 // reset, so that the server commits and the client never hears it.
+// CutOn(pattern, after) arms a one-shot cut: the first chunk the client sends
+// that contains pattern is forwarded (after) or dropped (!after), and the
+// connection is then ended on both sides; the server never answers the
+// client. (Used to lose a session exactly after or exactly before COMMIT
+// reaches the server.)
 //
 // Independent knobs: SetLatency delays every forwarded chunk, SetSliced writes
 // every chunk one byte at a time (split packets), ResetAll ends every open
@@ -32,6 +37,7 @@ package hasql_test
 // Standard library only.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -62,6 +68,7 @@ type faultProxy struct {
 	cancels  atomic.Int64 // PostgreSQL cancel requests seen (PGAware)
 	resets   atomic.Int64 // connections ended by ResetAll
 	pgAware  atomic.Bool
+	cut      atomic.Pointer[fpCut]
 
 	cutCommit atomic.Int32 // 0 off, 1 before forwarding COMMIT, 2 after
 	cutLeft   atomic.Int64 // cuts left to make
@@ -73,6 +80,24 @@ type faultProxy struct {
 	wake   chan struct{} // closed and replaced whenever the mode changes
 	wg     sync.WaitGroup
 }
+
+// fpCut is an armed CutOn.
+type fpCut struct {
+	pattern []byte
+	after   bool
+	fired   atomic.Bool
+}
+
+// CutOn arms a one-shot cut on the first client chunk containing pattern
+// (see the file comment) and returns it; Fired reports whether it happened.
+func (fp *faultProxy) CutOn(pattern string, after bool) *fpCut {
+	c := &fpCut{pattern: []byte(pattern), after: after}
+	fp.cut.Store(c)
+	return c
+}
+
+// Fired reports whether the cut happened.
+func (c *fpCut) Fired() bool { return c.fired.Load() }
 
 // fpPair is one proxied connection: the client's side and the server's.
 type fpPair struct {
@@ -375,6 +400,14 @@ func (fp *faultProxy) pump(p *fpPair, src, dst net.Conn, done chan<- struct{}) {
 				_, _ = dst.Write(buf[:n])
 				time.Sleep(50 * time.Millisecond)
 				p.close(true)
+				return
+			}
+			if c := fp.cut.Load(); c != nil && src == p.client && bytes.Contains(buf[:n], c.pattern) && c.fired.CompareAndSwap(false, true) {
+				fp.cut.CompareAndSwap(c, nil)
+				if c.after {
+					_, _ = dst.Write(buf[:n])
+				}
+				p.close(false)
 				return
 			}
 			if fp.sliced.Load() {

@@ -44,6 +44,11 @@ type handle struct {
 	// transaction and ends with it; fresh, nothing has run yet in this
 	// checkout, so a read-only transaction may still move to a standby.
 	routed, txRouted, fresh bool
+	// guardID is the guard record id the commit in progress wrote (see
+	// commitGuarded); commitUnsent: that commit failed before COMMIT was
+	// sent.
+	guardID      string
+	commitUnsent bool
 
 	// lostTx is the loss that ended the open transaction before its COMMIT
 	// was sent (see handle.txLost); nil while the transaction is alive.
@@ -555,6 +560,16 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		// The checkout's first work, a read-only transaction: it may run
 		// on a standby (reads.go).
 		if err := v.rebindReadTx(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if g := v.c.guard; g != nil && !opts.ReadOnly && !g.isReady() {
+		// Before BEGIN, in autocommit: the guard's table, once.
+		if err := v.ensure(ctx); err != nil {
+			return nil, err
+		}
+		if err := g.ensure(ctx, v.ph); err != nil {
+			v.markIfDead(err)
 			return nil, err
 		}
 	}

@@ -184,6 +184,7 @@ type config struct {
 	txRetries     int        // RunTx's re-runs (hasql.tx_retries)
 	reads         ReadConfig // reads.go
 	durability    Durability // reads.go
+	txGuard       TxGuard
 }
 
 func defaultConfig() config {
@@ -264,7 +265,7 @@ var dsnKeys = []string{
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
 	"outage_wait", "retry", "replay", "replay_limit", "tx_retries", "pooler",
 	"reads", "max_lag", "consistency", "lag_wait",
-	"durability", "durability_wait",
+	"durability", "durability_wait", "txguard", "txguard_table",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -334,6 +335,15 @@ func (c *config) set(key, value string) error {
 		c.pooler, err = parseEnum(value, PoolerNone, PoolerTransaction)
 	case "reads", "max_lag", "consistency", "lag_wait", "durability", "durability_wait":
 		err = c.setReads(key, value)
+	case "txguard":
+		c.txGuard.Mode, err = parseEnum(value, TxGuardOff, TxGuardOn, TxGuardAll)
+	case "txguard_table":
+		if value == "" {
+			err = fmt.Errorf("empty table name")
+		} else if err = validateGuardTable(value); err != nil {
+			return err
+		}
+		c.txGuard.Table = value
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -394,6 +404,8 @@ func (c *config) validate() error {
 		return bad("unknown retry mode %d", c.retry)
 	case c.pooler > PoolerTransaction:
 		return bad("unknown pooler %d", c.pooler)
+	case c.txGuard.Mode > TxGuardAll:
+		return bad("unknown commit-outcome guard mode %d", c.txGuard.Mode)
 	case c.host.Blacklist < 0, c.host.HealthInterval < 0:
 		return bad("host durations must not be negative")
 	case c.backoff.Initial < 0, c.backoff.Max < 0, c.backoff.Hold < 0, c.backoff.ConnectTimeout < 0, c.backoff.OutageWait < 0:
@@ -420,6 +432,9 @@ func (c *config) validate() error {
 		return bad("back-off initial delay %v and maximum %v must be above zero: a zero delay would reconnect in a busy loop", c.backoff.Initial, c.backoff.Max)
 	}
 	if err := validateClass(c.defaultClass); err != nil {
+		return err
+	}
+	if err := validateGuardTable(c.txGuard.Table); err != nil {
 		return err
 	}
 	for _, h := range c.hosts {

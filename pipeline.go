@@ -177,7 +177,7 @@ func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver
 		}
 		v.began, err = v.ph.begin(ctx, opts)
 	case FnCommit:
-		err = v.curTx.inner.Commit()
+		err = v.commitGuarded(v.curTx)
 	case FnRollback:
 		err = v.curTx.inner.Rollback()
 	default:

@@ -73,7 +73,7 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	if !wrongRole && class&classDead == 0 {
 		return false, err
 	}
-	notSent := wrongRole || safe || class&classNotSent != 0
+	notSent := wrongRole || safe || class&classNotSent != 0 || fn == FnCommit && v.commitUnsent
 	if wrongRole {
 		v.c.hosts.setRole(ph.host, roleStandby)
 	}
@@ -92,6 +92,28 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 		lost := newLostError(ph, err, !notSent, true)
 		if fn == FnCommit && !notSent {
 			// COMMIT may have reached the server: it may have committed.
+			// The guard, if it wrote a record, finds out on a new session.
+			if v.c.guard != nil && v.txReadOnly {
+				// A read-only transaction changed nothing: whether its
+				// COMMIT arrived makes no difference, nothing to resolve.
+				_ = v.lossWithoutRebind(ctx, err, true)
+				return false, nil
+			}
+			if id := v.guardID; id != "" && v.c.guard != nil {
+				sel := *v.rebind
+				v.release() // frees the dead session's slot first
+				if committed, ok := v.c.guard.resolve(sel, id); ok {
+					if committed {
+						// The failover callback and recovery function hear
+						// of the loss; the caller learns the commit happened.
+						_ = v.lossWithoutRebind(ctx, err, true)
+						v.c.txCommittedAfterLoss.Add(1)
+						return false, nil
+					}
+					v.c.txNotCommitted.Add(1)
+					return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
+				}
+			}
 			lost.kind = ErrTxResolutionUnknown
 			v.c.txUnknown.Add(1)
 		} else {
