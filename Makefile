@@ -9,7 +9,7 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 60s
 # Nested modules: their dependencies (SQLite, peer wrappers) stay out of hasql's go.mod.
-MODULES := examples benchcmp otel compat
+MODULES := examples benchcmp otel compat cmd/hasql
 
 .PHONY: test bench fuzz quickstart
 

@@ -91,6 +91,17 @@ type driverDialect interface {
 	// host; known is false when err holds none of them.
 	connectVerdict(err error) (retry, known bool)
 
+	// startingUp reports whether a failed connect is the server saying it
+	// is starting up (it answers, and will accept soon): the outage prober
+	// then retries sooner (see connectPhase).
+	startingUp(err error) bool
+
+	// watchAddr returns the TCP host:port a connect with dsn dials, exactly
+	// as the driver dials it, for the outage prober's port watch; "" when
+	// the driver would dial something else (a Unix socket, several hosts of
+	// its own) or the dialect cannot tell.
+	watchAddr(dsn string) string
+
 	// roleQuery is a query whose one row and column says whether the server
 	// is a standby or read-only (true, non-zero, "t") or takes writes; ""
 	// when the dialect knows none.
@@ -108,6 +119,11 @@ type driverDialect interface {
 	// transaction aborts the transaction on the server (PostgreSQL: every
 	// later statement fails until ROLLBACK).
 	stmtErrAbortsTx() bool
+
+	// replication is what the dialect knows of replication positions, for
+	// reads on standbys, lag and durability (see replication); nil when it
+	// knows none.
+	replication() *replication
 }
 
 // errUnsupported is what a driverDialect's pointAt and withUser return for a
@@ -288,6 +304,9 @@ func (d dialect) withUser(dsn, user, password string) (string, error) {
 // roleQuery is the query roleOf asks a new session's server its role with,
 // or "" when the dialect knows none (see driverDialect.roleQuery).
 func (d dialect) roleQuery() string { return d.get().roleQuery() }
+
+// replication returns the dialect's replication queries, or nil.
+func (d dialect) replication() *replication { return d.get().replication() }
 
 // remoteHost returns the host:port a new inner connection reached, where the
 // driver exposes it, else fallback (the DSN's address).

@@ -1,8 +1,12 @@
 package hasql
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -119,6 +123,24 @@ func (mysqlDialect) connectVerdict(err error) (retry, known bool) {
 	return false, false
 }
 
+// startingUp: MariaDB and MySQL do not listen until they accept
+// connections; their refusals while shutting down are no reason to hurry.
+func (mysqlDialect) startingUp(error) bool { return false }
+
+// watchAddr: for the TCP nets the connector dials cfg.Addr with wireDial,
+// as net.Dialer does (see openConnector).
+func (mysqlDialect) watchAddr(dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return ""
+	}
+	switch cfg.Net {
+	case "tcp", "tcp4", "tcp6":
+		return cfg.Addr
+	}
+	return ""
+}
+
 func (mysqlDialect) roleQuery() string { return "select @@global.read_only" }
 
 func (mysqlDialect) remoteAddr(driver.Conn) string { return "" }
@@ -151,4 +173,160 @@ func (mysqlDialect) openConnector(dsn string) (driver.Connector, error) {
 		}
 	}
 	return mysql.NewConnector(cfg)
+}
+
+// mysqlReplication: positions are MariaDB GTID lists ("0-1-8,1-2-5"). After
+// a write, @@last_gtid on the same session is the GTID of that write (empty when
+// it wrote nothing to the binlog). A replica's applied position is
+// @@gtid_slave_pos; MASTER_GTID_WAIT waits on the server, one round trip
+// (on a primary it waits on gtid_slave_pos and times out, so it is asked of
+// replicas only). Durability is a replica's MASTER_GTID_WAIT too: the
+// primary cannot tell what its replicas have.
+var mysqlReplication = &replication{
+	writePos:   "select @@last_gtid",
+	primaryPos: "select @@global.gtid_binlog_pos",
+	replayPos:  "select @@global.gtid_slave_pos",
+	waitReplay: "select master_gtid_wait(?, ?)",
+	reached: func(v driver.Value) bool {
+		switch n := v.(type) {
+		case int64:
+			return n == 0
+		case []byte:
+			return string(n) == "0"
+		case string:
+			return n == "0"
+		}
+		return false
+	},
+	atLeast: func(have, want string) (bool, error) {
+		h, err := parseGTIDs(have)
+		if err != nil {
+			return false, err
+		}
+		w, err := parseGTIDs(want)
+		if err != nil {
+			return false, err
+		}
+		for d, x := range w {
+			if h[d].seq < x.seq {
+				return false, nil
+			}
+		}
+		return true, nil
+	},
+	merge: func(a, b string) string {
+		x, errA := parseGTIDs(a)
+		y, errB := parseGTIDs(b)
+		switch {
+		case errA != nil:
+			return b
+		case errB != nil:
+			return a
+		}
+		for d, g := range y {
+			if g.seq > x[d].seq {
+				x[d] = g
+			}
+		}
+		return formatGTIDs(x)
+	},
+}
+
+func (mysqlDialect) replication() *replication { return mysqlReplication }
+
+// gtid is one domain's part of a MariaDB GTID list: server id and sequence.
+type gtid struct{ server, seq uint64 }
+
+// parseGTIDs parses a MariaDB GTID list, "domain-server-seq" items separated
+// by commas, into the highest sequence per domain.
+func parseGTIDs(s string) (map[uint64]gtid, error) {
+	out := make(map[uint64]gtid)
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		f := strings.Split(item, "-")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("hasql: %q is not a MariaDB GTID list", s)
+		}
+		var n [3]uint64
+		for i := range f {
+			v, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("hasql: %q is not a MariaDB GTID list", s)
+			}
+			n[i] = v
+		}
+		if g := (gtid{n[1], n[2]}); g.seq >= out[n[0]].seq {
+			out[n[0]] = g
+		}
+	}
+	return out, nil
+}
+
+// formatGTIDs is parseGTIDs' inverse, domains in increasing order.
+func formatGTIDs(m map[uint64]gtid) string {
+	ds := make([]uint64, 0, len(m))
+	for d := range m {
+		ds = append(ds, d)
+	}
+	for i := 1; i < len(ds); i++ {
+		for j := i; j > 0 && ds[j] < ds[j-1]; j-- {
+			ds[j], ds[j-1] = ds[j-1], ds[j]
+		}
+	}
+	var b strings.Builder
+	for i, d := range ds {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%d-%d-%d", d, m[d].server, m[d].seq)
+	}
+	return b.String()
+}
+
+// The commit-outcome guard on MySQL/MariaDB (see txguard.go). The record is
+// one extra round trip before COMMIT (go-sql-driver/mysql sends one
+// statement per round trip unless multiStatements is on, which hasql does
+// not turn on behind the application's back).
+
+func (mysqlDialect) quoteTable(name string) string { return quoteIdents(name, "`") }
+
+func (mysqlDialect) guardDDL(table string) string {
+	return "CREATE TABLE IF NOT EXISTS " + table + " (id CHAR(32) CHARACTER SET ascii NOT NULL PRIMARY KEY, tomb BOOLEAN NOT NULL DEFAULT FALSE, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"
+}
+
+func (mysqlDialect) guardProbe(table string) string { return "SELECT 1 FROM " + table + " LIMIT 0" }
+
+// guardCommit writes the record, then commits with the id in a comment, so
+// that the session still running it can be found in the process list. Like
+// go-sql-driver/mysql's own Commit, it does not heed the context.
+func (mysqlDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error) {
+	ex, ok := inner.(driver.ExecerContext)
+	if !ok {
+		return true, itx.Commit()
+	}
+	ctx = context.WithoutCancel(ctx)
+	if _, err := ex.ExecContext(ctx, "INSERT INTO "+table+" (id) VALUES ('"+id+"')", nil); err != nil {
+		return false, err
+	}
+	_, err = ex.ExecContext(ctx, "COMMIT /* hasql.txguard "+id+" */", nil)
+	return true, err
+}
+
+func (mysqlDialect) guardEndOld() (string, func(int64) string) {
+	return "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INSTR(INFO, ?) > 0",
+		func(id int64) string { return "KILL " + strconv.FormatInt(id, 10) }
+}
+
+func (mysqlDialect) guardResolve(table string) []string {
+	return []string{
+		"INSERT INTO " + table + " (id, tomb) VALUES (?, TRUE) ON DUPLICATE KEY UPDATE tomb = tomb",
+		"SELECT tomb FROM " + table + " WHERE id = ?",
+	}
+}
+
+func (mysqlDialect) guardPurge(table string) string {
+	return "DELETE FROM " + table + " WHERE at < NOW(6) - INTERVAL ? SECOND LIMIT ?"
 }

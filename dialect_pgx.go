@@ -1,6 +1,7 @@
 package hasql
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -194,6 +196,29 @@ func (pgxDialect) connectVerdict(err error) (retry, known bool) {
 	return false, false
 }
 
+// startingUp: SQLSTATE 57P03 (cannot_connect_now) is the postmaster
+// refusing while it starts up, recovers or is not yet consistent; it also
+// says "shutting down", which is no reason to hurry.
+func (pgxDialect) startingUp(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57P03" && !strings.Contains(pe.Message, "shutting down")
+}
+
+// watchAddr: pgx dials host:port over TCP unless the host is a Unix socket
+// directory; a DSN whose fallbacks name other hosts is pgx's own host list.
+func (pgxDialect) watchAddr(dsn string) string {
+	cfg, err := pgxParseConfig(dsn)
+	if err != nil || cfg.Host == "" || strings.HasPrefix(cfg.Host, "/") {
+		return ""
+	}
+	for _, f := range cfg.Fallbacks {
+		if f.Host != cfg.Host || f.Port != cfg.Port {
+			return ""
+		}
+	}
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
 // roleQuery: read-only by default counts as a standby, as libpq's
 // target_session_attrs=read-write sees it: a primary switched to read-only
 // (a switchover under way) takes no writes either.
@@ -233,3 +258,306 @@ func (pgxDialect) stmtErrAbortsTx() bool { return true }
 type pgxLive struct{ c *stdlib.Conn }
 
 func (l pgxLive) IsValid() bool { return !l.c.Conn().IsClosed() }
+
+// pgxPidMax is Linux's PID_MAX_LIMIT: no PostgreSQL backend on Linux has a
+// higher process ID, while PgBouncer fills the cancel key it gives each
+// client (whose first half pgx reports as the PID) with random bytes.
+const pgxPidMax = 1 << 22
+
+// poolerDetect: PgBouncer 1.18 names itself in no ParameterStatus (it passes
+// the server's through) and answers SHOW VERSION only on its admin console,
+// but the process ID of the cancel key it hands out is made up. A key PID
+// above pgxPidMax shows a pooler without a round trip; otherwise, when
+// probe allows, the server's own pg_backend_pid() is compared with it (a
+// pooler's random PID matches it by chance with odds of about 1 in 4e9).
+func (pgxDialect) poolerDetect(ctx context.Context, inner driver.Conn, probe bool) (bool, error) {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return false, nil
+	}
+	pc := c.Conn().PgConn()
+	if pc.PID() > pgxPidMax {
+		return true, nil
+	}
+	if !probe || pc.PID() == 0 {
+		return false, nil
+	}
+	var pid uint32
+	if err := c.Conn().QueryRow(ctx, "select pg_backend_pid()", pgx.QueryExecModeSimpleProtocol).Scan(&pid); err != nil {
+		return false, err
+	}
+	return pid != pc.PID(), nil
+}
+
+// pgxSafeMode maps a query execution mode to one that works through a
+// transaction pooler: no named statement (cache_statement would leave
+// stmtcache_* statements on server connections other clients then reuse:
+// 42P05/26000), and no unnamed statement kept from one round trip to the
+// next (describe_exec's Bind can land on another server connection than
+// its Parse and run that connection's unnamed statement: wrong results).
+// cache_describe keeps the parameter and result types the server
+// described, as the two modes it replaces do; exec where the description
+// cache is off.
+func pgxSafeMode(m pgx.QueryExecMode, descCache bool) pgx.QueryExecMode {
+	switch m {
+	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
+		return m
+	}
+	if descCache {
+		return pgx.QueryExecModeCacheDescribe
+	}
+	return pgx.QueryExecModeExec
+}
+
+// poolerMode: the connection's default mode made safe, worked out once per
+// session (pgx's Config() copies the whole configuration).
+func (pgxDialect) poolerMode(inner driver.Conn) any {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return nil
+	}
+	cfg := c.Conn().Config()
+	return pgxSafeMode(cfg.DefaultQueryExecMode, cfg.DescriptionCacheCapacity > 0)
+}
+
+// poolerArgs puts the session's safe mode in front of the arguments, as a
+// pgx option (stdlib passes argument values through to pgx, whose option
+// loop reads a leading QueryExecMode), and maps a mode the caller passed
+// the same way: the later one wins in pgx's loop.
+func (pgxDialect) poolerArgs(mode any, args []driver.NamedValue) []driver.NamedValue {
+	m, ok := mode.(pgx.QueryExecMode)
+	if !ok {
+		return args
+	}
+	descCache := m == pgx.QueryExecModeCacheDescribe
+	out := make([]driver.NamedValue, 0, len(args)+1)
+	out = append(out, driver.NamedValue{Value: m})
+	for i, a := range args {
+		if am, ok := a.Value.(pgx.QueryExecMode); ok {
+			a.Value = pgxSafeMode(am, descCache)
+		}
+		a.Ordinal = i + 2
+		out = append(out, a)
+	}
+	return out
+}
+
+// describe: Parse into the unnamed statement and Describe it, in one round
+// trip; the next Parse on that server connection replaces it.
+func (pgxDialect) describe(ctx context.Context, inner driver.Conn, query string) (int, error) {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return -1, nil
+	}
+	sd, err := c.Conn().PgConn().Prepare(ctx, "", query, nil)
+	if err != nil {
+		return 0, err
+	}
+	return len(sd.ParamOIDs), nil
+}
+
+// localState: SET [SESSION] name {TO | =} value (ROLE and SESSION
+// AUTHORIZATION included) becomes SET LOCAL, keyed by the parameter's name.
+// SET LOCAL, SET TRANSACTION, SET SESSION CHARACTERISTICS and SET
+// CONSTRAINTS are not session state and are left alone, as is a statement
+// with a semicolon (several statements, or a quoted one hasql will not
+// split).
+func (pgxDialect) localState(query string) (local, key string, ok bool) {
+	q := strings.TrimSpace(query)
+	q = strings.TrimRight(q, "; \t\r\n")
+	f := strings.Fields(q)
+	if len(f) < 2 || !strings.EqualFold(f[0], "set") || strings.ContainsAny(q, ";") {
+		return "", "", false
+	}
+	rest := f[1:]
+	if strings.EqualFold(rest[0], "session") {
+		if len(rest) > 1 && strings.EqualFold(rest[1], "characteristics") {
+			return "", "", false
+		}
+		if len(rest) > 1 && strings.EqualFold(rest[1], "authorization") {
+			key = "session authorization"
+		} else {
+			rest = rest[1:]
+		}
+	}
+	if len(rest) < 2 && !strings.Contains(rest[0], "=") {
+		return "", "", false
+	}
+	switch strings.ToLower(rest[0]) {
+	case "local", "transaction", "constraints":
+		return "", "", false
+	}
+	if key == "" {
+		key = strings.ToLower(rest[0])
+		if i := strings.IndexByte(key, '='); i >= 0 {
+			key = key[:i]
+		}
+	}
+	return "SET LOCAL " + strings.Join(rest, " "), key, true
+}
+
+// pgxReplication: positions are WAL LSNs ("16/B374D848"). After a write the
+// session's own pg_current_wal_lsn() is at or past the end of its commit
+// record (PostgreSQL has no function that returns a transaction's commit
+// LSN; this upper bound can only make a read wait a little longer). The
+// waits poll on the server in one statement (a recursive query that sleeps
+// between looks, bounded by the statement's own start time), so a wait costs
+// one round trip however long it lasts. pg_sleep rounds up to whole
+// milliseconds, so the looks are a millisecond apart; looking without a
+// pause (tried: the first hundred looks at once) gained nothing measurable
+// here and burns the standby's CPU. Whatever is
+// looked at again in each round must be evaluated again: an uncorrelated
+// subquery would be an InitPlan, evaluated once for the whole statement, and
+// a function in FROM (pg_stat_replication's pg_stat_get_wal_senders()) is
+// kept in a tuplestore and only rewound on a rescan; called in the select
+// list it runs each round.
+var pgxReplication = &replication{
+	writePos:   "select pg_current_wal_lsn()::text",
+	primaryPos: "select pg_current_wal_lsn()::text",
+	replayPos:  "select coalesce(pg_last_wal_replay_lsn(), '0/0')::text",
+	waitReplay: `with recursive w(i, ok) as (
+  select 0, coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)
+  union all
+  select i + 1, (select coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) from pg_sleep(0.0005 + 0 * i))
+  from w where not ok and clock_timestamp() < statement_timestamp() + $2::float8 * interval '1 second'
+) select ok from w order by i desc limit 1`,
+	waitReplicated: `with recursive w(i, ok) as (
+  select 0, (select coalesce(bool_or(f >= $1::pg_lsn), false) from (select (pg_stat_get_wal_senders()).flush_lsn as f) s)
+  union all
+  select i + 1, (select coalesce(bool_or(f >= $1::pg_lsn), false) from (select (pg_stat_get_wal_senders()).flush_lsn as f from pg_sleep(0.0005 + 0 * i)) s)
+  from w where not ok and clock_timestamp() < statement_timestamp() + $2::float8 * interval '1 second'
+) select ok from w order by i desc limit 1`,
+	reached: func(v driver.Value) bool {
+		b, ok := v.(bool)
+		return ok && b
+	},
+	atLeast: func(have, want string) (bool, error) {
+		h, err := parseLSN(have)
+		if err != nil {
+			return false, err
+		}
+		w, err := parseLSN(want)
+		if err != nil {
+			return false, err
+		}
+		return h >= w, nil
+	},
+	merge: func(a, b string) string {
+		x, errA := parseLSN(a)
+		y, errB := parseLSN(b)
+		switch {
+		case errA != nil:
+			return b
+		case errB != nil || x >= y:
+			return a
+		}
+		return b
+	},
+}
+
+func (pgxDialect) replication() *replication { return pgxReplication }
+
+// parseLSN parses PostgreSQL's text form of an LSN, "hi/lo" in hex.
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("hasql: %q is not a PostgreSQL LSN", s)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("hasql: %q is not a PostgreSQL LSN", s)
+	}
+	return h<<32 | l, nil
+}
+
+// The commit-outcome guard on PostgreSQL (see txguard.go). The record is
+// written in the same simple-protocol message as COMMIT, so a guarded
+// commit costs no extra round trip.
+
+func (pgxDialect) quoteTable(name string) string { return quoteIdents(name, `"`) }
+
+func (pgxDialect) guardDDL(table string) string {
+	return "CREATE TABLE IF NOT EXISTS " + table + " (id text PRIMARY KEY, tomb boolean NOT NULL DEFAULT false, at timestamptz NOT NULL DEFAULT now())"
+}
+
+func (pgxDialect) guardProbe(table string) string { return "SELECT 1 FROM " + table + " WHERE false" }
+
+// guardCommit sends the record's INSERT (a statement prepared once per
+// connection) and COMMIT in one pipeline: one round trip, and the INSERT is
+// not parsed and planned again each time. A transaction already failed
+// (status 'E') has nothing to guard: pgx's own Commit answers it
+// (ErrTxCommitRollback).
+func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error) {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return true, itx.Commit()
+	}
+	pc := c.Conn().PgConn()
+	if pc.TxStatus() != 'T' {
+		return true, itx.Commit()
+	}
+	// pgx prepares it once per connection and remembers it by name.
+	sd, err := c.Conn().Prepare(ctx, "hasql_txguard_insert", "INSERT INTO "+table+" (id) VALUES ($1)")
+	if err != nil {
+		return false, err
+	}
+	pl := pc.StartPipeline(ctx)
+	pl.SendQueryPrepared(sd.Name, [][]byte{[]byte(id)}, nil, nil)
+	pl.SendQueryParams("COMMIT", nil, nil, nil, nil)
+	if err := pl.Sync(); err != nil {
+		pl.Close()
+		return true, err
+	}
+	var tag string
+	var first error
+	for !pc.IsClosed() {
+		res, err := pl.GetResults()
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		if rr, ok := res.(*pgconn.ResultReader); ok {
+			ct, err := rr.Close()
+			if err != nil && first == nil {
+				first = err
+			}
+			tag = ct.String()
+			continue
+		}
+		if _, ok := res.(*pgconn.PipelineSync); ok || res == nil {
+			break
+		}
+	}
+	if err := pl.Close(); err != nil && first == nil {
+		first = err
+	}
+	if first != nil {
+		// The INSERT failed and the server skipped COMMIT: the
+		// transaction is still open, failed; the caller rolls it back.
+		return pc.TxStatus() != 'E', first
+	}
+	if tag != "COMMIT" {
+		return true, pgx.ErrTxCommitRollback
+	}
+	return true, nil
+}
+
+// guardEndOld terminates the backend whose current (or last) query is the
+// guarded commit of the id: the id appears literally in no other query.
+func (pgxDialect) guardEndOld() (string, func(int64) string) {
+	return "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND strpos(query, $1) > 0", nil
+}
+
+// guardResolve: the INSERT waits for a transaction that holds the record;
+// DO UPDATE returns the row that is there, whoever wrote it, so running it
+// again gives the same answer.
+func (pgxDialect) guardResolve(table string) []string {
+	return []string{"INSERT INTO " + table + " AS g (id, tomb) VALUES ($1, true) ON CONFLICT (id) DO UPDATE SET tomb = g.tomb RETURNING tomb"}
+}
+
+func (pgxDialect) guardPurge(table string) string {
+	return "DELETE FROM " + table + " WHERE id IN (SELECT id FROM " + table + " WHERE at < now() - make_interval(secs => $1) LIMIT $2)"
+}

@@ -318,24 +318,13 @@ func (c *Connector) discoveryVeto(ctx context.Context, h *host, ph *session, r r
 		if len(rows) != 1 || len(rows[0]) != 2 || rows[0][1] != "ON" {
 			return fmt.Errorf("%w: %s: Galera node not ready (wsrep_ready=%v)", errWrongRole, h.addr, rows)
 		}
-		if !c.cfg.consistencyEventual {
+		if c.cfg.reads.Consistency != ConsistencyEventual {
 			if _, err := queryInner(ctx, ph.inner, "SET SESSION wsrep_sync_wait=1"); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// String names a role for messages and HostStats.Role.
-func (r role) String() string {
-	switch r {
-	case rolePrimary:
-		return "primary"
-	case roleStandby:
-		return "standby"
-	}
-	return ""
 }
 
 // hostRole is a host's role for HostStats: discovery's view when it has

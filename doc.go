@@ -1,11 +1,13 @@
 // Package hasql is a database/sql driver, registered as "hasql", that wraps
 // another driver — pgx v5, go-sql-driver/mysql, go-sqlmock, or any registered
-// one — and adds what Oracle's OCI gives C programs: interceptor callbacks on
-// every driver call, a per-session statement cache, a session pool with tags,
-// purity and connection classes, and connections that survive database
-// restarts and failovers.
+// one — so that a program keeps its *sql.DB and its code, and survives what a
+// plain *sql.DB does not: database restarts, failovers and dropped
+// connections. When a connection dies, hasql reconnects and runs again the
+// work that certainly did not run, or that the caller marked [Idempotent];
+// when it cannot know whether the work ran, it says so in a typed error
+// ([*LostError]) instead of the inner driver's bare network error.
 //
-// The application keeps using *sql.DB. Swapping
+// Swapping
 //
 //	db, err := sql.Open("mysql", dsn)
 //
@@ -16,7 +18,42 @@
 //	db, err := sql.Open("hasql", "mysql:"+dsn)
 //
 // changes nothing the application can observe, except that it now survives
-// failures it did not survive before.
+// failures it did not survive before. Importing hasql registers "pgx" and
+// "mysql" too, so "pgx:postgres://…" works with hasql as the only import.
+//
+// # What it adds
+//
+// On the way, hasql gives Go programs what Oracle's OCI gives C programs.
+// Each of these has a runnable example in this package's documentation, and
+// the repository's quickstart (make quickstart) shows all four at work on an
+// embedded SQLite database, with no server:
+//
+//   - Interceptors: entry, replacement and exit callbacks on every driver
+//     call, registered on [Connector.Callbacks] or loaded by name as
+//     packages ([RegisterPackage]). Examples: Callbacks.Register (timing
+//     every query, translating an error, answering from a cache),
+//     [Callbacks.Get], [RegisterPackage].
+//   - A statement cache per session: a statement prepared on every request
+//     is prepared once per session, and ad-hoc work that database/sql would
+//     prepare, run and close takes one round trip. Example:
+//     [WithStmtCacheSize].
+//   - A session pool with tags: the session callback ([WithSessionCallback])
+//     sets a session's state once; later requests that ask for the tag
+//     ([WithTag], [Acquire]) get that session back, state and all. Example:
+//     [Acquire].
+//   - Connections that survive: a lost connection ends its session, the
+//     work is run again on a new one when that cannot run it twice, and the
+//     application's hooks (recovery, failover callback, events) are told. A
+//     transaction whose session died before COMMIT was sent fails with
+//     [ErrTxNotCommitted], and [RunTx] runs it again. Examples: the package
+//     examples "lostConnection" and "idempotentReads" (a fault injected with
+//     the hasqltest package).
+//
+// The sections below are the reference: the DSN and its keys, how sessions
+// are bound to the handles database/sql holds, callbacks, the statement
+// cache, lost connections and retries, errors, and testing. The README and
+// docs/ directory of the repository have the measured figures (restarts
+// under load, benchmarks) and the commands that produced them.
 //
 // # Opening
 //
@@ -41,9 +78,9 @@
 // hasql.max_lifetime, hasql.cclass, hasql.purity, hasql.callbacks,
 // hasql.hosts, hasql.pick, hasql.target, hasql.blacklist,
 // hasql.health_interval, hasql.reconnect, hasql.connect_timeout,
-// hasql.outage_wait, hasql.retry, hasql.discover, hasql.discover_url,
-// hasql.discover_interval and hasql.consistency; each has an [Option] too (see the With
-// functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
+// hasql.outage_wait, hasql.retry, hasql.replay, hasql.replay_limit,
+// hasql.discover, hasql.discover_url, hasql.discover_interval and
+// hasql.tx_retries; each but the last has an [Option] too (see the With functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
 // lists take ',' or ';'. Three environment variables are read when a
 // connector is created: HASQL_CALLBACK_PACKAGES ("a;b"),
 // HASQL_RECONNECT_TIMEOUT ("5,10,20,40,80", seconds) and
@@ -212,6 +249,21 @@
 // FAN): its idle sessions close at once, and so do the sockets of those in
 // use (pgx, go-sql-driver/mysql), so that calls in flight there end now.
 //
+// # Reads on standbys
+//
+// With hasql.reads=standby or prefer-standby ([WithReads]), work marked
+// [ReadOnly] (or [ReadAfter]), and a transaction begun with
+// sql.TxOptions{ReadOnly: true}, runs on a standby; the rest on the target.
+// Under hasql.consistency=session (the default) such a read sees every write
+// committed through the connector before it: hasql keeps the latest write's
+// replication position (one small query after a write) and uses a standby
+// only once it has replayed that far, known from the background check or
+// found by one statement that waits on the standby up to hasql.lag_wait, else
+// reads on the primary. [Connector.Position] hands the position to another
+// process. hasql.max_lag keeps lagging standbys out; [HostStats] shows each
+// host's Role and Lag. hasql.durability=replicated ([WithDurability]) makes
+// Commit wait until a standby has the commit. See docs/clusters.md.
+//
 // # Clusters
 //
 // With hasql.discover=patroni, galera or mysql-replicas ([WithDiscovery]) a
@@ -255,6 +307,16 @@
 // commit-outcome guard (hasql.txguard) resolves it. The error never
 // wraps driver.ErrBadConn, so that database/sql does not run again work that
 // hasql has already run again or reported.
+//
+// With hasql.replay=on ([WithReplay]) such a loss before COMMIT is not
+// reported at all when it can be helped: hasql records each call of the
+// transaction with a digest of every result the application was given,
+// begins the transaction again on a new session, replays the calls and
+// compares; when every result matches the application goes on (a Rows being
+// read continues from its next row), and otherwise it gets
+// [ErrReplayDiverged] wrapping the loss. Stats.Replays and
+// Stats.ReplaysDiverged count them; docs/transactions.md says what a replay
+// cannot cover.
 //
 // A panic in a function of the application's that hasql calls — a callback,
 // the session callback, a recovery function, the failover callback, the

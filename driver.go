@@ -246,11 +246,13 @@ type Connector struct {
 
 	hosts  *hostSet
 	outage outage
-	disc   *discovery // hasql.discover; nil when off
+	disc   *discovery  // hasql.discover; nil when off
+	rw     *readRouter // reads on standbys, durability (reads.go); nil when not configured
 	events *eventQueue
 
 	everConnected                  atomic.Bool // a session was opened once: later failures are outages
 	reconnects, failovers, retries atomic.Int64
+	replays, replaysDiverged       atomic.Int64 // transparent replay (replay.go)
 
 	// Outcomes of transactions whose session died (Stats.TxCommittedAfterLoss,
 	// TxNotCommitted, TxUnknown).
@@ -258,9 +260,12 @@ type Connector struct {
 	callbackPanics                                  atomic.Int64 // see userPanic
 	reg                                             registry
 	pool                                            *pool
-	err                                             error // OpenDB with bad options: every Connect fails with it
+	guard                                           *txGuard // nil: hasql.txguard=off
+	err                                             error    // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
+
+	poolers poolerSeen // per host: a pooler found by the first session there
 
 	// stmtCacheSize is the pool's statement cache size (hasql.stmtcache,
 	// then SetStmtCacheSize); untagged sessions take it at each checkout.
@@ -296,13 +301,23 @@ func newConnector(inner driver.Connector, innerDrv driver.Driver, dl dialect, cf
 		return nil, err
 	}
 	c.hosts = hs
+	if c.rw, err = newReadRouter(c); err != nil {
+		return nil, err
+	}
 	c.pool = newPool(c, cfg.pool)
 	if err := c.reg.load(cfg.callbacks); err != nil {
 		return nil, err
 	}
+	if c.guard, err = newTxGuard(c); err != nil {
+		return nil, err
+	}
 	c.events = newEventQueue(cfg.events, c)
 	c.pool.start()
+	if c.guard != nil {
+		c.guard.start()
+	}
 	c.startHealth()
+	c.startLagChecks()
 	c.startDiscovery()
 	return c, nil
 }
@@ -320,6 +335,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err := v.bind(ctx, false); err != nil {
 		return nil, err
 	}
+	v.fresh = true
 	return v, nil
 }
 
@@ -354,6 +370,9 @@ func (c *Connector) Close() error {
 		c.closed.Store(true)
 		if c.pool != nil {
 			c.stopHealth()
+			if c.guard != nil {
+				c.guard.close()
+			}
 			c.pool.close()
 		}
 		c.events.close()
@@ -389,7 +408,7 @@ func (c *Connector) resolve(sel selector) (key poolKey, tag string, purityNew bo
 	if purity == PurityDefault {
 		purity = c.cfg.defaultPurity
 	}
-	return poolKey{user: sel.user, pass: sel.password, class: class}, tag, purity == PurityNew, nil
+	return poolKey{user: sel.user, pass: sel.password, class: class, standby: sel.standby}, tag, purity == PurityNew, nil
 }
 
 // openSession opens a physical session on the first host, in the picker's
@@ -406,11 +425,18 @@ func (c *Connector) openSession(ctx context.Context, sel selector, key poolKey) 
 		// (connectRetryable) until Undrain.
 		return nil, fmt.Errorf("%w: every host is drained (Connector.Drain)", errWrongRole)
 	}
-	strict := c.cfg.target == TargetPreferPrimary || c.cfg.target == TargetPreferStandby
+	target := c.cfg.target
+	if key.standby {
+		// A session for read-only work (reads.go): standbys known as such
+		// are tried first.
+		target = TargetStandby
+		order = c.hosts.preferRole(order, roleStandby)
+	}
+	strict := target == TargetPreferPrimary || target == TargetPreferStandby
 	var lastErr error
 	for pass := 0; pass < 2; pass++ {
 		for _, h := range order {
-			ph, err := c.openOn(ctx, h, key, pass == 0 && strict)
+			ph, err := c.openOn(ctx, h, key, target, pass == 0 && strict)
 			if err == nil {
 				return ph, nil
 			}
@@ -426,7 +452,7 @@ func (c *Connector) openSession(ctx context.Context, sel selector, key poolKey) 
 	if len(order) == 1 {
 		return nil, lastErr
 	}
-	return nil, newError(ErrNoHosts, fmt.Sprintf("none of %d hosts accepted a session with role %v", len(order), c.cfg.target), lastErr)
+	return nil, newError(ErrNoHosts, fmt.Sprintf("none of %d hosts accepted a session with role %v", len(order), target), lastErr)
 }
 
 // errWrongRole is the cause recorded when a host's server has another role
@@ -437,7 +463,7 @@ var errWrongRole = newError(ErrNoHosts, "server does not have the wanted role", 
 // checks its role when a target is set. The attempt is bounded by
 // hasql.connect_timeout; one that runs out of it counts as a failure of the
 // host, one whose caller gave up (ctx) does not.
-func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict bool) (*session, error) {
+func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Target, strict bool) (*session, error) {
 	ic, err := c.hosts.connectorFor(h, key)
 	if err != nil {
 		return nil, err
@@ -470,14 +496,19 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, strict boo
 		return nil, err
 	}
 	ph := inv.ph
+	if err = c.setPooler(ctx, ph); err != nil {
+		ph.inner.Close()
+		c.hostFailed(h, err)
+		return nil, err
+	}
 	r := roleUnknown
-	if c.cfg.target != TargetAny {
+	if target != TargetAny {
 		if r, err = c.dialect.roleOf(ctx, ph); err != nil {
 			ph.inner.Close()
 			c.hostFailed(h, err)
 			return nil, err
 		}
-		if !wants(c.cfg.target, r, strict) {
+		if !wants(target, r, strict) {
 			ph.inner.Close()
 			c.hosts.setRole(h.addr, r)
 			c.kickDiscovery()

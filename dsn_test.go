@@ -430,6 +430,22 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.backoff.OutageWait == time.Minute }},
 	{"retry", []string{"off", "safe", "idempotent"}, []string{"always", ""},
 		func(c config) bool { return c.retry == RetryIdempotent }},
+	{"replay", []string{"off", "ON", "true", "0", "on"}, []string{"maybe", ""},
+		func(c config) bool { return c.replay.Enabled }},
+	{"replay_limit", []string{"1048576", "64KiB", "2MiB"}, []string{"-1", "1x", "", "99999999GiB"},
+		func(c config) bool { return c.replay.Limit == 2<<20 }},
+	{"reads", []string{"primary", "standby", "Prefer-Standby"}, []string{"any", "prefer-primary", "replica", ""},
+		func(c config) bool { return c.reads.Reads == TargetPreferStandby }},
+	{"max_lag", []string{"0", "2s"}, []string{"-1s", "lots"},
+		func(c config) bool { return c.reads.MaxLag == 2*time.Second }},
+	{"consistency", []string{"eventual", "session"}, []string{"strong", ""},
+		func(c config) bool { return c.reads.Consistency == ConsistencySession }},
+	{"lag_wait", []string{"0", "20ms"}, []string{"-20ms", "x"},
+		func(c config) bool { return c.reads.LagWait == 20*time.Millisecond }},
+	{"durability", []string{"local", "replicated"}, []string{"sync", ""},
+		func(c config) bool { return c.durability.Mode == DurabilityReplicated }},
+	{"durability_wait", []string{"0", "1.5"}, []string{"-1", "never"},
+		func(c config) bool { return c.durability.Wait == 1500*time.Millisecond }},
 	{"tx_retries", []string{"0", "3"}, []string{"-1", "many", ""},
 		func(c config) bool { return c.txRetries == 3 }},
 	{"discover", []string{"off", "galera", "mysql-replicas", "patroni"}, []string{"zookeeper", ""},
@@ -438,8 +454,13 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.discovery.URL == "http://127.0.0.1:8008" }},
 	{"discover_interval", []string{"5s"}, []string{"-1s", "often"},
 		func(c config) bool { return c.discovery.Interval == 5*time.Second }},
-	{"consistency", []string{"session", "eventual"}, []string{"strong", ""},
-		func(c config) bool { return c.consistencyEventual }},
+	{"pooler", []string{"none", "TRANSACTION"}, []string{"session", "pgbouncer", ""},
+		func(c config) bool { return c.pooler == PoolerTransaction }},
+	{"txguard", []string{"off", "all", "on"}, []string{"yes", ""},
+		func(c config) bool { return c.txGuard.Mode == TxGuardOn }},
+	{"txguard_table", []string{"guard", "app.hasql_txguard"},
+		[]string{"", "a b", "a.b.c", "x;drop table t", `"q"`, "1abc", "a-b", strings.Repeat("n", 64)},
+		func(c config) bool { return c.txGuard.Table == "app.hasql_txguard" }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and
@@ -496,6 +517,10 @@ func TestDSNKeyCombinations(t *testing.T) {
 		{"hasql.getmode=timedwait&hasql.wait_timeout=0", "timedwait needs a wait timeout"},
 		{"hasql.callbacks=dsntest-a;dsntest-a", `"dsntest-a" is listed twice`},
 		{"hasql.callbacks=dsntest-nope", `callback package "dsntest-nope" is not registered`},
+		// Reads on standbys and durability need a dialect that knows roles
+		// and positions; the recording driver is generic.
+		{"hasql.reads=standby", "hasql.reads=standby and hasql.durability=replicated need a driver"},
+		{"hasql.durability=replicated", "need a driver whose replication hasql knows"},
 	} {
 		_, err := dsntOpen(t, dsntRec+":x?"+tc.params)
 		dsntWantErr(t, tc.params, err, tc.err)

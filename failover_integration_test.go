@@ -1648,9 +1648,11 @@ func TestHostsRolesAndFailover(t *testing.T) {
 		if got := foHostsOf(t, db, 24); foCount(got, P) == 0 || foCount(got, S) == 0 {
 			t.Fatalf("random: %v", got)
 		}
-		// latency: a proxy adding 20ms per packet in front of the primary.
+		// latency: a proxy adding 100ms per packet in front of the primary,
+		// several times what a loaded CI machine adds to a loopback connect
+		// (20ms was within reach of -race under load and made this flaky).
 		fp := newFaultProxy(t, P)
-		fp.SetLatency(20 * time.Millisecond)
+		fp.SetLatency(100 * time.Millisecond)
 		db, _ = foOpen(t, "pgx", dsn+"&hasql.pick=latency&hasql.hosts="+fp.Addr()+","+S)
 		got := foHostsOf(t, db, 8)
 		if foCount(got[2:], S) != 6 {

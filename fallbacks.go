@@ -19,6 +19,7 @@ var (
 )
 
 func (ph *session) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	args = ph.poolerArgs(args)
 	if ph.execerCtx != nil {
 		return ph.execerCtx.ExecContext(ctx, query, args)
 	}
@@ -36,6 +37,7 @@ func (ph *session) exec(ctx context.Context, query string, args []driver.NamedVa
 }
 
 func (ph *session) query(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	args = ph.poolerArgs(args)
 	if ph.queryerCtx != nil {
 		return ph.queryerCtx.QueryContext(ctx, query, args)
 	}
@@ -73,6 +75,13 @@ func (ph *session) resetSession(ctx context.Context) error {
 }
 
 func (ph *session) prepare(ctx context.Context, query string) (driver.Stmt, error) {
+	if ph.pooled {
+		// Behind a transaction pooler a server-side statement would not
+		// outlive this round trip's server connection.
+		if si, ok, err := ph.prepareDescribed(ctx, query); ok {
+			return si, err
+		}
+	}
 	if ph.prepCtx != nil {
 		return ph.prepCtx.PrepareContext(ctx, query)
 	}
@@ -86,7 +95,17 @@ func (ph *session) prepare(ctx context.Context, query string) (driver.Stmt, erro
 
 func (ph *session) begin(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if ph.beginTx != nil {
-		return ph.beginTx.BeginTx(ctx, opts)
+		txi, err := ph.beginTx.BeginTx(ctx, opts)
+		if err == nil && ph.pooled && len(ph.state) > 0 {
+			// Behind a pooler, session state lives in each transaction.
+			if err = ph.applyState(ctx); err != nil {
+				if txi.Rollback() != nil {
+					ph.bad.Store(true)
+				}
+				return nil, err
+			}
+		}
+		return txi, err
 	}
 	if opts.Isolation != 0 {
 		return nil, errIsolationLevel

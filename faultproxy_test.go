@@ -19,6 +19,17 @@ package hasql_test
 // connect attempt: pgx sends one on a new connection after every failed
 // connect, which would otherwise double the count.
 //
+// CutAtCommit(before, n) ends the next n connections whose client sends a
+// chunk containing COMMIT (the word, any case, as pgx and go-sql-driver/mysql
+// send it): with before, the chunk is dropped and the connection reset;
+// otherwise the chunk is forwarded to the server first, then the connection
+// reset, so that the server commits and the client never hears it.
+// CutOn(pattern, after) arms a one-shot cut: the first chunk the client sends
+// that contains pattern is forwarded (after) or dropped (!after), and the
+// connection is then ended on both sides; the server never answers the
+// client. (Used to lose a session exactly after or exactly before COMMIT
+// reaches the server.)
+//
 // Independent knobs: SetLatency delays every forwarded chunk, SetSliced writes
 // every chunk one byte at a time (split packets), ResetAll ends every open
 // connection with a TCP reset on the client's side and a close on the
@@ -26,6 +37,7 @@ package hasql_test
 // Standard library only.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -56,6 +68,11 @@ type faultProxy struct {
 	cancels  atomic.Int64 // PostgreSQL cancel requests seen (PGAware)
 	resets   atomic.Int64 // connections ended by ResetAll
 	pgAware  atomic.Bool
+	cut      atomic.Pointer[fpCut]
+
+	cutCommit atomic.Int32 // 0 off, 1 before forwarding COMMIT, 2 after
+	cutLeft   atomic.Int64 // cuts left to make
+	cutsMade  atomic.Int64
 
 	mu     sync.Mutex
 	conns  map[*fpPair]struct{}
@@ -63,6 +80,24 @@ type faultProxy struct {
 	wake   chan struct{} // closed and replaced whenever the mode changes
 	wg     sync.WaitGroup
 }
+
+// fpCut is an armed CutOn.
+type fpCut struct {
+	pattern []byte
+	after   bool
+	fired   atomic.Bool
+}
+
+// CutOn arms a one-shot cut on the first client chunk containing pattern
+// (see the file comment) and returns it; Fired reports whether it happened.
+func (fp *faultProxy) CutOn(pattern string, after bool) *fpCut {
+	c := &fpCut{pattern: []byte(pattern), after: after}
+	fp.cut.Store(c)
+	return c
+}
+
+// Fired reports whether the cut happened.
+func (c *fpCut) Fired() bool { return c.fired.Load() }
 
 // fpPair is one proxied connection: the client's side and the server's.
 type fpPair struct {
@@ -151,6 +186,35 @@ func (fp *faultProxy) SetMode(m fpMode) {
 	close(fp.wake)
 	fp.wake = make(chan struct{})
 	fp.mu.Unlock()
+}
+
+// CutAtCommit arms the COMMIT cut for the next n COMMITs (see the file
+// comment).
+func (fp *faultProxy) CutAtCommit(before bool, n int) {
+	mode := int32(2)
+	if before {
+		mode = 1
+	}
+	fp.cutLeft.Store(int64(n))
+	fp.cutCommit.Store(mode)
+}
+
+// CommitCuts is the number of COMMIT cuts made.
+func (fp *faultProxy) CommitCuts() int64 { return fp.cutsMade.Load() }
+
+// fpHasCommit reports whether b contains "commit" in any case.
+func fpHasCommit(b []byte) bool {
+	const w = "commit"
+	for i := 0; i+len(w) <= len(b); i++ {
+		j := 0
+		for j < len(w) && (b[i+j]|0x20) == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetLatency delays every forwarded chunk by d (both directions).
@@ -312,6 +376,39 @@ func (fp *faultProxy) pump(p *fpPair, src, dst net.Conn, done chan<- struct{}) {
 			}
 			if d := time.Duration(fp.latency.Load()); d > 0 {
 				time.Sleep(d)
+			}
+			cut := int32(0)
+			if src == p.client && fp.cutCommit.Load() != 0 && fpHasCommit(buf[:n]) {
+				if fp.cutLeft.Add(-1) >= 0 {
+					cut = fp.cutCommit.Load()
+					fp.cutsMade.Add(1)
+				} else {
+					fp.cutCommit.Store(0)
+				}
+			}
+			if cut == 1 {
+				p.close(true) // COMMIT never reaches the server
+				return
+			}
+			if cut == 2 {
+				// The client's side goes first, so that no answer reaches
+				// it; then the server gets COMMIT and time to act on it.
+				if tc, ok := p.client.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
+				_ = p.client.Close()
+				_, _ = dst.Write(buf[:n])
+				time.Sleep(50 * time.Millisecond)
+				p.close(true)
+				return
+			}
+			if c := fp.cut.Load(); c != nil && src == p.client && bytes.Contains(buf[:n], c.pattern) && c.fired.CompareAndSwap(false, true) {
+				fp.cut.CompareAndSwap(c, nil)
+				if c.after {
+					_, _ = dst.Write(buf[:n])
+				}
+				p.close(false)
+				return
 			}
 			if fp.sliced.Load() {
 				for i := 0; i < n; i++ {

@@ -39,6 +39,18 @@ type handle struct {
 	// so a wrong-role error in it is the application's own.
 	txReadOnly bool
 
+	// Reads on standbys (reads.go): routed, the binding is a session on a
+	// standby for read-only work (a wrong-role error there is the
+	// application's own); txRouted, it was made for a read-only
+	// transaction and ends with it; fresh, nothing has run yet in this
+	// checkout, so a read-only transaction may still move to a standby.
+	routed, txRouted, fresh bool
+	// guardID is the guard record id the commit in progress wrote (see
+	// commitGuarded); commitUnsent: that commit failed before COMMIT was
+	// sent.
+	guardID      string
+	commitUnsent bool
+
 	// lostTx is the loss that ended the open transaction before its COMMIT
 	// was sent (see handle.txLost); nil while the transaction is alive.
 	lostTx *LostError
@@ -101,9 +113,18 @@ type handle struct {
 	rowsType  reflect.Type
 	rowsMask  uint8
 	spareRows *rows
+	autoTx    driver.Tx // a query's own transaction behind a pooler, until wrapRows hands it to the rows
 
 	callBuf  Call // newCall's
 	callBusy bool
+
+	// Transparent replay (replay.go): rec records the open transaction
+	// (nil with hasql.replay off or outside a transaction), txBuf is kept
+	// for the next one, and replaying is set while a replay binds a new
+	// session (the session callback's Session.Exec is then part of it).
+	rec       *txLog
+	txBuf     *txLog
+	replaying bool
 }
 
 var (
@@ -167,6 +188,10 @@ func (v *handle) bind(ctx context.Context, verified bool) error {
 		v.resetErr = nil // any new attempt supersedes an earlier failure
 	}
 	sp := selectorIn(ctx)
+	if sp != nil && sp.read && v.rebind == nil && v.c.rw != nil && v.c.rw.route {
+		return v.bindRead(ctx, *sp, verified)
+	}
+	v.routed = false
 	ph := v.parked
 	v.parked = nil
 	if ph != nil && v.rebind == nil {
@@ -455,9 +480,14 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 	}
 	_, r, err := v.run(FnQuery, ctx, query, args, nil)
 	if err != nil {
+		v.dropAutoTx()
 		return nil, err
 	}
-	return v.wrapRows(r, nil, ctx, query, args, nil), nil
+	w := v.wrapRows(r, nil, ctx, query, args, nil)
+	if v.c.cfg.replay.Enabled {
+		v.trackRows(w)
+	}
+	return w, nil
 }
 
 // Exec is the deprecated driver.Execer, for code that reaches the handle
@@ -466,11 +496,13 @@ func (v *handle) QueryContext(ctx context.Context, query string, args []driver.N
 // and results, and driver.ErrSkip where the inner connection has no ad-hoc
 // path and the statement cache is off, as the inner driver's own would.
 func (v *handle) Exec(query string, args []driver.Value) (driver.Result, error) {
+	v.markUnreplayable("Conn.Raw")
 	return v.ExecContext(context.Background(), query, valuesToNamed(args))
 }
 
 // Query is the deprecated driver.Queryer; see Exec.
 func (v *handle) Query(query string, args []driver.Value) (driver.Rows, error) {
+	v.markUnreplayable("Conn.Raw")
 	return v.QueryContext(context.Background(), query, valuesToNamed(args))
 }
 
@@ -525,6 +557,23 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		// driver decides what that means, and each Tx needs its own state.
 		t = &tx{v: v}
 	}
+	if opts.ReadOnly && v.fresh && !v.inTx && !v.routed && v.c.rw != nil && v.c.rw.route {
+		// The checkout's first work, a read-only transaction: it may run
+		// on a standby (reads.go).
+		if err := v.rebindReadTx(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if g := v.c.guard; g != nil && !opts.ReadOnly && !g.isReady() {
+		// Before BEGIN, in autocommit: the guard's table, once.
+		if err := v.ensure(ctx); err != nil {
+			return nil, err
+		}
+		if err := g.ensure(ctx, v.ph); err != nil {
+			v.markIfDead(err)
+			return nil, err
+		}
+	}
 	v.beginOpts, v.began = opts, nil
 	// A transaction that failed to begin on a lost connection holds
 	// nothing: beginning it again is safe, unless one is open already.
@@ -546,7 +595,15 @@ func (v *handle) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 		return nil, err
 	}
 	t.inner, t.ctx = itx, ctx
+	nested := v.inTx
 	v.inTx, v.txReadOnly, v.txAbort = true, opts.ReadOnly, nil
+	if v.c.cfg.replay.Enabled {
+		if nested {
+			v.markUnreplayable("a second transaction on the connection")
+		} else {
+			v.startTxLog(t, opts)
+		}
+	}
 	return t, nil
 }
 
@@ -567,6 +624,7 @@ func (v *handle) ResetSession(ctx context.Context) error {
 	v.resetting = true
 	err := v.bind(ctx, true)
 	v.resetting = false
+	v.fresh = err == nil
 	if err != nil {
 		if errors.Is(err, driver.ErrBadConn) {
 			return err
@@ -668,6 +726,7 @@ func (v *handle) Close() error {
 // the handle (with a background context) if it is not bound. Calls made on it
 // run no callbacks.
 func (v *handle) Unwrap() driver.Conn {
+	v.markUnreplayable("Conn.Raw and Unwrap")
 	if v.ph == nil {
 		if err := v.bind(context.Background(), false); err != nil {
 			return nil

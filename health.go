@@ -56,7 +56,7 @@ func (c *Connector) checkHosts(ctx context.Context) {
 		if c.cfg.backoff.ConnectTimeout <= 0 {
 			cctx, cancel = context.WithTimeout(ctx, max(c.cfg.host.HealthInterval, 5*time.Second))
 		}
-		ph, err := c.openOn(cctx, h, poolKey{}, false)
+		ph, err := c.openOn(cctx, h, poolKey{}, c.cfg.target, false)
 		timedOut := cctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err != nil {

@@ -27,6 +27,36 @@ const (
 	roleStandby
 )
 
+// String names the role for HostStats: "primary", "standby" or "".
+func (r role) String() string {
+	switch r {
+	case rolePrimary:
+		return "primary"
+	case roleStandby:
+		return "standby"
+	}
+	return ""
+}
+
+// preferRole returns order with the hosts last seen in role r first, the
+// others after them in the same order.
+func (hs *hostSet) preferRole(order []*host, r role) []*host {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	out := make([]*host, 0, len(order))
+	for _, h := range order {
+		if h.role == r {
+			out = append(out, h)
+		}
+	}
+	for _, h := range order {
+		if h.role != r {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // host is one database address.
 type host struct {
 	addr string

@@ -180,10 +180,12 @@ type config struct {
 	recovery      Recovery
 	failoverCB    FailoverCallback
 	discovery     Discovery
-
-	// consistencyEventual: hasql.consistency=eventual (default session).
-	consistencyEventual bool
-	txRetries           int // RunTx's re-runs (hasql.tx_retries)
+	replay        ReplayConfig
+	pooler        Pooler
+	txRetries     int        // RunTx's re-runs (hasql.tx_retries)
+	reads         ReadConfig // reads.go
+	durability    Durability // reads.go
+	txGuard       TxGuard
 }
 
 func defaultConfig() config {
@@ -203,9 +205,12 @@ func defaultConfig() config {
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
-		retry:     RetrySafe,
-		discovery: Discovery{Interval: defaultDiscoverInterval},
-		txRetries: defaultTxRetries,
+		retry:      RetrySafe,
+		replay:     ReplayConfig{Limit: defaultReplayLimit},
+		txRetries:  defaultTxRetries,
+		reads:      ReadConfig{LagWait: defaultLagWait},
+		durability: Durability{Wait: defaultDurabilityWait},
+		discovery:  Discovery{Interval: defaultDiscoverInterval},
 	}
 }
 
@@ -260,7 +265,10 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry", "tx_retries", "discover", "discover_url", "discover_interval", "consistency",
+	"outage_wait", "retry", "replay", "replay_limit", "tx_retries", "pooler",
+	"reads", "max_lag", "consistency", "lag_wait",
+	"durability", "durability_wait", "txguard", "txguard_table",
+	"discover", "discover_url", "discover_interval",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -326,17 +334,25 @@ func (c *config) set(key, value string) error {
 		c.discovery.URL, err = value, validateDiscoverURL(value)
 	case "discover_interval":
 		c.discovery.Interval, err = parseDuration(value)
-	case "consistency":
-		switch value {
-		case "eventual":
-			c.consistencyEventual = true
-		case "session":
-			c.consistencyEventual = false
-		default:
-			err = fmt.Errorf("want eventual or session")
-		}
+	case "replay":
+		c.replay.Enabled, err = parseBool(value)
+	case "replay_limit":
+		c.replay.Limit, err = parseSize(value)
 	case "tx_retries":
 		c.txRetries, err = parseInt(value)
+	case "pooler":
+		c.pooler, err = parseEnum(value, PoolerNone, PoolerTransaction)
+	case "reads", "max_lag", "consistency", "lag_wait", "durability", "durability_wait":
+		err = c.setReads(key, value)
+	case "txguard":
+		c.txGuard.Mode, err = parseEnum(value, TxGuardOff, TxGuardOn, TxGuardAll)
+	case "txguard_table":
+		if value == "" {
+			err = fmt.Errorf("empty table name")
+		} else if err = validateGuardTable(value); err != nil {
+			return err
+		}
+		c.txGuard.Table = value
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}
@@ -395,6 +411,10 @@ func (c *config) validate() error {
 		return bad("unknown target %d", c.target)
 	case c.retry > RetryIdempotent:
 		return bad("unknown retry mode %d", c.retry)
+	case c.pooler > PoolerTransaction:
+		return bad("unknown pooler %d", c.pooler)
+	case c.txGuard.Mode > TxGuardAll:
+		return bad("unknown commit-outcome guard mode %d", c.txGuard.Mode)
 	case c.host.Blacklist < 0, c.host.HealthInterval < 0:
 		return bad("host durations must not be negative")
 	case c.backoff.Initial < 0, c.backoff.Max < 0, c.backoff.Hold < 0, c.backoff.ConnectTimeout < 0, c.backoff.OutageWait < 0:
@@ -409,9 +429,14 @@ func (c *config) validate() error {
 		return bad("hasql.discover_interval %v must be above zero", c.discovery.Interval)
 	case c.discovery.URL != "" && (c.discovery.Source == DiscoverGalera || c.discovery.Source == DiscoverMySQLReplicas):
 		return bad("hasql.discover_url is for hasql.discover=patroni, not %v", c.discovery.Source)
+	case c.replay.Limit < 0:
+		return bad("hasql.replay_limit %d is negative", c.replay.Limit)
 	}
 	if err := validateDiscoverURL(c.discovery.URL); err != nil {
 		return newError(ErrDSN, "hasql.discover_url", err)
+	}
+	if err := c.validateReads(); err != nil {
+		return err
 	}
 	for _, d := range c.backoff.Delays {
 		switch {
@@ -425,6 +450,9 @@ func (c *config) validate() error {
 		return bad("back-off initial delay %v and maximum %v must be above zero: a zero delay would reconnect in a busy loop", c.backoff.Initial, c.backoff.Max)
 	}
 	if err := validateClass(c.defaultClass); err != nil {
+		return err
+	}
+	if err := validateGuardTable(c.txGuard.Table); err != nil {
 		return err
 	}
 	for _, h := range c.hosts {
@@ -471,6 +499,41 @@ func parseInt(s string) (int, error) {
 		return 0, fmt.Errorf("negative")
 	}
 	return n, nil
+}
+
+// parseBool takes on/off, true/false, yes/no or 1/0.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "on", "true", "yes", "1":
+		return true, nil
+	case "off", "false", "no", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("not one of on, off")
+}
+
+// parseSize takes a byte count, plain or with a unit: B, KiB, MiB, GiB (or
+// K, M, G, KB, MB, GB, all powers of 1024).
+func parseSize(s string) (int, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := 1
+	for _, u := range []struct {
+		sfx  string
+		mult int
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(t, u.sfx) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.sfx)), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil {
+		return 0, fmt.Errorf("not a size (use 1048576, 512KiB or 1MiB)")
+	}
+	if n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("size out of range")
+	}
+	return n * mult, nil
 }
 
 // parseDuration takes Go syntax ("500ms", "5s") or plain seconds ("5", "0.5").

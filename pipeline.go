@@ -68,6 +68,12 @@ const (
 // the chain is loaded with one atomic read, and the direct call is one
 // switch.
 func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (driver.Result, driver.Rows, error) {
+	if v.rec != nil {
+		if gone, err := v.txGone(fn); gone {
+			return nil, nil, err
+		}
+	}
+	v.fresh = false
 	for attempt := 0; ; attempt++ {
 		var err error
 		switch {
@@ -95,10 +101,26 @@ func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.Nam
 			r, rows, err = v.perform(fn, ctx, query, args, s)
 		}
 		if err == nil {
+			if v.rec != nil {
+				v.record(fn, query, args, r, nil)
+			}
+			if v.c.rw != nil {
+				// Reads on standbys and durability (reads.go): a
+				// write's replication position.
+				if err := v.afterWrite(fn, ctx); err != nil {
+					if rows != nil {
+						rows.Close()
+					}
+					return nil, nil, err
+				}
+			}
 			return r, rows, nil
 		}
 		retry, err := v.decide(ctx, fn, err, attempt, v.changesNothing(fn))
 		if !retry {
+			if v.rec != nil {
+				v.record(fn, query, args, nil, err)
+			}
 			return nil, nil, err
 		}
 	}
@@ -135,6 +157,9 @@ func (v *handle) intercept(ch *chain, fn Fn, ctx context.Context, query string, 
 // what callbacks call "the driver call" (invoke) and what run calls directly
 // when there are none.
 func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (r driver.Result, rows driver.Rows, err error) {
+	if (fn == FnExec || fn == FnQuery || fn == FnStmtExec || fn == FnStmtQuery) && v.ph.pooled && v.wrapsAutocommit() {
+		return v.inOwnTx(fn, ctx, query, args, s)
+	}
 	switch fn {
 	case FnExec, FnQuery:
 		r, rows, err = v.adhoc(fn, ctx, query, args)
@@ -152,7 +177,7 @@ func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver
 		}
 		v.began, err = v.ph.begin(ctx, opts)
 	case FnCommit:
-		err = v.curTx.inner.Commit()
+		err = v.commitGuarded(v.curTx)
 	case FnRollback:
 		err = v.curTx.inner.Rollback()
 	default:

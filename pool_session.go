@@ -19,6 +19,11 @@ type session struct {
 	hostRef *host
 	hostGen uint64 // hostRef's purge generation when the session was opened
 
+	// lastWritePos is the replication position the session's last write
+	// was found at (reads.go): the same again means it wrote nothing new
+	// (MariaDB's @@last_gtid stays put), so there is nothing to wait for.
+	lastWritePos string
+
 	// The inner connection's optional interfaces, looked up once.
 	execerCtx  driver.ExecerContext
 	queryerCtx driver.QueryerContext
@@ -59,6 +64,8 @@ type session struct {
 
 	sessionTraits // what the dialect knows about the inner connection; fixed at open
 
+	poolerSession // behind a transaction pooler: see Pooler
+
 	mu      sync.Mutex
 	pending []*cachedStmt // statement releases deferred until the session is next owned
 
@@ -74,7 +81,10 @@ type session struct {
 // poolKey partitions the pool: sessions never cross users (with their
 // passwords: a wrong password never gets a session another caller
 // authenticated) or connection classes.
-type poolKey struct{ user, pass, class string }
+type poolKey struct {
+	user, pass, class string
+	standby           bool // sessions on standbys, for read-only work (reads.go)
+}
 
 // newSession wraps inner, just opened for key, looking its optional
 // interfaces up once. The session is in no count of the pool's until the

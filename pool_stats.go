@@ -102,6 +102,27 @@ type Stats struct {
 	// failed only the call it served; the event receiver's served none, so
 	// this is where they show.
 	CallbackPanics int64
+	// PortChecks is the number of bare TCP dials the outage prober made to
+	// learn whether a port that refused connections accepts again (see
+	// docs/recovery.md). A refused dial reaches no server process; these
+	// are not connect attempts and are not in Created.
+	PortChecks int64
+
+	// Replays is the number of transparent replays that succeeded
+	// (hasql.replay): a transaction begun again on a new session after
+	// its session died, every call's result matching what the application
+	// had, or an idempotent query's rows continued on a new session.
+	Replays int64
+	// ReplaysDiverged is the number of replays that saw a result differ
+	// from what the application already had: the application got
+	// ErrReplayDiverged and the replayed transaction was rolled back.
+	ReplaysDiverged int64
+	// PrimaryReads and StandbyReads count the checkouts for read-only work
+	// (ReadOnly, ReadAfter, a read-only transaction) with hasql.reads set
+	// to standby or prefer-standby, by where they ran: on the primary (no
+	// standby fit: lagging, behind the session's writes, or down) or on a
+	// standby.
+	PrimaryReads, StandbyReads int64
 
 	// Hosts has one entry per host, in the order the DSN or WithHosts
 	// lists them; a connector with a single host has one entry, whose
@@ -128,9 +149,15 @@ type HostStats struct {
 	// nil.
 	LastError error
 	// Role is the host's role: "primary" or "standby" as discovery
-	// (hasql.discover) or the server's last answer says, "none" for a
-	// host discovery says serves no work, "" when unknown.
+	// (hasql.discover) or the server's last answer says, "none" for a host
+	// discovery says serves no work, "" when not known (or the target is
+	// any and nothing asked).
 	Role string
+	// Lag is how far the host, a standby, was behind its primary at the
+	// background check's last look (hasql.reads or hasql.durability set):
+	// the time since the primary had the first position the standby had
+	// not replayed; 0 when caught up or not measured.
+	Lag time.Duration
 }
 
 // Stats returns a snapshot of the connector's pool, statement caches, failure
@@ -154,8 +181,17 @@ func (c *Connector) Stats() Stats {
 	s.TxNotCommitted = c.txNotCommitted.Load()
 	s.TxUnknown = c.txUnknown.Load()
 	s.CallbackPanics = c.callbackPanics.Load()
+	s.Replays = c.replays.Load()
+	s.ReplaysDiverged = c.replaysDiverged.Load()
+	s.PortChecks = c.outage.portChecks.Load()
+	if c.rw != nil {
+		s.PrimaryReads, s.StandbyReads = c.rw.primaryReads.Load(), c.rw.standbyReads.Load()
+	}
 	if c.hosts != nil {
 		s.Hosts = c.hosts.stats()
+		if c.rw != nil {
+			c.rw.fillLag(c.hosts, s.Hosts)
+		}
 	}
 	return s
 }

@@ -93,12 +93,12 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	// writes fail with a wrong-role error: that is its error, not the
 	// server's role. A node that is not ready (Galera) is the wrong role
 	// for any work.
-	wrongRole := class&classWrongRole != 0 && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly) ||
+	wrongRole := class&classWrongRole != 0 && v.c.cfg.target != TargetAny && !(v.inTx && v.txReadOnly) && !v.routed ||
 		class&classNotReady != 0
 	if !wrongRole && class&classDead == 0 {
 		return false, err
 	}
-	notSent := wrongRole || safe || class&classNotSent != 0
+	notSent := wrongRole || safe || class&classNotSent != 0 || fn == FnCommit && v.commitUnsent
 	if wrongRole && class&classNotReady == 0 {
 		v.c.hosts.setRole(ph.host, roleStandby)
 	}
@@ -121,12 +121,46 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 		lost := newLostError(ph, err, !notSent, true)
 		if fn == FnCommit && !notSent {
 			// COMMIT may have reached the server: it may have committed.
+			// The guard, if it wrote a record, finds out on a new session.
+			if v.c.guard != nil && v.txReadOnly {
+				// A read-only transaction changed nothing: whether its
+				// COMMIT arrived makes no difference, nothing to resolve.
+				_ = v.lossWithoutRebind(ctx, err, true)
+				return false, nil
+			}
+			if id := v.guardID; id != "" && v.c.guard != nil {
+				sel := *v.rebind
+				v.release() // frees the dead session's slot first
+				if committed, ok := v.c.guard.resolve(sel, id); ok {
+					if committed {
+						// The failover callback and recovery function hear
+						// of the loss; the caller learns the commit happened.
+						_ = v.lossWithoutRebind(ctx, err, true)
+						v.c.txCommittedAfterLoss.Add(1)
+						return false, nil
+					}
+					v.c.txNotCommitted.Add(1)
+					return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
+				}
+			}
 			lost.kind = ErrTxResolutionUnknown
 			v.c.txUnknown.Add(1)
-		} else if fn == FnCommit {
-			v.c.txNotCommitted.Add(1) // COMMIT certainly not sent
 		} else {
-			v.txLost(lost)
+			if v.replayTrigger(fn, notSent) {
+				// Transparent replay (replay.go): the transaction again on
+				// a new session, then this call.
+				if attempted, rerr := v.replayTx(ctx, err, lost); attempted {
+					if rerr == nil {
+						return true, nil
+					}
+					v.txNotCommittedAfter(fn, lost)
+					return false, rerr
+				}
+			}
+			v.txNotCommittedAfter(fn, lost)
+		}
+		if v.rec != nil {
+			v.rec.broken = true // this loss is final: never replayed later
 		}
 		return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 	}
@@ -161,6 +195,16 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 	}
 	v.c.retries.Add(1)
 	return true, nil
+}
+
+// txNotCommittedAfter records a loss, met by fn, after which the
+// transaction certainly did not commit.
+func (v *handle) txNotCommittedAfter(fn Fn, lost *LostError) {
+	if fn == FnCommit {
+		v.c.txNotCommitted.Add(1) // COMMIT certainly not sent
+	} else {
+		v.txLost(lost)
+	}
 }
 
 // joinLoss is the error a caller gets when a user function (the recovery

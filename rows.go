@@ -20,6 +20,7 @@ type rows struct {
 	v     *handle
 	ph    *session
 	cs    *cachedStmt // nil unless the rows came from a cached statement
+	endTx driver.Tx   // the query's own transaction behind a pooler (see handle.inOwnTx): ended at Close
 	mask  uint8       // which wrapper type and pool this is
 	self  driver.Rows // the wrapper around this rows, set once by its pool
 
@@ -29,6 +30,19 @@ type rows struct {
 	query string
 	args  []driver.NamedValue
 	s     *stmt // nil for ad-hoc work
+
+	// Replay (replay.go), with hasql.replay=on: the rows delivered so far
+	// (n) and their running digest, whether the application saw their end,
+	// the recorded call they belong to (rc, 1-based; 0: none), how often
+	// they continued on a new session, and whether the application moved
+	// to another result set (which replay does not follow).
+	track bool
+	eof   bool
+	multi bool
+	n     int64
+	dig   uint64
+	rc    int
+	conts int
 }
 
 // rowsBase is implemented by every wrapper type (through the embedded rows).
@@ -46,6 +60,9 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 		if w, ok := inner.(rowsBase); ok {
 			r := w.base()
 			r.ctx, r.query, r.args, r.s = ctx, query, args, s
+			if v.autoTx != nil {
+				r.endTx, v.autoTx = v.autoTx, nil
+			}
 			return inner
 		}
 		v.rowsType, v.rowsMask = t, rowsMask(inner)
@@ -58,6 +75,9 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 		r = rowsPools[m].Get().(rowsBase).base()
 	}
 	r.inner, r.v, r.ph, r.cs, r.mask = inner, v, v.ph, cs, m
+	if v.autoTx != nil {
+		r.endTx, v.autoTx = v.autoTx, nil
+	}
 	r.ctx, r.query, r.args, r.s = ctx, query, args, s
 	return r.self
 }
@@ -68,6 +88,17 @@ func (r *rows) Columns() []string { return r.inner.Columns() }
 // (ErrConnectionLost, or ErrTxNotCommitted inside a transaction).
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.inner.Next(dest)
+	if r.track {
+		switch {
+		case err == nil:
+			r.digest(dest)
+		case err == io.EOF:
+			r.eof = true
+		default:
+			return r.v.continueRows(r, dest, err)
+		}
+		return err
+	}
 	if err != nil && err != io.EOF {
 		return r.v.streamErr(r.ctx, r.ph, err)
 	}
@@ -78,7 +109,13 @@ func (r *rows) Next(dest []driver.Value) error {
 // and recycles the wrapper: database/sql never touches rows after closing
 // them.
 func (r *rows) Close() error {
+	if r.track {
+		r.untrack()
+	}
 	err := r.inner.Close()
+	if tx := r.endTx; tx != nil {
+		err = r.endOwnTx(tx, err)
+	}
 	if err != nil {
 		err = r.closeErr(err)
 	}
@@ -162,6 +199,7 @@ func (p rowsNextResultSet) HasNextResultSet() bool {
 	return p.r.inner.(driver.RowsNextResultSet).HasNextResultSet()
 }
 func (p rowsNextResultSet) NextResultSet() error {
+	p.r.multi = true
 	err := p.r.inner.(driver.RowsNextResultSet).NextResultSet()
 	if err != nil && err != io.EOF {
 		return p.r.v.streamErr(p.r.ctx, p.r.ph, err)

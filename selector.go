@@ -15,6 +15,10 @@ type selector struct {
 	purity         Purity
 	class          string
 	user, password string
+
+	read    bool   // ReadOnly: the work may run on a standby (reads.go)
+	after   string // ReadAfter's position
+	standby bool   // bindRead's checkout of a session on a standby
 }
 
 type selectorKey struct{}

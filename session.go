@@ -128,6 +128,9 @@ func (s *Session) StmtCacheStats() (hits, misses, evictions int64) {
 // Unwrap returns the inner driver's connection; calls made on it run no
 // callbacks. It returns nil when the session is not bound.
 func (s *Session) Unwrap() driver.Conn {
+	if v := s.handle(); v != nil {
+		v.markUnreplayable("Session.Unwrap")
+	}
 	if ph := s.phys(); ph != nil {
 		return ph.inner
 	}
@@ -142,9 +145,20 @@ func (s *Session) Exec(ctx context.Context, query string, args ...any) error {
 	if ph == nil {
 		return errNotBound
 	}
+	if v := s.handle(); v != nil {
+		v.markUnreplayable("Session.Exec")
+	}
 	named, err := convertArgs(ph.checker, args)
 	if err != nil {
 		return err
+	}
+	if ph.pooled {
+		// Behind a transaction pooler, SET becomes state applied to each
+		// transaction (see Pooler).
+		v := s.handle()
+		if done, err := ph.keepState(ctx, query, named, v != nil && v.inTx); done {
+			return err
+		}
 	}
 	_, err = ph.exec(ctx, query, named)
 	if err == driver.ErrSkip {

@@ -144,9 +144,14 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 	v := s.v
 	_, r, err := v.run(FnStmtQuery, ctx, s.query, args, s)
 	if err != nil {
+		v.dropAutoTx()
 		return nil, err
 	}
-	return v.wrapRows(r, nil, ctx, s.query, args, s), nil
+	w := v.wrapRows(r, nil, ctx, s.query, args, s)
+	if v.c.cfg.replay.Enabled {
+		v.trackRows(w)
+	}
+	return w, nil
 }
 
 // Exec is the legacy entry point; database/sql uses ExecContext.

@@ -99,6 +99,14 @@ func (v *handle) endTx(t *tx, fn Fn) error {
 func (t *tx) end() {
 	t.inner, t.ctx = nil, nil
 	t.v.inTx, t.v.lostTx, t.v.txAbort = false, nil, nil
+	t.v.endTxLog()
+	if t.v.txRouted {
+		// The standby session was for this read-only transaction only
+		// (reads.go): the handle's next work binds afresh.
+		t.v.txRouted = false
+		t.v.canPark = false
+		t.v.release()
+	}
 }
 
 // txLost records that the open transaction's session died before its

@@ -284,6 +284,22 @@ func report(s *suite, res map[string]map[string]result, expected map[string]stri
 			fmt.Printf("- %s: %s\n", t, cell(excerpt(res[raw.name][t].out)))
 		}
 	}
+	// Other configurations without hasql (the raw driver through PgBouncer): what fails there,
+	// for comparison with the hasql configuration beside them.
+	for _, c := range s.configs[1:] {
+		if c.hasql {
+			continue
+		}
+		var failing []string
+		for _, t := range s.tests {
+			if res[c.name][t].status == "fail" {
+				failing = append(failing, fmt.Sprintf("- %s: %s", t, cell(excerpt(res[c.name][t].out))))
+			}
+		}
+		if len(failing) > 0 {
+			fmt.Printf("\nFailing in %s (raw driver, not compared):\n\n%s\n", c.name, strings.Join(failing, "\n"))
+		}
+	}
 	if len(diffs) > 0 {
 		fmt.Printf("\nTests that pass raw and fail through hasql:\n\n")
 		fmt.Println("| configuration | test | expected? | first lines of the failure |")

@@ -59,6 +59,17 @@ func peerOptions() []hasql.Option {
 				panic(err)
 			}
 			opts = append(opts, hasql.WithStmtCacheSize(n))
+		case "hasql.pooler":
+			switch v {
+			case "transaction":
+				opts = append(opts, hasql.WithPooler(hasql.PoolerTransaction))
+			case "none":
+				opts = append(opts, hasql.WithPooler(hasql.PoolerNone))
+			default:
+				panic("peersuite: bad hasql.pooler " + v)
+			}
+		case "peersuite.raw":
+			// Not a hasql setting: the configuration runs the raw driver (see peerRaw).
 		default:
 			panic("peersuite: no option for " + p)
 		}
@@ -66,15 +77,35 @@ func peerOptions() []hasql.Option {
 	return opts
 }
 
+// peerRaw: PEERSUITE_HASQL_PARAMS=peersuite.raw runs the rewritten tests on the raw driver (for a
+// raw run where the unmodified binary's database would not do, e.g. through PgBouncer).
+func peerRaw() bool {
+	for _, p := range peerParams() {
+		if p == "peersuite.raw" {
+			return true
+		}
+	}
+	return false
+}
+
 func peerSQLOpen(driverName, dsn string) (*sql.DB, error) {
+	if peerRaw() {
+		return sql.Open(driverName, dsn)
+	}
 	return sql.Open("hasql", driverName+":"+peerDSN(dsn))
 }
 
 func peerOpenDB(config pgx.ConnConfig, opts ...stdlib.OptionOpenDB) *sql.DB {
+	if peerRaw() {
+		return stdlib.OpenDB(config, opts...)
+	}
 	return hasql.OpenDB(stdlib.GetConnector(config, opts...), peerOptions()...)
 }
 
 func peerOpenDBFromPool(pool *pgxpool.Pool, opts ...stdlib.OptionOpenDB) *sql.DB {
+	if peerRaw() {
+		return stdlib.OpenDBFromPool(pool, opts...)
+	}
 	return hasql.OpenDB(stdlib.GetPoolConnector(pool, opts...), peerOptions()...)
 }
 `
@@ -135,6 +166,23 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting PostgreSQL: %w", err)
 	}
+	// PgBouncer 1.18 in transaction mode in front of the same server, one for each configuration
+	// that goes through it (a crash caused by one does not spoil the other's results). Its pool
+	// (4 server connections per database) is small enough that consecutive transactions of one
+	// client change server connections, and large enough for the tests that hold a few
+	// transactions open at once.
+	bouncers := map[string]*testserver.PgBouncer{}
+	for _, name := range []string{"pgbouncer-raw", "pgbouncer"} {
+		b, err := testserver.NewPgBouncer(sctx, pg, testserver.PgBouncerOptions{DefaultPoolSize: 4})
+		if err != nil {
+			for _, b := range bouncers {
+				b.Destroy()
+			}
+			pg.Destroy()
+			return nil, fmt.Errorf("starting PgBouncer: %w", err)
+		}
+		bouncers[name] = b
+	}
 	hasqlBin := filepath.Join(dir, "hasql.test")
 	s := &suite{
 		name:  fmt.Sprintf("pgx %s stdlib", version),
@@ -143,18 +191,56 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 			{name: "raw", bin: raw},
 			{name: "hasql", bin: hasqlBin, hasql: true},
 			{name: "stmtcache=0", bin: hasqlBin, env: []string{"PEERSUITE_HASQL_PARAMS=hasql.stmtcache=0"}, hasql: true},
+			// Through PgBouncer: raw pgx (not compared: it shows what the pooler breaks), and
+			// hasql with hasql.pooler=transaction, compared with raw pgx directly on PostgreSQL.
+			{name: "pgbouncer-raw", bin: hasqlBin, env: []string{"PEERSUITE_HASQL_PARAMS=peersuite.raw"}},
+			{name: "pgbouncer", bin: hasqlBin, env: []string{"PEERSUITE_HASQL_PARAMS=hasql.pooler=transaction"}, hasql: true},
 		},
-		dir:     dir,
-		cleanup: pg.Destroy,
+		dir: dir,
+		cleanup: func() {
+			for _, b := range bouncers {
+				b.Destroy()
+			}
+			pg.Destroy()
+		},
 	}
 	// A database per configuration, so that the configurations can run side by side.
 	for i := range s.configs {
 		db := configDB(s.configs[i].name)
 		if err := pg.Exec("CREATE DATABASE " + db); err != nil {
-			pg.Destroy()
+			s.cleanup()
 			return nil, err
 		}
-		s.configs[i].env = append(s.configs[i].env, "PGX_TEST_DATABASE="+pg.DSN(db))
+		dsn := pg.DSN(db)
+		if b := bouncers[s.configs[i].name]; b != nil {
+			dsn = b.DSN(db)
+		}
+		s.configs[i].env = append(s.configs[i].env, "PGX_TEST_DATABASE="+dsn)
+	}
+	// Each test process is a new client. Directly on PostgreSQL its connections are new
+	// backends, and what an earlier test left in its sessions (temporary tables, prepared
+	// statements made through Conn.Raw) is gone; PgBouncer would hand the next test the same
+	// server connections. Dropping them between tests (KILL, RESUME on the admin console) gives
+	// each test the fresh server sessions it has directly.
+	s.reset = func(c config) error {
+		bouncer := bouncers[c.name]
+		if bouncer == nil {
+			return nil
+		}
+		// PgBouncer 1.18 aborts now and then on a cancel request whose client went away (see
+		// testserver.PgBouncer.Running): start it again, and say so.
+		if restarted, err := bouncer.Restart(ctx); restarted {
+			fmt.Fprintf(os.Stderr, "peersuite: %s: PgBouncer had exited; started it again (%v). Its log:\n%s\n", c.name, err, bouncer.LogTail())
+			if err != nil {
+				return err
+			}
+		}
+		db := configDB(c.name)
+		_, err := bouncer.Admin("KILL " + db)
+		if err == nil || strings.Contains(err.Error(), "no such database") {
+			_, err = bouncer.Admin("RESUME " + db)
+		}
+		return err
 	}
 	return s, nil
 }

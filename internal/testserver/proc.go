@@ -333,7 +333,7 @@ func reapStale() {
 	if _, ok := procStat(os.Getpid()); !ok {
 		return // no /proc: cannot tell dead owners from live ones
 	}
-	for _, kind := range []string{"pg", "maria", "patroni", "galera"} {
+	for _, kind := range []string{"pg", "maria", "pgb", "patroni", "galera"} {
 		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "hasql-"+kind+"-*"))
 		for _, dir := range dirs {
 			b, err := os.ReadFile(filepath.Join(dir, "owner"))
@@ -363,7 +363,9 @@ func reapStale() {
 					pids = append(children(pid), pid)
 				}
 			default:
-				if pid := pidFromFile(filepath.Join(dir, "mariadbd.pid")); pid > 0 && cmdlineHas(pid, dir) {
+				if pid := pidFromFile(filepath.Join(dir, "pgbouncer.pid")); kind == "pgb" && pid > 0 && cmdlineHas(pid, dir) {
+					pids = append(pids, pid)
+				} else if pid := pidFromFile(filepath.Join(dir, "mariadbd.pid")); pid > 0 && cmdlineHas(pid, dir) {
 					pids = append(pids, pid)
 				}
 			}

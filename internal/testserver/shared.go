@@ -83,6 +83,7 @@ func StopShared() {
 	if g := sharedGalera.c; g != nil {
 		g.destroy()
 	}
+	stopSharedBouncer()
 }
 
 // refuseControl is the error for stopping, starting or killing a server that is external or

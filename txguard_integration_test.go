@@ -1,0 +1,253 @@
+package hasql_test
+
+// The commit-outcome guard on real servers (issue 13): a session cut by the
+// fault proxy exactly after COMMIT reached the server, or exactly before,
+// and what Commit then says.
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hasqlgo/hasql"
+)
+
+// txgServer is one server of the guard's tests: a DSN for hasql through a
+// fault proxy, and a way to count rows without hasql.
+type txgServer struct {
+	driver string
+	dsn    string // the inner DSN, pointing at the proxy via hasql.hosts
+	fp     *faultProxy
+	count  func(q string) int
+	ins    string
+	commit string // what the guarded commit's message contains
+}
+
+func txgSetup(t *testing.T, driverName, keys string) *txgServer {
+	t.Helper()
+	s := &txgServer{driver: driverName}
+	switch driverName {
+	case "pgx":
+		p := sharedPG(t)
+		dsn := p.FreshDB(t)
+		raw, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { raw.Close() })
+		if _, err := raw.Exec("create table t (id text primary key)"); err != nil {
+			t.Fatal(err)
+		}
+		s.fp = newFaultProxy(t, "127.0.0.1:"+strconv.Itoa(p.Port)).PGAware()
+		s.dsn = dsn + "&hasql.hosts=" + s.fp.Addr() + "&" + keys
+		s.count = func(q string) int {
+			var n int
+			if err := raw.QueryRow(q).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		s.ins, s.commit = "insert into t values ($1)", "\x00COMMIT\x00" // the pipeline's Parse of COMMIT
+	case "mysql":
+		m := sharedMaria(t)
+		dsn := m.FreshDB(t)
+		dbName := dsn[strings.LastIndexByte(dsn, '/')+1:]
+		if err := m.ExecIn(dbName, "create table t (id varchar(40) primary key)"); err != nil {
+			t.Fatal(err)
+		}
+		s.fp = newFaultProxy(t, "127.0.0.1:"+strconv.Itoa(m.Port))
+		s.dsn = dsn + "?hasql.hosts=" + s.fp.Addr() + "&" + keys
+		s.count = func(q string) int {
+			out, err := m.QueryIn(dbName, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(out))
+			if err != nil {
+				t.Fatalf("%q: %v", out, err)
+			}
+			return n
+		}
+		s.ins, s.commit = "insert into t values (?)", "COMMIT /* hasql.txguard"
+	}
+	return s
+}
+
+func TestTxGuardResolvesALostCommit(t *testing.T) {
+	ctx := context.Background()
+	for _, driverName := range []string{"pgx", "mysql"} {
+		t.Run(driverName, func(t *testing.T) {
+			table := "hasql_txguard"
+			keys := "hasql.txguard=on"
+			if driverName == "mysql" {
+				table = "guard_records" // a name of the application's choosing
+				keys += "&hasql.txguard_table=" + table
+			}
+			s := txgSetup(t, driverName, keys)
+			db, hc := foOpen(t, driverName, s.dsn)
+			for _, tc := range []struct {
+				name  string
+				after bool // the cut comes after COMMIT was forwarded
+			}{{"cut after COMMIT reached the server: committed", true}, {"cut before COMMIT reached the server: not committed", false}} {
+				t.Run(tc.name, func(t *testing.T) {
+					id := fmt.Sprintf("row-%v", tc.after)
+					before := hc.Stats()
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := tx.ExecContext(ctx, s.ins, id); err != nil {
+						t.Fatal(err)
+					}
+					cut := s.fp.CutOn(s.commit, tc.after)
+					err = tx.Commit()
+					if !cut.Fired() {
+						t.Fatalf("the cut did not happen (commit: %v)", err)
+					}
+					st := hc.Stats()
+					n := s.count("select count(*) from t where id = '" + id + "'")
+					if tc.after {
+						if err != nil {
+							t.Fatalf("commit: %v, want nil (it committed)", err)
+						}
+						if n != 1 {
+							t.Fatalf("Commit returned nil but the row is there %d times", n)
+						}
+						if st.TxCommittedAfterLoss != before.TxCommittedAfterLoss+1 {
+							t.Errorf("TxCommittedAfterLoss %d → %d, want +1", before.TxCommittedAfterLoss, st.TxCommittedAfterLoss)
+						}
+					} else {
+						if !foWraps(err, hasql.ErrTxNotCommitted) || errors.Is(err, hasql.ErrTxResolutionUnknown) {
+							t.Fatalf("commit: %v, want ErrTxNotCommitted", err)
+						}
+						if n != 0 {
+							t.Fatalf("Commit said not committed but the row is there %d times", n)
+						}
+						if st.TxNotCommitted != before.TxNotCommitted+1 {
+							t.Errorf("TxNotCommitted %d → %d, want +1", before.TxNotCommitted, st.TxNotCommitted)
+						}
+					}
+					if st.TxUnknown != before.TxUnknown {
+						t.Errorf("TxUnknown grew: %d → %d", before.TxUnknown, st.TxUnknown)
+					}
+					// The pool goes on.
+					if _, err := db.ExecContext(ctx, s.ins, id+"-after"); err != nil {
+						t.Fatalf("insert after the loss: %v", err)
+					}
+				})
+			}
+			t.Run("read-only transaction: no record, nothing to resolve", func(t *testing.T) {
+				records := s.count("select count(*) from " + table)
+				tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var n int
+				if err := tx.QueryRowContext(ctx, "select count(*) from t").Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatalf("commit: %v", err)
+				}
+				if got := s.count("select count(*) from " + table); got != records {
+					t.Fatalf("a read-only transaction wrote %d guard records", got-records)
+				}
+			})
+		})
+	}
+}
+
+// A user who may not create the guard's table: BeginTx fails, naming the
+// table, until an administrator creates it with the documented DDL and
+// grants the user its rights; then guarded transactions work.
+func TestTxGuardTableMissingAndNotCreatable(t *testing.T) {
+	ctx := context.Background()
+	p := sharedPG(t)
+	dsn := p.FreshDB(t)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	role := "noddl_" + harnessRandHex(4)
+	for _, s := range []string{
+		"create role " + role + " login",
+		"revoke create on schema public from public",
+		"create table t (id text primary key)",
+		"grant insert, select on t to " + role,
+	} {
+		if _, err := admin.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	t.Cleanup(func() { _ = p.Exec("drop owned by " + role + " cascade; drop role if exists " + role) })
+	userDSN := strings.Replace(dsn, "postgres@", role+"@", 1)
+	db, _ := foOpen(t, "pgx", userDSN+"&hasql.txguard=on")
+	_, err = db.BeginTx(ctx, nil)
+	if !errors.Is(err, hasql.ErrTxGuard) || !strings.Contains(err.Error(), `"hasql_txguard"`) {
+		t.Fatalf("BeginTx without the table: %v, want ErrTxGuard naming \"hasql_txguard\"", err)
+	}
+	// The documented DDL, by an administrator, and the documented rights.
+	for _, s := range []string{
+		`CREATE TABLE IF NOT EXISTS "hasql_txguard" (id text PRIMARY KEY, tomb boolean NOT NULL DEFAULT false, at timestamptz NOT NULL DEFAULT now())`,
+		"grant insert, update, select, delete on hasql_txguard to " + role,
+	} {
+		if _, err := admin.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("BeginTx once the table exists: %v", err)
+	}
+	if _, err := tx.ExecContext(ctx, "insert into t values ('x')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := admin.QueryRow("select count(*) from hasql_txguard").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d guard records (%v), want the transaction's one", n, err)
+	}
+}
+
+// The janitor deletes records older than the retention (an hour at the
+// default outage wait) and keeps newer ones.
+func TestTxGuardJanitorDeletesOldRecords(t *testing.T) {
+	ctx := context.Background()
+	for _, driverName := range []string{"pgx", "mysql"} {
+		t.Run(driverName, func(t *testing.T) {
+			s := txgSetup(t, driverName, "hasql.txguard=on")
+			db, hc := foOpen(t, driverName, s.dsn)
+			tx, err := db.BeginTx(ctx, nil) // creates the table
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			old := "now() - interval '2 hours'"
+			if driverName == "mysql" {
+				old = "NOW(6) - INTERVAL 2 HOUR"
+			}
+			for i := range 3 {
+				if _, err := db.ExecContext(ctx, fmt.Sprintf("insert into hasql_txguard (id, at) values ('old%d', %s)", i, old)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			total := s.count("select count(*) from hasql_txguard")
+			hasql.TxGuardPurgeRound(hc)
+			if n := s.count("select count(*) from hasql_txguard where id like 'old%'"); n != 0 {
+				t.Fatalf("%d old records left", n)
+			}
+			if n := s.count("select count(*) from hasql_txguard"); n != total-3 {
+				t.Fatalf("%d records after the purge, want %d: newer ones were deleted", n, total-3)
+			}
+		})
+	}
+}
