@@ -33,6 +33,9 @@ func ptOpen(t *testing.T, driverName, dsn string, opts ...hasql.Option) (*sql.DB
 	if err != nil {
 		t.Fatalf("hasql.Open(%s): %v", driverName, err)
 	}
+	// database/sql keeps every handle it is given back, so that what these tests see is hasql's
+	// own pool: a handle database/sql closes closes its session too (pool_handles.go).
+	db.SetMaxIdleConns(1 << 10)
 	t.Cleanup(func() { db.Close() })
 	c, ok := hasql.ConnectorOf(db)
 	if !ok {
