@@ -13,7 +13,8 @@ import (
 //
 // The boundary. The files pool*.go are the only code that takes mu or
 // changes open, busy, idle, waiters or all. The rest of hasql goes through
-// get, reclaim, put, terminate (checkout and release), retag and borrowIdle
+// get, reclaim, put, terminate (checkout and release), closeThrough (a handle
+// database/sql closed; pool_handles.go), retag and borrowIdle
 // (a session's tag and its statements), purgeHost, purgeIdleOfHost and
 // purgeAll, addWorker and openProbe (the outage gate), Reconfigure, stats
 // and close.

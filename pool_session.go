@@ -57,7 +57,7 @@ type session struct {
 
 	// Owned by whoever holds the session (the pool's lock hands it over).
 	tag           string // normalised; "" = untagged
-	used          bool   // handed out before, so the next checkout resets it
+	used          bool   // handed out before, so the next checkout resets it; set only while unlisted (pool.put)
 	forced        bool   // opened beyond Max by GetForce
 	stmtCacheSize int
 
