@@ -107,7 +107,7 @@ func (r *chaosRig) insertQ() string {
 // chaosTyped reports whether err is one of the errors hasql may hand the
 // application after a loss, with its cause inside.
 func chaosTyped(err error) bool {
-	return foWraps(err, hasql.ErrConnectionLost) || foWraps(err, hasql.ErrTxResolutionUnknown) || foWraps(err, hasql.ErrNoHosts)
+	return foWraps(err, hasql.ErrConnectionLost) || foWraps(err, hasql.ErrTxResolutionUnknown) || foWraps(err, hasql.ErrTxNotCommitted) || foWraps(err, hasql.ErrNoHosts)
 }
 
 func (r *chaosRig) start() {
@@ -158,7 +158,7 @@ func (r *chaosRig) writer(w int, inTx bool) {
 				r.writesOK.Add(1)
 			default:
 				r.writeErrs = append(r.writeErrs, err)
-				if chaosTyped(err) && !errors.Is(err, hasql.ErrNoHosts) {
+				if chaosTyped(err) && !errors.Is(err, hasql.ErrNoHosts) && !errors.Is(err, hasql.ErrTxNotCommitted) {
 					r.unknown[a], r.unknown[b] = true, true
 				}
 			}
@@ -307,6 +307,8 @@ func (r *chaosRig) verify(ids []string) {
 			kinds["ErrConnectionLost"]++
 		case errors.Is(err, hasql.ErrTxResolutionUnknown):
 			kinds["ErrTxResolutionUnknown"]++
+		case errors.Is(err, hasql.ErrTxNotCommitted):
+			kinds["ErrTxNotCommitted"]++
 		case errors.Is(err, hasql.ErrNoHosts):
 			kinds["ErrNoHosts"]++
 		default:

@@ -126,8 +126,9 @@ const (
 	classNotSent                           // the work certainly did not reach the server (safe to run again)
 	classStaleStmt                         // a prepared statement is stale or gone; proves the work did not run
 	classWrongRole                         // the server refused because of its role (read-only/standby): nothing ran
-	classTxConflict                        // serialization failure or deadlock: the server rolled the transaction back (PG 40001, 40P01; MySQL 1213)
+	classTxConflict                        // serialization failure or deadlock: the server rolled the transaction back (PG 40001, 40P01; MySQL/MariaDB 1213, incl. Galera certification failures)
 	classTooManyStmts                      // the server's prepared-statement limit (MariaDB 1461)
+	classLockTimeout                       // a lock wait timed out (MySQL/MariaDB 1205): only the statement was rolled back (unless innodb_rollback_on_timeout); the transaction may succeed if run again
 )
 
 // sessionTraits is what a dialect knows about one inner connection. It is

@@ -85,7 +85,11 @@ func (mysqlDialect) classify(err error) errClass {
 	case 1290, 1792, 1836:
 		return classWrongRole
 	case 1213:
+		// A deadlock, or Galera's certification failure, which it reports
+		// as one: the transaction was rolled back.
 		return classTxConflict
+	case 1205:
+		return classLockTimeout
 	case 1461:
 		return classTooManyStmts
 	}

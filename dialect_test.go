@@ -173,7 +173,7 @@ func TestDialectClassify(t *testing.T) {
 		{"my 1836 read-only mode", []dialect{dialectMySQL}, my(1836), role},
 		{"my 1213 deadlock", []dialect{dialectMySQL}, my(1213), conflict},
 		// InnoDB rolls back only the statement on a lock wait timeout.
-		{"my 1205 lock wait timeout", []dialect{dialectMySQL}, my(1205), 0},
+		{"my 1205 lock wait timeout", []dialect{dialectMySQL}, my(1205), classLockTimeout},
 		{"my 1461 too many stmts", []dialect{dialectMySQL}, my(1461), tooMany},
 		{"my 1062 dup", []dialect{dialectMySQL}, my(1062), 0},
 		{"my 1045 denied", []dialect{dialectMySQL}, my(1045), 0},

@@ -1,11 +1,13 @@
 // Package hasql is a database/sql driver, registered as "hasql", that wraps
 // another driver — pgx v5, go-sql-driver/mysql, go-sqlmock, or any registered
-// one — and adds what Oracle's OCI gives C programs: interceptor callbacks on
-// every driver call, a per-session statement cache, a session pool with tags,
-// purity and connection classes, and connections that survive database
-// restarts and failovers.
+// one — so that a program keeps its *sql.DB and its code, and survives what a
+// plain *sql.DB does not: database restarts, failovers and dropped
+// connections. When a connection dies, hasql reconnects and runs again the
+// work that certainly did not run, or that the caller marked [Idempotent];
+// when it cannot know whether the work ran, it says so in a typed error
+// ([*LostError]) instead of the inner driver's bare network error.
 //
-// The application keeps using *sql.DB. Swapping
+// Swapping
 //
 //	db, err := sql.Open("mysql", dsn)
 //
@@ -16,7 +18,42 @@
 //	db, err := sql.Open("hasql", "mysql:"+dsn)
 //
 // changes nothing the application can observe, except that it now survives
-// failures it did not survive before.
+// failures it did not survive before. Importing hasql registers "pgx" and
+// "mysql" too, so "pgx:postgres://…" works with hasql as the only import.
+//
+// # What it adds
+//
+// On the way, hasql gives Go programs what Oracle's OCI gives C programs.
+// Each of these has a runnable example in this package's documentation, and
+// the repository's quickstart (make quickstart) shows all four at work on an
+// embedded SQLite database, with no server:
+//
+//   - Interceptors: entry, replacement and exit callbacks on every driver
+//     call, registered on [Connector.Callbacks] or loaded by name as
+//     packages ([RegisterPackage]). Examples: Callbacks.Register (timing
+//     every query, translating an error, answering from a cache),
+//     [Callbacks.Get], [RegisterPackage].
+//   - A statement cache per session: a statement prepared on every request
+//     is prepared once per session, and ad-hoc work that database/sql would
+//     prepare, run and close takes one round trip. Example:
+//     [WithStmtCacheSize].
+//   - A session pool with tags: the session callback ([WithSessionCallback])
+//     sets a session's state once; later requests that ask for the tag
+//     ([WithTag], [Acquire]) get that session back, state and all. Example:
+//     [Acquire].
+//   - Connections that survive: a lost connection ends its session, the
+//     work is run again on a new one when that cannot run it twice, and the
+//     application's hooks (recovery, failover callback, events) are told. A
+//     transaction whose session died before COMMIT was sent fails with
+//     [ErrTxNotCommitted], and [RunTx] runs it again. Examples: the package
+//     examples "lostConnection" and "idempotentReads" (a fault injected with
+//     the hasqltest package).
+//
+// The sections below are the reference: the DSN and its keys, how sessions
+// are bound to the handles database/sql holds, callbacks, the statement
+// cache, lost connections and retries, errors, and testing. The README and
+// docs/ directory of the repository have the measured figures (restarts
+// under load, benchmarks) and the commands that produced them.
 //
 // # Opening
 //
@@ -41,8 +78,8 @@
 // hasql.max_lifetime, hasql.cclass, hasql.purity, hasql.callbacks,
 // hasql.hosts, hasql.pick, hasql.target, hasql.blacklist,
 // hasql.health_interval, hasql.reconnect, hasql.connect_timeout,
-// hasql.outage_wait and hasql.retry; each has an [Option] too (see the With
-// functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
+// hasql.outage_wait, hasql.retry and hasql.tx_retries; each but the last
+// has an [Option] too (see the With functions). Durations take Go syntax ("500ms") or plain seconds ("0.5");
 // lists take ',' or ';'. Three environment variables are read when a
 // connector is created: HASQL_CALLBACK_PACKAGES ("a;b"),
 // HASQL_RECONNECT_TIMEOUT ("5,10,20,40,80", seconds) and
@@ -243,7 +280,11 @@
 // sentinel that says what the caller may conclude: [ErrConnectionLost], the
 // work may or may not have run; [ErrTxResolutionUnknown], whether the
 // transaction committed is unknown; or [ErrTxNotCommitted], the transaction
-// certainly did not commit, so running it again is safe. The error never
+// certainly did not commit, so running it again is safe. A loss inside a
+// transaction before its COMMIT was sent is ErrTxNotCommitted (the server
+// rolls back what it loses; a later Commit says so again, a Rollback
+// succeeds); only a loss at COMMIT is ErrTxResolutionUnknown, unless the
+// commit-outcome guard (hasql.txguard) resolves it. The error never
 // wraps driver.ErrBadConn, so that database/sql does not run again work that
 // hasql has already run again or reported.
 //

@@ -249,10 +249,14 @@ type Connector struct {
 
 	everConnected                  atomic.Bool // a session was opened once: later failures are outages
 	reconnects, failovers, retries atomic.Int64
-	callbackPanics                 atomic.Int64 // see userPanic
-	reg                            registry
-	pool                           *pool
-	err                            error // OpenDB with bad options: every Connect fails with it
+
+	// Outcomes of transactions whose session died (Stats.TxCommittedAfterLoss,
+	// TxNotCommitted, TxUnknown).
+	txCommittedAfterLoss, txNotCommitted, txUnknown atomic.Int64
+	callbackPanics                                  atomic.Int64 // see userPanic
+	reg                                             registry
+	pool                                            *pool
+	err                                             error // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 

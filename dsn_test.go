@@ -430,6 +430,8 @@ var dsntKeyCases = []dsntKeyCase{
 		func(c config) bool { return c.backoff.OutageWait == time.Minute }},
 	{"retry", []string{"off", "safe", "idempotent"}, []string{"always", ""},
 		func(c config) bool { return c.retry == RetryIdempotent }},
+	{"tx_retries", []string{"0", "3"}, []string{"-1", "many", ""},
+		func(c config) bool { return c.txRetries == 3 }},
 }
 
 // TestDSNKeys takes every key of the API table through a DSN, with good and

@@ -158,8 +158,10 @@ func redact(s string, secrets []string) string {
 
 // LostError is the error a call gets when its physical session died under
 // it. It wraps the sentinel that says what the caller may conclude
-// (ErrConnectionLost outside a transaction, ErrTxResolutionUnknown inside
-// one) and the driver's own error: errors.Is and errors.As reach both, and
+// (ErrConnectionLost outside a transaction; ErrTxNotCommitted inside one
+// whose COMMIT was not sent; ErrTxResolutionUnknown when the session died at
+// COMMIT and the commit-outcome guard could not tell) and the driver's own
+// error: errors.Is and errors.As reach both, and
 // errors.As(err, &lost) gives the details. It never matches
 // driver.ErrBadConn, so database/sql does not run the work again on its own.
 type LostError struct {
@@ -172,11 +174,15 @@ type LostError struct {
 }
 
 // newLostError is the error for work lost with session ph. The driver's error
-// is kept with its secrets (a DSN's password) redacted from its text.
+// is kept with its secrets (a DSN's password) redacted from its text. Inside
+// a transaction the kind is ErrTxNotCommitted: a server rolls back the
+// transaction of a connection it loses, so before COMMIT was sent nothing of
+// it committed. A loss at COMMIT (sent) is made ErrTxResolutionUnknown by its
+// caller (decide), unless the guard resolves it.
 func newLostError(ph *session, cause error, sent, inTx bool) *LostError {
 	kind := ErrConnectionLost
 	if inTx {
-		kind = ErrTxResolutionUnknown
+		kind = ErrTxNotCommitted
 	}
 	if secrets := ph.pool.c.secrets; len(secrets) > 0 && redact(cause.Error(), secrets) != cause.Error() {
 		cause = &redactedError{cause, secrets}

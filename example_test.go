@@ -15,6 +15,7 @@ import (
 	"github.com/DATA-DOG/go-sqlmock"
 
 	"github.com/hasqlgo/hasql"
+	"github.com/hasqlgo/hasql/hasqltest"
 )
 
 // openExample opens a hasql *sql.DB over a fresh go-sqlmock database (exact
@@ -338,6 +339,76 @@ func Example_lostConnection() {
 	// lost before it was sent: <nil>
 	// lost after it was sent: true true
 	// next call: 1 <nil>
+	// work run again: 1
+	// expectations: <nil>
+}
+
+// The first five minutes: open a *sql.DB through hasql — here over
+// go-sqlmock, normally "pgx:postgres://…" or "mysql:user@tcp(host)/db" —
+// and use it as any *sql.DB.
+func Example() {
+	mdb, mock, err := sqlmock.NewWithDSN("example_first", sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
+	if err != nil {
+		panic(err)
+	}
+	defer mdb.Close()
+	db, err := sql.Open("hasql", "sqlmock:example_first?hasql.retry=idempotent")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer db.Close()
+
+	mock.ExpectQuery("SELECT name FROM users WHERE id = ?").WithArgs(42).
+		WillReturnRows(sqlmock.NewRows([]string{"name"}).AddRow("ada"))
+	var name string
+	err = db.QueryRowContext(hasql.Idempotent(context.Background()), "SELECT name FROM users WHERE id = ?", 42).Scan(&name)
+	fmt.Println(name, err)
+	// Output:
+	// ada <nil>
+}
+
+// Surviving a lost connection in a loop of reads. The reads are marked
+// Idempotent and the connector runs with RetryIdempotent, so even a read
+// whose connection died after it was sent is run again on a new session:
+// the loop sees no error. hasqltest.Faults injects the loss; the failover
+// callback shows what hasql did.
+func Example_idempotentReads() {
+	db, mock, done := openExampleWith(hasql.WithRetry(hasql.RetryIdempotent),
+		hasql.WithFailoverCallback(func(ctx context.Context, s *hasql.Session, ev hasql.FailoverEvent) error {
+			fmt.Println("  failover:", ev)
+			return nil
+		}))
+	defer done()
+	faults := hasqltest.NewFaults()
+	if err := faults.Attach(db); err != nil {
+		fmt.Println(err)
+		return
+	}
+	faults.LoseAfterSend(`^SELECT`, 2) // the 2nd read reaches the database, then its connection dies
+
+	const q = "SELECT name FROM users WHERE id = ?"
+	for _, r := range []struct {
+		id   int
+		name string
+	}{{1, "ada"}, {2, "bob"}, {2, "bob"} /* the re-run */, {3, "cy"}} {
+		mock.ExpectQuery(q).WithArgs(r.id).WillReturnRows(sqlmock.NewRows([]string{"name"}).AddRow(r.name))
+	}
+	ctx := hasql.Idempotent(context.Background())
+	for id := 1; id <= 3; id++ {
+		var name string
+		err := db.QueryRowContext(ctx, q, id).Scan(&name)
+		fmt.Println("read", id, name, err)
+	}
+	c, _ := hasql.ConnectorOf(db)
+	fmt.Println("work run again:", c.Stats().Retries)
+	fmt.Println("expectations:", mock.ExpectationsWereMet())
+	// Output:
+	// read 1 ada <nil>
+	//   failover: FoBegin
+	//   failover: FoEnd
+	// read 2 bob <nil>
+	// read 3 cy <nil>
 	// work run again: 1
 	// expectations: <nil>
 }

@@ -120,7 +120,7 @@ func TestEveryLossTellsTheFailoverCallbackAndRunsRecovery(t *testing.T) {
 				_, err = tx.ExecContext(ctx, "UPDATE t SET v = 1")
 				return err
 			},
-			wantEvents: "FoBegin,FoAbort", wantRec: 1, wantErrs: []error{hasql.ErrTxResolutionUnknown},
+			wantEvents: "FoBegin,FoAbort", wantRec: 1, wantErrs: []error{hasql.ErrTxNotCommitted},
 		},
 		{
 			name: "the recovery function fails: its error and the loss", retry: "safe", recovery: errRec,

@@ -186,6 +186,7 @@ var fidSentinels = []struct {
 	{"fidSentinel", hasql.ErrFakeSentinel},
 	{"hasql.ErrConnectionLost", hasql.ErrConnectionLost},
 	{"hasql.ErrTxResolutionUnknown", hasql.ErrTxResolutionUnknown},
+	{"hasql.ErrTxNotCommitted", hasql.ErrTxNotCommitted},
 	{"hasql.ErrClosed", hasql.ErrClosed},
 }
 
@@ -723,8 +724,8 @@ func fidelityAppOnlyScript(r *fidRun) {
 	r.exec(ctx, "exec/ok-after-bad-name", db, "insert after")
 
 	// A connection lost inside a transaction. database/sql cannot retry
-	// there and returns driver.ErrBadConn. hasql (API.md, Failures) wraps
-	// it in ErrTxResolutionUnknown, reports a rollback on a dead connection
+	// there and returns driver.ErrBadConn. hasql (API.md, Errors) wraps
+	// it in ErrTxNotCommitted (nothing was sent), reports a rollback on a dead connection
 	// as done (the server rolled back), and ends the session, where
 	// database/sql would keep the inner connection if its IsValid allowed.
 	rec := r.rec
@@ -765,7 +766,7 @@ func checkLostOutcomes(t *testing.T, raw, hq []string) {
 		// (hasql keeps driver.ErrBadConn itself out of the chain, so that
 		// database/sql does not run the work again: retry.go.)
 		wrapped := strings.Contains(line, "driver: bad connection") &&
-			(strings.Contains(line, "hasql.ErrTxResolutionUnknown]") || strings.Contains(line, "hasql.ErrConnectionLost]"))
+			(strings.Contains(line, "hasql.ErrTxResolutionUnknown]") || strings.Contains(line, "hasql.ErrTxNotCommitted]") || strings.Contains(line, "hasql.ErrConnectionLost]"))
 		rolledBack := strings.Contains(step, "rollback") && strings.HasSuffix(line, ": ok")
 		if !strings.Contains(raw[i], "[==ErrBadConn]") || !(wrapped || rolledBack) {
 			t.Errorf("lost connection: raw driver %q, hasql %q", raw[i], line)

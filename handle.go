@@ -45,6 +45,10 @@ type handle struct {
 	// so a wrong-role error in it is the application's own.
 	txReadOnly bool
 
+	// lostTx is the loss that ended the open transaction before its COMMIT
+	// was sent (see handle.txLost); nil while the transaction is alive.
+	lostTx *LostError
+
 	// checker is the last bound session's NamedValueChecker, for
 	// CheckNamedValue calls that database/sql makes before a lazy bind.
 	checker driver.NamedValueChecker

@@ -179,6 +179,7 @@ type config struct {
 	events        func(Event)
 	recovery      Recovery
 	failoverCB    FailoverCallback
+	txRetries     int // RunTx's re-runs (hasql.tx_retries)
 }
 
 func defaultConfig() config {
@@ -198,7 +199,8 @@ func defaultConfig() config {
 			ConnectTimeout: 5 * time.Second,
 			OutageWait:     30 * time.Second,
 		},
-		retry: RetrySafe,
+		retry:     RetrySafe,
+		txRetries: defaultTxRetries,
 	}
 }
 
@@ -253,7 +255,7 @@ var dsnKeys = []string{
 	"stmtcache", "pool.min", "pool.max", "pool.incr", "getmode", "wait_timeout",
 	"idle_timeout", "max_lifetime", "cclass", "purity", "callbacks", "hosts", "pick",
 	"target", "blacklist", "health_interval", "reconnect", "connect_timeout",
-	"outage_wait", "retry",
+	"outage_wait", "retry", "tx_retries",
 }
 
 // set applies one hasql.* key (without the prefix) given as text, as it comes
@@ -313,6 +315,8 @@ func (c *config) set(key, value string) error {
 		c.backoff.OutageWait, err = parseDuration(value)
 	case "retry":
 		c.retry, err = parseEnum(value, RetryOff, RetrySafe, RetryIdempotent)
+	case "tx_retries":
+		c.txRetries, err = parseInt(value)
 	default:
 		return newError(ErrDSN, fmt.Sprintf("unknown DSN key hasql.%s (known: hasql.%s)", printable(key), strings.Join(dsnKeys, ", hasql.")), nil)
 	}

@@ -68,7 +68,7 @@ func TestLostErrorSaysWhatTheCallerMayConclude(t *testing.T) {
 				_, err = tx.Exec("UPDATE t SET v = 2")
 				return err
 			},
-			sentinel: hasql.ErrTxResolutionUnknown, sent: true, inTx: true,
+			sentinel: hasql.ErrTxNotCommitted, sent: true, inTx: true,
 		},
 		{
 			name: "commit lost",

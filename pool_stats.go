@@ -83,6 +83,19 @@ type Stats struct {
 	// connection was lost, each run counted once, including a query run
 	// again when its rows' Close found the connection lost.
 	Retries int64
+
+	// TxCommittedAfterLoss is the number of transactions whose session died
+	// after COMMIT was sent and which the commit-outcome guard found
+	// committed (Commit returned nil).
+	TxCommittedAfterLoss int64
+	// TxNotCommitted is the number of transactions whose session died and
+	// which certainly did not commit: lost before COMMIT was sent, or
+	// resolved by the guard as not committed (ErrTxNotCommitted).
+	TxNotCommitted int64
+	// TxUnknown is the number of commits whose session died after COMMIT
+	// was sent and whose outcome stayed unknown (ErrTxResolutionUnknown).
+	TxUnknown int64
+
 	// CallbackPanics counts the panics recovered from the application's
 	// functions: callbacks, the session callback, recovery functions, the
 	// failover callback and the event receiver (see ErrCallbackPanic). Each
@@ -133,6 +146,9 @@ func (c *Connector) Stats() Stats {
 	s.Reconnects = c.reconnects.Load()
 	s.Failovers = c.failovers.Load()
 	s.Retries = c.retries.Load()
+	s.TxCommittedAfterLoss = c.txCommittedAfterLoss.Load()
+	s.TxNotCommitted = c.txNotCommitted.Load()
+	s.TxUnknown = c.txUnknown.Load()
 	s.CallbackPanics = c.callbackPanics.Load()
 	if c.hosts != nil {
 		s.Hosts = c.hosts.stats()

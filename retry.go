@@ -35,9 +35,11 @@ func (c *Connector) canRetryStale(err error, inTx bool) bool {
 // An ordinary error is the outcome as it came. A lost session is terminated
 // and its host purged (sessionLost); then:
 //   - inside a transaction the work is not run again: the caller gets a
-//     *LostError (ErrTxResolutionUnknown), and database/sql's Rollback finds
-//     the session dead; a Rollback on a dead session has happened (the
-//     server rolls back what it loses) and succeeds;
+//     *LostError wrapping ErrTxNotCommitted (the server rolls back the
+//     transaction of a connection it loses), or ErrTxResolutionUnknown
+//     when COMMIT itself may have been sent; a later Commit in the same
+//     transaction reports ErrTxNotCommitted without reaching the driver,
+//     and a Rollback on a dead session has happened and succeeds;
 //   - outside one, the work runs again on a new session when mayRerun
 //     allows it and fewer than maxReruns re-runs were made, after the
 //     recovery function and the failover callback (failover); otherwise the
@@ -88,6 +90,15 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 			return false, err
 		}
 		lost := newLostError(ph, err, !notSent, true)
+		if fn == FnCommit && !notSent {
+			// COMMIT may have reached the server: it may have committed.
+			lost.kind = ErrTxResolutionUnknown
+			v.c.txUnknown.Add(1)
+		} else if fn == FnCommit {
+			v.c.txNotCommitted.Add(1) // COMMIT certainly not sent
+		} else {
+			v.txLost(lost)
+		}
 		return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 	}
 	// A wrong role is the server refusing the work: nothing ran and no

@@ -65,7 +65,7 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 func (r *rows) Columns() []string { return r.inner.Columns() }
 
 // Next reads the next row; a lost connection becomes a *LostError
-// (ErrConnectionLost, or ErrTxResolutionUnknown inside a transaction).
+// (ErrConnectionLost, or ErrTxNotCommitted inside a transaction).
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.inner.Next(dest)
 	if err != nil && err != io.EOF {
@@ -146,7 +146,11 @@ func (v *handle) streamErr(ctx context.Context, ph *session, err error) error {
 	if !ph.bad.Swap(true) {
 		v.c.sessionLost(ph, err, false)
 	}
-	return joinLoss(v.lossWithoutRebind(ctx, err, true), newLostError(ph, err, true, v.inTx))
+	lost := newLostError(ph, err, true, v.inTx)
+	if v.inTx {
+		v.txLost(lost)
+	}
+	return joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 }
 
 // The pieces below each implement one optional interface for the wrapper

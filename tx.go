@@ -53,9 +53,17 @@ func keepsConnOnRollback(inner driver.Conn) bool {
 }
 
 // endTx commits or rolls back t through the pipeline. Neither is ever run
-// again: after a lost COMMIT the outcome is unknown, and a lost ROLLBACK has
-// happened.
+// again: after a lost COMMIT the outcome is unknown (unless resolved), and a
+// lost ROLLBACK has happened. A Commit of a transaction whose session was
+// lost before it is not sent at all: the transaction is gone, and the
+// caller learns that it did not commit.
 func (v *handle) endTx(t *tx, fn Fn) error {
+	if lost := v.lostTx; lost != nil && fn == FnCommit {
+		v.lostTx = nil
+		again := *lost
+		again.Sent = false // this COMMIT went nowhere
+		return &again
+	}
 	ctx := context.Background()
 	if t.ctx != nil && v.c.reg.chain(fn) != nil {
 		// For callbacks, the transaction's context for its values (trace
@@ -71,5 +79,15 @@ func (v *handle) endTx(t *tx, fn Fn) error {
 
 func (t *tx) end() {
 	t.inner, t.ctx = nil, nil
-	t.v.inTx = false
+	t.v.inTx, t.v.lostTx = false, nil
+}
+
+// txLost records that the open transaction's session died before its
+// COMMIT was sent (lost wraps ErrTxNotCommitted): the transaction is
+// counted once as not committed, and its Commit reports the loss again.
+func (v *handle) txLost(lost *LostError) {
+	if v.lostTx == nil {
+		v.c.txNotCommitted.Add(1)
+		v.lostTx = lost
+	}
 }

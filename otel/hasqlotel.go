@@ -461,6 +461,7 @@ var hasqlErrors = []struct {
 	err  error
 	name string
 }{
+	{hasql.ErrTxNotCommitted, "hasql.ErrTxNotCommitted"},
 	{hasql.ErrTxResolutionUnknown, "hasql.ErrTxResolutionUnknown"},
 	{hasql.ErrConnectionLost, "hasql.ErrConnectionLost"},
 	{hasql.ErrNoHosts, "hasql.ErrNoHosts"},

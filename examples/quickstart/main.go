@@ -1,186 +1,268 @@
-// Command quickstart shows hasql in use: it opens a database through the
-// "hasql" driver, creates a table, inserts rows in a transaction, queries
-// them with a prepared statement and ad hoc, uses a pinned *sql.Conn, and
-// prints each step and, at the end, the connector's pool statistics.
+// Command quickstart shows, in about twenty-five printed lines, the four
+// things hasql adds to database/sql, on an embedded SQLite database (pure Go,
+// in a temporary directory): no server, nothing to install. Run it with
 //
-// By default it runs against an embedded pure-Go SQLite file in a temporary
-// directory, so it needs no server:
+//	make quickstart
 //
-//	cd examples && go run ./quickstart
+// or cd examples && go run ./quickstart. Its parts:
 //
-// With -dsn it talks to any server instead, in hasql form
-// (<inner driver>:<inner DSN>), for example:
+//  1. An interceptor: an entry and an exit callback on every driver call
+//     time each call; the slowest is printed.
+//  2. The statement cache: a query prepared, run and closed 1,000 times, as
+//     code that prepares per request does; the prepares that reach the
+//     driver are counted, raw database/sql next to hasql.
+//  3. A tagged session: the session callback sets a session's state once;
+//     later requests that ask for the tag find that session again.
+//  4. A lost connection survived: a fault (hasqltest.Faults) kills the
+//     connection in the middle of a loop of idempotent reads and inside a
+//     transaction; the loop finishes with no error, hasql.RunTx runs the
+//     transaction again and commits it, and the program prints what hasql
+//     did.
 //
-//	go run ./quickstart -dsn 'pgx:postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
-//	go run ./quickstart -dsn 'mysql:root@tcp(127.0.0.1:3306)/test'
-//
-// The SQL it runs works on PostgreSQL, MariaDB/MySQL and SQLite alike.
+// The SQLite driver is wrapped to count its prepares (counting.go) and
+// registered as "sqlite-counted"; hasql wraps it as it would pgx or
+// go-sql-driver/mysql: hasql.Open("sqlite-counted", dsn), or
+// sql.Open("hasql", "sqlite-counted:"+dsn).
 package main
 
 import (
 	"context"
 	"database/sql"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hasqlgo/hasql"
-	_ "modernc.org/sqlite"
+	"github.com/hasqlgo/hasql/hasqltest"
 )
 
 func main() {
-	dsn := flag.String("dsn", "", "hasql DSN `<driver>:<inner DSN>` (default: embedded SQLite in a temp dir)")
-	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := run(ctx, os.Stdout, *dsn); err != nil {
+	if err := run(ctx, os.Stdout); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// run does the whole demo against dsn, or against a fresh SQLite file if dsn is empty.
-func run(ctx context.Context, w io.Writer, dsn string) error {
-	if dsn == "" {
-		dir, err := os.MkdirTemp("", "hasql-quickstart")
-		if err != nil {
+// run creates a fresh SQLite file and runs the four parts on it.
+func run(ctx context.Context, w io.Writer) error {
+	dir, err := os.MkdirTemp("", "hasql-quickstart")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	dsn := "file:" + filepath.Join(dir, "shop.db") + "?_pragma=busy_timeout(5000)"
+	fmt.Fprintln(w, "hasql quickstart: an embedded SQLite database (no server), opened through hasql")
+	for _, part := range []func(context.Context, io.Writer, string) error{interceptor, stmtCache, taggedSession, lostConnection} {
+		if err := part(ctx, w, dsn); err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		path := filepath.Join(dir, "demo.db")
-		dsn = "sqlite:file:" + path + "?_pragma=busy_timeout(5000)"
-		fmt.Fprintf(w, "using embedded SQLite at %s\n", path)
 	}
-	driver, _, _ := strings.Cut(dsn, ":")
+	fmt.Fprintln(w, "\nNext, hasql next to raw pgx while a real PostgreSQL restarts (needs its server binaries):\n  cd examples && go run ./cmd/hasql-demo failover")
+	return nil
+}
 
-	db, err := sql.Open("hasql", dsn)
+// interceptor times every driver call with an entry and an exit callback
+// while it creates the table the other parts use.
+func interceptor(ctx context.Context, w io.Writer, dsn string) error {
+	fmt.Fprintln(w, "\n1. Interceptor: an entry and an exit callback time every driver call")
+	db, err := hasql.Open("sqlite-counted", dsn)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := db.PingContext(ctx); err != nil {
+	type startKey struct{}
+	var mu sync.Mutex // exit callbacks may run in hasql's goroutines (a session closed in the background)
+	var calls [hasql.FnClose + 1]int
+	var slowest time.Duration
+	var slowestCall string
+	c, _ := hasql.ConnectorOf(db)
+	for fn := hasql.FnConnect; fn <= hasql.FnClose; fn++ {
+		c.Callbacks().Register(fn, hasql.Entry, func(call *hasql.Call) error {
+			call.Ctx = context.WithValue(call.Ctx, startKey{}, time.Now())
+			return hasql.Continue
+		})
+		c.Callbacks().Register(fn, hasql.Exit, func(call *hasql.Call) error {
+			took := time.Since(call.Ctx.Value(startKey{}).(time.Time))
+			mu.Lock()
+			defer mu.Unlock()
+			if calls[call.Fn]++; took > slowest {
+				slowest, slowestCall = took, strings.TrimSuffix(fmt.Sprintf("%v %.30q", call.Fn, call.Query), ` ""`)
+			}
+			return hasql.Continue // leave the outcome alone
+		})
+	}
+	if _, err := db.ExecContext(ctx, "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL, qty INTEGER NOT NULL)"); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "connected through hasql to %q\n", driver)
-
-	if err := exec(ctx, db, "DROP TABLE IF EXISTS hasql_fruit",
-		"CREATE TABLE hasql_fruit (id INTEGER PRIMARY KEY, name VARCHAR(32) NOT NULL, qty INTEGER NOT NULL)"); err != nil {
-		return err
-	}
-	fmt.Fprintln(w, "created table hasql_fruit")
-
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback() // no-op after Commit
-	fruit := []struct {
-		name string
-		qty  int
-	}{{"apple", 5}, {"banana", 2}, {"cherry", 12}}
-	insert := bind(driver, "INSERT INTO hasql_fruit (id, name, qty) VALUES (?, ?, ?)")
-	for i, f := range fruit {
-		if _, err := tx.ExecContext(ctx, insert, i+1, f.name, f.qty); err != nil {
+	for i := 1; i <= 100; i++ {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO orders (item, qty) VALUES (?, ?)", fmt.Sprint("item-", i), i%7+1); err != nil {
+			tx.Rollback()
 			return err
 		}
-		fmt.Fprintf(w, "  inserted %s (qty %d)\n", f.name, f.qty)
 	}
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "committed %d rows in one transaction\n", len(fruit))
+	mu.Lock()
+	defer mu.Unlock()
+	var total int
+	var kinds []string
+	for fn, n := range calls {
+		if total += n; n > 0 {
+			kinds = append(kinds, fmt.Sprint(hasql.Fn(fn), " ", n))
+		}
+	}
+	fmt.Fprintf(w, "   CREATE TABLE, 100 INSERTs in a transaction: %s\n", strings.Join(kinds, ", "))
+	fmt.Fprintf(w, "   slowest of the %d calls: %s, %v\n", total, slowestCall, slowest.Round(10*time.Microsecond))
+	return nil
+}
 
-	stmt, err := db.PrepareContext(ctx, bind(driver, "SELECT name, qty FROM hasql_fruit WHERE qty >= ? ORDER BY id"))
+// stmtCache prepares, runs and closes one query 1,000 times, raw and
+// through hasql, and counts the prepares that reach the driver.
+func stmtCache(ctx context.Context, w io.Writer, dsn string) error {
+	fmt.Fprintln(w, "\n2. Statement cache: one query prepared, run and closed 1,000 times")
+	lookups := func(db *sql.DB) (prepares int64, err error) {
+		before := counting.prepares.Load()
+		for i := 0; i < 1000; i++ {
+			stmt, err := db.PrepareContext(ctx, "SELECT qty FROM orders WHERE id = ?")
+			if err != nil {
+				return 0, err
+			}
+			var qty int
+			err = stmt.QueryRowContext(ctx, i%100+1).Scan(&qty)
+			stmt.Close() // raw: closed on the driver; hasql: back to the session's cache
+			if err != nil {
+				return 0, err
+			}
+		}
+		return counting.prepares.Load() - before, nil
+	}
+	raw, err := sql.Open("sqlite-counted", dsn)
 	if err != nil {
 		return err
 	}
-	defer stmt.Close()
-	for _, atLeast := range []int{3, 10} {
-		rows, err := stmt.QueryContext(ctx, atLeast)
-		if err != nil {
-			return err
-		}
-		var got []string
-		for rows.Next() {
-			var name, qty string
-			if err := rows.Scan(&name, &qty); err != nil {
-				rows.Close()
+	defer raw.Close()
+	db, err := hasql.Open("sqlite-counted", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rawN, err := lookups(raw)
+	if err != nil {
+		return err
+	}
+	hasqlN, err := lookups(db)
+	if err != nil {
+		return err
+	}
+	c, _ := hasql.ConnectorOf(db)
+	fmt.Fprintf(w, "   raw database/sql: %4d prepares reached the driver\n", rawN)
+	fmt.Fprintf(w, "   through hasql:    %4d prepare, %d statement-cache hits\n", hasqlN, c.Stats().StmtCacheHits)
+	fmt.Fprintln(w, "   (on a server each prepare is a round trip: see docs/benchmarks.md)")
+	return nil
+}
+
+// taggedSession sets a session's state once, in the session callback, and
+// finds it again by tag on every later request.
+func taggedSession(ctx context.Context, w io.Writer, dsn string) error {
+	fmt.Fprintln(w, "\n3. Tagged session: state set once by the session callback, found again by tag")
+	var setups atomic.Int64
+	db, err := hasql.Open("sqlite-counted", dsn, hasql.WithSessionCallback(
+		func(ctx context.Context, s *hasql.Session, tag string) error {
+			setups.Add(1) // runs only for a session that lacks the tag asked for
+			tenant := strings.TrimPrefix(tag, "tenant=")
+			if err := s.Exec(ctx, "CREATE TEMP TABLE app_session AS SELECT '"+tenant+"' AS tenant"); err != nil {
 				return err
 			}
-			got = append(got, name+"="+qty)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "prepared query qty >= %d: %s\n", atLeast, strings.Join(got, ", "))
-	}
-
-	var count, total int64
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*), SUM(qty) FROM hasql_fruit").Scan(&count, &total); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "ad-hoc query: %d rows, %d items in total\n", count, total)
-
-	if err := pinned(ctx, w, db); err != nil {
-		return err
-	}
-	if err := exec(ctx, db, "DROP TABLE hasql_fruit"); err != nil {
-		return err
-	}
-	fmt.Fprintln(w, "dropped table hasql_fruit")
-
-	if c, ok := hasql.ConnectorOf(db); ok {
-		st := c.Stats()
-		fmt.Fprintf(w, "hasql stats: open=%d busy=%d idle=%d created=%d closed=%d\n",
-			st.Open, st.Busy, st.Idle, st.Created, st.Closed)
-	}
-	return nil
-}
-
-// pinned uses one *sql.Conn for several statements: it keeps session state,
-// such as a temporary table, from one statement to the next.
-func pinned(ctx context.Context, w io.Writer, db *sql.DB) error {
-	conn, err := db.Conn(ctx)
+			return s.SetTag(tag)
+		}))
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	if err := exec(ctx, conn, "CREATE TEMPORARY TABLE hasql_basket (name VARCHAR(32) NOT NULL)",
-		"INSERT INTO hasql_basket (name) SELECT name FROM hasql_fruit WHERE qty < 10"); err != nil {
-		return err
-	}
-	var n int
-	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM hasql_basket").Scan(&n); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "pinned conn: temporary table holds %d rows\n", n)
-	return exec(ctx, conn, "DROP TABLE hasql_basket")
-}
-
-// exec runs each statement in turn on a *sql.DB, *sql.Tx or *sql.Conn.
-func exec(ctx context.Context, db interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, stmts ...string) error {
-	for _, s := range stmts {
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("%s: %w", s, err)
+	defer db.Close()
+	tagged := hasql.WithTag(ctx, "tenant=acme")
+	var tenant string
+	for i := 0; i < 100; i++ {
+		if err := db.QueryRowContext(tagged, "SELECT tenant FROM app_session").Scan(&tenant); err != nil {
+			return err
 		}
 	}
+	c, _ := hasql.ConnectorOf(db)
+	st := c.Stats()
+	fmt.Fprintf(w, "   100 requests with hasql.WithTag(ctx, %q): the session callback ran %d time\n", "tenant=acme", setups.Load())
+	fmt.Fprintf(w, "   %d requests found the tagged session and read tenant=%s from its TEMP table\n", st.TagHits, tenant)
 	return nil
 }
 
-// bind rewrites ? placeholders as $1, $2, ... for PostgreSQL drivers;
-// MySQL/MariaDB and SQLite take ? as it is.
-func bind(driver, query string) string {
-	switch driver {
-	case "pgx", "pgx/v5", "postgres":
-		for n := 1; strings.Contains(query, "?"); n++ {
-			query = strings.Replace(query, "?", fmt.Sprintf("$%d", n), 1)
+// lostConnection kills the connection in the middle of a loop of
+// idempotent reads and inside a transaction, and shows what hasql did.
+func lostConnection(ctx context.Context, w io.Writer, dsn string) error {
+	fmt.Fprintln(w, "\n4. A lost connection survived (faults injected with hasqltest.Faults)")
+	var steps []string // failover steps: the callback runs in the goroutine of the call that lost its session
+	db, err := hasql.Open("sqlite-counted", dsn, hasql.WithRetry(hasql.RetryIdempotent),
+		hasql.WithFailoverCallback(func(ctx context.Context, s *hasql.Session, ev hasql.FailoverEvent) error {
+			steps = append(steps, ev.String())
+			return nil
+		}))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	faults := hasqltest.NewFaults()
+	if err := faults.Attach(db); err != nil {
+		return err
+	}
+
+	faults.LoseAfterSend(`^SELECT qty`, 50) // the 50th read runs, then its connection dies
+	for i := 1; i <= 100; i++ {
+		var qty int
+		if err := db.QueryRowContext(hasql.Idempotent(ctx), "SELECT qty FROM orders WHERE id = ?", i).Scan(&qty); err != nil {
+			return fmt.Errorf("read %d: %w", i, err)
 		}
 	}
-	return query
+	c, _ := hasql.ConnectorOf(db)
+	fmt.Fprintln(w, "   100 reads marked hasql.Idempotent; the connection died after read 50 was sent")
+	fmt.Fprintf(w, "   hasql: session lost, failover %s, read 50 run again (%d retry); 100 reads, 0 errors\n",
+		strings.Join(steps, " → "), c.Stats().Retries)
+
+	steps = nil
+	faults.LoseAfterSend(`^INSERT INTO orders`, 2) // the 2nd INSERT of the transaction
+	attempts, lost := 0, error(nil)
+	err = hasql.RunTx(ctx, db, nil, func(ctx context.Context, tx *sql.Tx) error {
+		attempts++
+		for _, item := range []string{"pen", "ink", "pad"} {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO orders (item, qty) VALUES (?, 1)", item); err != nil {
+				lost = err
+				return err
+			}
+		}
+		return nil
+	})
+	var n int
+	if err == nil {
+		err = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM orders WHERE item IN ('pen', 'ink', 'pad')").Scan(&n)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "   a transaction of 3 INSERTs; the connection died after the 2nd was sent")
+	got := fmt.Sprint(lost)
+	if errors.Is(lost, hasql.ErrTxNotCommitted) {
+		got = "hasql.ErrTxNotCommitted: nothing of it is in the database"
+	}
+	fmt.Fprintf(w, "   hasql: session lost, failover %s; the INSERT got %s\n", strings.Join(steps, " → "), got)
+	fmt.Fprintf(w, "   hasql.RunTx ran it again from the start: committed on attempt %d; %d rows in the table, not 5\n", attempts, n)
+	return nil
 }
