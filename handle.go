@@ -22,9 +22,10 @@ type handle struct {
 	view Session  // the user's view of this handle (stable across bindings, not checkouts)
 
 	// id names the handle to the sessions it binds (session.owner); born is
-	// when it was made: it takes only sessions as young or kept
+	// when it was made: below pool.max it takes no session that served
+	// another handle and is older than itself, unless hasql keeps it
 	// (pool_handles.go), so that database/sql's ConnMaxLifetime, which it
-	// measures on the handle, bounds them too.
+	// measures on the handle, bounds the sessions too.
 	id   uint64
 	born time.Time
 
