@@ -91,6 +91,17 @@ type driverDialect interface {
 	// host; known is false when err holds none of them.
 	connectVerdict(err error) (retry, known bool)
 
+	// startingUp reports whether a failed connect is the server saying it
+	// is starting up (it answers, and will accept soon): the outage prober
+	// then retries sooner (see connectPhase).
+	startingUp(err error) bool
+
+	// watchAddr returns the TCP host:port a connect with dsn dials, exactly
+	// as the driver dials it, for the outage prober's port watch; "" when
+	// the driver would dial something else (a Unix socket, several hosts of
+	// its own) or the dialect cannot tell.
+	watchAddr(dsn string) string
+
 	// roleQuery is a query whose one row and column says whether the server
 	// is a standby or read-only (true, non-zero, "t") or takes writes; ""
 	// when the dialect knows none.

@@ -59,6 +59,12 @@ func (genericDialect) connectVerdict(err error) (retry, known bool) {
 	return mysqlDialect{}.connectVerdict(err)
 }
 
+// startingUp: as connectVerdict, a wrapped pgx error is judged as pgx's.
+func (genericDialect) startingUp(err error) bool { return (pgxDialect{}).startingUp(err) }
+
+// watchAddr: hasql does not know how an unknown driver dials.
+func (genericDialect) watchAddr(string) string { return "" }
+
 func (genericDialect) roleQuery() string { return "" }
 
 func (genericDialect) remoteAddr(driver.Conn) string { return "" }

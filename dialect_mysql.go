@@ -111,6 +111,24 @@ func (mysqlDialect) connectVerdict(err error) (retry, known bool) {
 	return false, false
 }
 
+// startingUp: MariaDB and MySQL do not listen until they accept
+// connections; their refusals while shutting down are no reason to hurry.
+func (mysqlDialect) startingUp(error) bool { return false }
+
+// watchAddr: for the TCP nets the connector dials cfg.Addr with wireDial,
+// as net.Dialer does (see openConnector).
+func (mysqlDialect) watchAddr(dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return ""
+	}
+	switch cfg.Net {
+	case "tcp", "tcp4", "tcp6":
+		return cfg.Addr
+	}
+	return ""
+}
+
 func (mysqlDialect) roleQuery() string { return "select @@global.read_only" }
 
 func (mysqlDialect) remoteAddr(driver.Conn) string { return "" }

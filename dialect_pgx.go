@@ -194,6 +194,29 @@ func (pgxDialect) connectVerdict(err error) (retry, known bool) {
 	return false, false
 }
 
+// startingUp: SQLSTATE 57P03 (cannot_connect_now) is the postmaster
+// refusing while it starts up, recovers or is not yet consistent; it also
+// says "shutting down", which is no reason to hurry.
+func (pgxDialect) startingUp(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57P03" && !strings.Contains(pe.Message, "shutting down")
+}
+
+// watchAddr: pgx dials host:port over TCP unless the host is a Unix socket
+// directory; a DSN whose fallbacks name other hosts is pgx's own host list.
+func (pgxDialect) watchAddr(dsn string) string {
+	cfg, err := pgxParseConfig(dsn)
+	if err != nil || cfg.Host == "" || strings.HasPrefix(cfg.Host, "/") {
+		return ""
+	}
+	for _, f := range cfg.Fallbacks {
+		if f.Host != cfg.Host || f.Port != cfg.Port {
+			return ""
+		}
+	}
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
 // roleQuery: read-only by default counts as a standby, as libpq's
 // target_session_attrs=read-write sees it: a primary switched to read-only
 // (a switchover under way) takes no writes either.

@@ -17,9 +17,11 @@ import (
 	"go/token"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	// The root package does not import go-sqlmock; its tests that open
@@ -538,6 +540,58 @@ func TestDialectImports(t *testing.T) {
 					t.Errorf("%s imports %s: driver knowledge belongs in a dialect file", name, path)
 				}
 			}
+		}
+	}
+}
+
+// TestDialectConnectPhase: what a failed connect says about when the outage
+// prober tries again (outage_watch.go), and the address its port watch dials.
+func TestDialectConnectPhase(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	starting := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
+	notYet := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is not yet accepting connections"}
+	shutting := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is shutting down"}
+	auth := &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: "password authentication failed"}
+	cases := []struct {
+		name string
+		d    dialect
+		err  error
+		want connPhase
+	}{
+		{"nil", dialectPgx, nil, phaseOther},
+		{"refused, wrapped", dialectPgx, fmt.Errorf("failed to connect: %w", refused), phaseRefused},
+		{"refused, mysql", dialectMySQL, refused, phaseRefused},
+		{"refused, generic", dialectGeneric, refused, phaseRefused},
+		{"starting up", dialectPgx, starting, phaseStarting},
+		{"not yet accepting", dialectPgx, notYet, phaseStarting},
+		{"starting up through a wrapping driver", dialectGeneric, starting, phaseStarting},
+		{"shutting down", dialectPgx, shutting, phaseOther},
+		{"authentication", dialectPgx, auth, phaseOther},
+		{"timeout", dialectPgx, context.DeadlineExceeded, phaseOther},
+		{"reset", dialectMySQL, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, phaseOther},
+	}
+	for _, c := range cases {
+		if got := c.d.connectPhase(c.err); got != c.want {
+			t.Errorf("%s: connectPhase(%v) = %d, want %d", c.name, c.err, got, c.want)
+		}
+	}
+
+	addrs := []struct {
+		d    dialect
+		dsn  string
+		want string
+	}{
+		{dialectPgx, "postgres://u@127.0.0.1:5433/db", "127.0.0.1:5433"},
+		{dialectPgx, "host=db.example port=6000 user=u", "db.example:6000"},
+		{dialectPgx, "host=/var/run/postgresql user=u", ""},
+		{dialectPgx, "postgres://u@a:5432,b:5432/db", ""},
+		{dialectMySQL, "u:p@tcp(127.0.0.1:3307)/db", "127.0.0.1:3307"},
+		{dialectMySQL, "u:p@unix(/tmp/mysql.sock)/db", ""},
+		{dialectGeneric, "whatever", ""},
+	}
+	for _, a := range addrs {
+		if got := a.d.get().watchAddr(a.dsn); got != a.want {
+			t.Errorf("%s watchAddr(%q) = %q, want %q", a.d, a.dsn, got, a.want)
 		}
 	}
 }

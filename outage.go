@@ -11,10 +11,22 @@ import (
 )
 
 // delay is the wait before reconnect attempt i (from 0), elapsed into the
-// outage. With Delays set it is Delays[i] (the last repeats). Otherwise it is
-// Initial while the outage is younger than Hold, then doubles per attempt up
-// to Max; jittered.
+// outage: base's value, jittered when it comes from Initial and Max.
 func (b *Backoff) delay(i int, elapsed time.Duration) time.Duration {
+	d := b.base(i, elapsed)
+	if len(b.Delays) > 0 || d <= 0 {
+		return d
+	}
+	// Jitter: between three quarters and all of d, so that many processes
+	// restarted together do not reconnect in step.
+	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// base is the schedule's wait before attempt i (from 0), elapsed into the
+// outage, without jitter. With Delays set it is Delays[i] (the last repeats).
+// Otherwise it is Initial while the outage is younger than Hold, then doubles
+// per attempt up to Max.
+func (b *Backoff) base(i int, elapsed time.Duration) time.Duration {
 	if n := len(b.Delays); n > 0 {
 		return b.Delays[min(i, n-1)]
 	}
@@ -24,13 +36,7 @@ func (b *Backoff) delay(i int, elapsed time.Duration) time.Duration {
 			d *= 2
 		}
 	}
-	d = min(d, b.Max)
-	if d <= 0 {
-		return 0
-	}
-	// Jitter: between three quarters and all of d, so that many processes
-	// restarted together do not reconnect in step.
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+	return max(min(d, b.Max), 0)
 }
 
 // doublings is how many times the delay has doubled elapsed into an outage:
@@ -54,6 +60,12 @@ type outage struct {
 	mu      sync.Mutex
 	done    chan struct{} // closed when the outage ends
 	lastErr error
+
+	// portChecks counts the prober's bare TCP dials (watchPorts), for Stats.
+	portChecks atomic.Int64
+	// checkPorts, when set (tests), replaces the TCP dials of one round of
+	// watchPorts: nil when a port accepted, else why not.
+	checkPorts func(ctx context.Context) error
 }
 
 // enter starts an outage after err, unless one is already on.
@@ -79,31 +91,80 @@ func (o *outage) enter(err error) {
 	go o.probe()
 }
 
-// probe reconnects on the back-off schedule until a host answers or the
-// connector closes.
+// probe reconnects until a host answers or the connector closes. Its
+// timetable is the back-off schedule, jittered, as it always was. An attempt
+// earlier than the timetable is made only within the schedule's budget:
+// attempt n (from 1) never starts before the schedule's first n delays,
+// without jitter, have passed since the outage began (budget.when), so early
+// attempts never make the prober connect more often than the schedule
+// would. What the last attempt said (connectPhase) decides:
+//
+//   - nobody listening (connection refused): no attempt is made while every
+//     host's port still refuses a bare TCP dial (watchPorts, every
+//     portWatchInterval: the refusal comes from the host's kernel, no server
+//     process sees it); once a port accepts, the attempt starts as soon as
+//     the budget or the timetable allows, whichever comes first;
+//   - the server is starting up (PostgreSQL 57P03 "starting up"): the next
+//     attempt comes startingRetry after this one, within the budget, or at
+//     the timetable's time if that is sooner;
+//   - anything else: the timetable.
+//
+// The session of the attempt that succeeds goes into the pool before the
+// gate opens (openProbe), so the first waiting caller runs on it at once.
 func (o *outage) probe() {
 	p := o.c.pool
 	defer p.wg.Done()
+	b := &o.c.cfg.backoff
 	began := time.Now()
-	for i := 0; ; i++ {
-		t := time.NewTimer(o.c.cfg.backoff.delay(i, time.Since(began)))
-		select {
-		case <-p.bgCtx.Done():
-			t.Stop()
+	bud := budget{b: b}
+	o.mu.Lock()
+	phase := o.c.dialect.connectPhase(o.lastErr)
+	o.mu.Unlock()
+	next := began.Add(b.delay(0, 0)) // the timetable's next attempt
+	last := began
+	for made := 0; ; made++ {
+		at := next
+		switch phase {
+		case phaseRefused:
+			switch o.watchPorts(p.bgCtx) {
+			case watchOpen:
+				at = earlier(next, began.Add(bud.when(made+1)))
+			case watchStopped:
+				o.end(nil)
+				return
+			}
+			// watchUnusable: the timetable.
+		case phaseStarting:
+			soon := last.Add(startingRetry)
+			if allowed := began.Add(bud.when(made + 1)); soon.Before(allowed) {
+				soon = allowed
+			}
+			at = earlier(next, soon)
+		}
+		if !sleepUntil(p.bgCtx, at) {
 			o.end(nil)
 			return
-		case <-t.C:
 		}
 		ph, err := p.openProbe()
-		if err != nil {
-			o.mu.Lock()
-			o.lastErr = err
-			o.mu.Unlock()
-			continue
+		if err == nil {
+			o.end(ph)
+			return
 		}
-		o.end(ph)
-		return
+		o.mu.Lock()
+		o.lastErr = err
+		o.mu.Unlock()
+		last = time.Now()
+		next = last.Add(b.delay(made+1, last.Sub(began)))
+		phase = o.c.dialect.connectPhase(err)
 	}
+}
+
+// earlier returns the earlier of two times.
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (o *outage) end(ph *session) {

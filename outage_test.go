@@ -2,14 +2,21 @@ package hasql
 
 // Internal tests of the failure handling that needs no server: the back-off
 // schedules (Backoff.delay, Backoff.reconnectDelay, and where their settings
-// come from). The host set is tested in hosts_test.go, the error
+// come from) and the outage prober's timing within them (outage_watch.go). The host set is tested in hosts_test.go, the error
 // classification in dialect_test.go.
 
 import (
+	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"runtime"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,4 +187,155 @@ func TestBackoffSources(t *testing.T) {
 // rcNopConnector is an inner connector that never connects.
 func rcNopConnector() driver.Connector {
 	return (&FakeDriver{Mode: FakeDSNRecord, Name: "rcNopConnector"}).Connector()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The outage prober's timing (outage_watch.go)
+
+// obRefused is a refused dial as net reports it.
+func obRefused() error {
+	return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+}
+
+// obServer is a fake server that refuses connections (nobody listening on
+// its port) while down, with a port the prober's watch can be pointed at.
+type obServer struct {
+	db                      *FakeDB
+	down                    atomic.Bool
+	refusedConns, portCalls atomic.Int64
+	portOpen                atomic.Bool // the port accepts (while down: the server still refuses the connect)
+}
+
+func obOpen(t *testing.T, b Backoff) (*sql.DB, *Connector, *obServer) {
+	t.Helper()
+	s := &obServer{db: newTPDriver()}
+	s.db.OnConnect = func(context.Context, int64) error {
+		if s.down.Load() {
+			s.refusedConns.Add(1)
+			return obRefused()
+		}
+		return nil
+	}
+	c, err := NewConnector(tpConnector(s.db), WithBackoff(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.outage.checkPorts = func(context.Context) error {
+		s.portCalls.Add(1)
+		if s.down.Load() && !s.portOpen.Load() {
+			return obRefused()
+		}
+		return nil
+	}
+	// As if sessions had been open before: a failed connect is an outage.
+	c.everConnected.Store(true)
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { db.Close() })
+	return db, c, s
+}
+
+// TestOutageRefusedPortWatchedThenConnectAtOnce: while connects are refused
+// (nobody listens), the prober makes no further connect attempts and watches
+// the port instead; the moment the port accepts, it connects, without
+// waiting out the back-off schedule's next interval (an hour here), and the
+// waiting call runs on the session the probe opened.
+func TestOutageRefusedPortWatchedThenConnectAtOnce(t *testing.T) {
+	// Four short delays give the budget room; then an hour, which the call
+	// (bounded by its context) would never see the end of.
+	b := Backoff{Delays: []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond, time.Hour},
+		ConnectTimeout: time.Second, OutageWait: time.Minute}
+	db, c, s := obOpen(t, b)
+	s.down.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- db.PingContext(ctx) }()
+	// The prober either watches the port, or (without the watch) has used
+	// up the short delays of its timetable.
+	tpEventually(t, "the prober watching the port or past its short delays", func() bool {
+		return s.portCalls.Load() > 0 || s.refusedConns.Load() >= 5
+	})
+	refusedWhileWatched := s.refusedConns.Load()
+	tpEventually(t, "a few port checks", func() bool { return s.portCalls.Load() >= 3 || s.refusedConns.Load() >= 5 })
+	if got := s.refusedConns.Load(); got != refusedWhileWatched {
+		t.Fatalf("%d refused connects while the port was watched, want none (the watch replaces them)", got-refusedWhileWatched)
+	}
+	opensBefore := s.db.Opens.Load()
+	s.down.Store(false)
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting call: %v; want it to succeed once the port accepts (the schedule's next attempt is an hour away)", err)
+	}
+	if got := s.db.Opens.Load() - opensBefore; got != 1 {
+		t.Fatalf("%d sessions opened after the server came back, want 1: the probe's, handed to the waiting call", got)
+	}
+	if st := c.Stats(); st.PortChecks < 1 {
+		t.Fatalf("Stats().PortChecks = %d, want the watch's dials counted", st.PortChecks)
+	}
+}
+
+// TestOutagePortWatchKeepsToTheBackoffBudget: a port that accepts while the
+// server still refuses does not make the prober connect more often than the
+// back-off schedule allows: with delays of 1ms then an hour, one attempt in
+// all, however often the port is seen open.
+func TestOutagePortWatchKeepsToTheBackoffBudget(t *testing.T) {
+	b := Backoff{Delays: []time.Duration{time.Millisecond, time.Hour}, ConnectTimeout: time.Second, OutageWait: time.Minute}
+	db, c, s := obOpen(t, b)
+	s.down.Store(true)
+	s.portOpen.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- db.PingContext(ctx) }()
+	// The caller's own connect, then the prober's first attempt; the watch
+	// then finds the port open at once and the prober waits for its budget.
+	tpEventually(t, "the prober's first attempt and a port check", func() bool {
+		return s.refusedConns.Load() >= 2 && s.portCalls.Load() >= 1
+	})
+	callerAndProbe := s.refusedConns.Load()
+	// Let the prober run for a while: it must make no further attempt.
+	for i := 0; i < 50; i++ {
+		time.Sleep(time.Millisecond)
+		runtime.Gosched()
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the call succeeded against a refusing server")
+	}
+	if got := s.refusedConns.Load(); got != callerAndProbe {
+		t.Fatalf("%d connect attempts, want %d: the prober went beyond the back-off budget", got, callerAndProbe)
+	}
+	if !c.outage.on.Load() {
+		t.Fatal("the outage ended")
+	}
+}
+
+func TestOutageBudgetFollowsTheSchedule(t *testing.T) {
+	// Defaults: 50ms for the first second, then doubling per delay to 5s.
+	u := budget{b: &Backoff{Initial: 50 * time.Millisecond, Max: 5 * time.Second, Hold: time.Second}}
+	want := []time.Duration{}
+	for k := 1; k <= 20; k++ {
+		want = append(want, time.Duration(k)*50*time.Millisecond)
+	}
+	want = append(want, 1050*time.Millisecond, 1150*time.Millisecond, 1350*time.Millisecond, 1750*time.Millisecond,
+		2550*time.Millisecond, 4150*time.Millisecond, 7350*time.Millisecond, 12350*time.Millisecond, 17350*time.Millisecond)
+	for i, w := range want {
+		if got := u.when(i + 1); got != w {
+			t.Fatalf("budget: attempt %d allowed at %v, want %v", i+1, got, w)
+		}
+	}
+	// A list is served as it is; the last delay repeats.
+	u = budget{b: &Backoff{Delays: []time.Duration{5 * time.Second, 10 * time.Second}}}
+	for i, w := range []time.Duration{5, 15, 25, 35} {
+		if got := u.when(i + 1); got != w*time.Second {
+			t.Fatalf("list budget: attempt %d allowed at %v, want %v", i+1, got, w*time.Second)
+		}
+	}
+	// The budget is never ahead of the timetable: a jittered delay is at
+	// most the base one.
+	b := defaultConfig().backoff
+	for i := 0; i < 200; i++ {
+		el := time.Duration(i) * 37 * time.Millisecond
+		if d := b.delay(i, el); d > b.base(i, el) {
+			t.Fatalf("delay(%d, %v) = %v above its base %v", i, el, d, b.base(i, el))
+		}
+	}
 }

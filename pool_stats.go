@@ -102,6 +102,11 @@ type Stats struct {
 	// failed only the call it served; the event receiver's served none, so
 	// this is where they show.
 	CallbackPanics int64
+	// PortChecks is the number of bare TCP dials the outage prober made to
+	// learn whether a port that refused connections accepts again (see
+	// docs/recovery.md). A refused dial reaches no server process; these
+	// are not connect attempts and are not in Created.
+	PortChecks int64
 
 	// Hosts has one entry per host, in the order the DSN or WithHosts
 	// lists them; a connector with a single host has one entry, whose
@@ -150,6 +155,7 @@ func (c *Connector) Stats() Stats {
 	s.TxNotCommitted = c.txNotCommitted.Load()
 	s.TxUnknown = c.txUnknown.Load()
 	s.CallbackPanics = c.callbackPanics.Load()
+	s.PortChecks = c.outage.portChecks.Load()
 	if c.hosts != nil {
 		s.Hosts = c.hosts.stats()
 	}

@@ -42,8 +42,18 @@
 //     server back. It can be slightly negative: the poller's resolution is
 //     one poll (the interval plus one connect).
 //
-// It prints, as markdown, the command line, the machine's nproc, the table
-// server × side → outages, errors per outage (mean, max), recovery median
+// Every physical connect attempt is counted: for the raw sides by a counting
+// driver.Connector, for the hasql sides by a FnConnect entry callback that
+// leaves the outcome alone; "connects/s while down" is the attempts started
+// between the poller's first failed connect and the server being back, per
+// second of that time. hasql's port checks (Stats().PortChecks: bare TCP
+// dials by its outage prober to a port that refused) are shown beside them.
+//
+// It prints, as markdown, the command line, the machine's nproc, a summary
+// (per server and workload: raw and hasql recovery median and p90, errors
+// returned to the application, connects/s while down, hasql port checks/s;
+// with -trace also how soon after the port opened again hasql's prober made
+// its first connect), the table server × side → outages, errors per outage (mean, max), recovery median
 // and p95 (linear interpolation between ranks) and max, a line per restart,
 // and how often the process itself was not scheduled for over 15 ms (a
 // goroutine sleeping 1 ms woke late): on a small machine under this load
@@ -298,17 +308,29 @@ type figures struct {
 	RecMax       float64
 	TotalErrors  int
 	BaselineErrs int
+	RecP90       float64
+	// While down (summed over the outages with a down time): connect
+	// attempts and port checks per second of down time.
+	ConnPerSec, PortPerSec float64
 }
 
 func sideFigures(s *serverResult, i int) figures {
 	var f figures
 	var recs []float64
+	var downMs float64
+	var conns int
+	var ports int64
 	for _, o := range s.Outages {
 		if i >= len(o.Sides) {
 			continue
 		}
 		f.Outages++
 		od := o.Sides[i]
+		if o.DownMs != nil {
+			downMs += *o.DownMs
+			conns += od.ConnectsDown
+			ports += od.PortChecksDown
+		}
 		f.TotalErrors += od.Errors
 		f.ErrMax = max(f.ErrMax, od.Errors)
 		if od.RecoveryMs != nil {
@@ -320,6 +342,12 @@ func sideFigures(s *serverResult, i int) figures {
 	}
 	f.Recovered = len(recs)
 	f.RecMedian, f.RecP95, f.RecMax = percentile(recs, 0.5), percentile(recs, 0.95), maxOr(recs)
+	f.RecP90 = percentile(recs, 0.9)
+	f.ConnPerSec, f.PortPerSec = nan(), nan()
+	if downMs > 0 {
+		f.ConnPerSec = float64(conns) / (downMs / 1000)
+		f.PortPerSec = float64(ports) / (downMs / 1000)
+	}
 	if i < len(s.Sides) {
 		f.BaselineErrs = s.Sides[i].BaselineErrors
 	}
@@ -373,6 +401,8 @@ func printReport(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "- hasql sides: `sql.Open(\"hasql\", \"<driver>:\"+dsn+\"&hasql.retry=idempotent\")`, all other settings default\n")
 	fmt.Fprintf(w, "- recovery = end of the first successful operation after the restart − end of the first successful connect+ping of an independent poller (a fresh raw connection started every %v, up to 8 in flight); resolution ≈ one poll, so values slightly below 0 occur\n", time.Duration(rep.PollMs*1e6))
 	fmt.Fprintf(w, "- errors per outage: errors returned to the application from the restart's start to the next restart's (raw: depends on the %v pause after an error)\n\n", time.Duration(rep.PauseMs*1e6))
+
+	printSummary(w, rep)
 
 	fmt.Fprintf(w, "| server | workload | side | outages | errors/outage mean | errors/outage max | recovery median (ms) | recovery p95 (ms) | recovery max (ms) |\n")
 	fmt.Fprintf(w, "|---|---|---|---:|---:|---:|---:|---:|---:|\n")
@@ -466,6 +496,70 @@ func printReport(w io.Writer, rep *report) {
 			}
 		}
 	}
+}
+
+// printSummary prints the table of the recovery figures the README quotes:
+// per server and workload, the raw driver's and hasql's recovery (median and
+// p90) with the errors they returned to the application, and the connect
+// attempts per second each made while the server was down.
+func printSummary(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "### summary\n\n")
+	fmt.Fprintf(w, "| server | workload | raw recovery median / p90 (ms) | raw errors to the app (per outage) | hasql recovery median / p90 (ms) | hasql errors to the app | connects/s while down: raw | connects/s while down: hasql | hasql port checks/s |\n")
+	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range rep.Servers {
+		for _, wl := range []string{"read", "write"} {
+			raw, hq := -1, -1
+			for i, sd := range s.Sides {
+				if sd.Workload != wl {
+					continue
+				}
+				if sd.Hasql {
+					hq = i
+				} else {
+					raw = i
+				}
+			}
+			if hq < 0 {
+				continue
+			}
+			h := sideFigures(s, hq)
+			rawRec, rawErr, rawConn := "–", "–", "–"
+			if raw >= 0 {
+				r := sideFigures(s, raw)
+				rawRec = fmtMs(r.RecMedian) + " / " + fmtMs(r.RecP90)
+				rawErr = fmt.Sprintf("%d (%.0f)", r.TotalErrors, r.ErrMean)
+				rawConn = fmtRate(r.ConnPerSec)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s / %s | %d | %s | %s | %s |\n",
+				s.Label, wl, rawRec, rawErr, fmtMs(h.RecMedian), fmtMs(h.RecP90), h.TotalErrors,
+				rawConn, fmtRate(h.ConnPerSec), fmtRate(h.PortPerSec))
+		}
+	}
+	var probe []string
+	for _, s := range rep.Servers {
+		for i, sd := range s.Sides {
+			var v []float64
+			for _, o := range s.Outages {
+				if i < len(o.Sides) && o.Sides[i].ProbeAfterOpenMs != nil {
+					v = append(v, *o.Sides[i].ProbeAfterOpenMs)
+				}
+			}
+			if len(v) > 0 {
+				probe = append(probe, fmt.Sprintf("| %s | %s | %d | %s | %s | %s |", s.Label, sd.Workload, len(v), fmtMs(percentile(v, 0.5)), fmtMs(percentile(v, 0.9)), fmtMs(maxOr(v))))
+			}
+		}
+	}
+	if len(probe) > 0 {
+		fmt.Fprintf(w, "\nhasql's first background connect after the port opened again (-trace; the poller's first attempt after its last refused one), ms:\n\n| server | workload | outages | median | p90 | max |\n|---|---|---:|---:|---:|---:|\n%s\n", strings.Join(probe, "\n"))
+	}
+	fmt.Fprintf(w, "\nrecovery: first successful operation − the server accepting connections again (poller); connects: physical connect attempts started while the server was down (poller's first failed connect → server back), per second of down time; port checks: hasql's bare TCP dials to a port that refused (Stats().PortChecks, counted over each outage's window), which reach no server process while nothing listens\n\n")
+}
+
+func fmtRate(v float64) string {
+	if v != v {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
 
 func maxOr(v []float64) float64 {

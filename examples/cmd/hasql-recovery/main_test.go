@@ -27,6 +27,7 @@ func TestRecovery(t *testing.T) {
 	}
 	out := stdout.String()
 	for _, want := range []string{
+		"| server | workload | raw recovery median / p90 (ms) | raw errors to the app (per outage) | hasql recovery median / p90 (ms) | hasql errors to the app | connects/s while down: raw | connects/s while down: hasql | hasql port checks/s |",
 		"| server | workload | side | outages | errors/outage mean | errors/outage max | recovery median (ms) | recovery p95 (ms) |",
 		"| PostgreSQL | read | raw pgx | 2 |",
 		"| PostgreSQL | read | hasql pgx | 2 |",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -62,6 +63,62 @@ type side struct {
 
 	evMu   sync.Mutex
 	events []eventRec
+
+	// Every physical connect attempt's start, since the phase start: for
+	// the raw sides from a counting connector, for the hasql sides from a
+	// FnConnect entry callback that only observes.
+	atMu     sync.Mutex
+	attempts []time.Duration
+	// hasql sides: Stats().PortChecks at each restart's start (portChecks
+	// reads it; 0 for a hasql without it).
+	portAt []int64
+}
+
+func (s *side) noteAttempt(at time.Duration) {
+	s.atMu.Lock()
+	s.attempts = append(s.attempts, at)
+	s.atMu.Unlock()
+}
+
+// attemptsIn counts the connect attempts that started in [from, to).
+func (s *side) attemptsIn(from, to time.Duration) int {
+	s.atMu.Lock()
+	defer s.atMu.Unlock()
+	n := 0
+	for _, a := range s.attempts {
+		if a >= from && a < to {
+			n++
+		}
+	}
+	return n
+}
+
+// portChecks reads the hasql side's Stats().PortChecks by name, so that
+// the tool also builds against a hasql from before the port watch (then 0).
+func (s *side) portChecks() int64 {
+	if !s.Hasql {
+		return 0
+	}
+	c, ok := hasql.ConnectorOf(s.db)
+	if !ok {
+		return 0
+	}
+	f := reflect.ValueOf(c.Stats()).FieldByName("PortChecks")
+	if !f.IsValid() {
+		return 0
+	}
+	return f.Int()
+}
+
+// countingConnector counts a raw driver's connect attempts.
+type countingConnector struct {
+	driver.Connector
+	note func()
+}
+
+func (c countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	c.note()
+	return c.Connector.Connect(ctx)
 }
 
 func (s *side) label() string { return s.Name + " " + s.Workload + "s" }
@@ -146,6 +203,17 @@ type outageSide struct {
 	FirstOKEnd   *float64    `json:"first_ok_end_ms,omitempty"`
 	ErrorTexts   []textCount `json:"error_texts,omitempty"`
 	Events       []eventRec  `json:"hasql_events,omitempty"`
+	// While the server was down (the poller's first failed connect → the
+	// server back): physical connect attempts of this side, and (hasql)
+	// the prober's bare TCP port checks, which reach no server process
+	// while nothing listens. Per second: divided by down_ms.
+	ConnectsDown int `json:"connects_down"`
+	// With -trace (hasql sides): hasql's first connect attempt made in the
+	// background (the outage prober) after the port opened again (the
+	// poller's first attempt after its last "connection refused") − that
+	// moment. How long the prober's timing let a listening server wait.
+	ProbeAfterOpenMs *float64 `json:"probe_after_open_ms,omitempty"`
+	PortChecksDown   int64    `json:"port_checks_outage"` // in the whole outage window (Stats is cumulative)
 }
 
 type outageRec struct {
@@ -254,11 +322,13 @@ func runServer(ctx context.Context, t *target, cfg config, say func(string, ...a
 	}
 	for _, wl := range workloads {
 		if cfg.Raw {
-			raw, err := sql.Open(t.Driver, t.DSN)
+			ic, err := connectorFor(t.Driver, t.DSN)
 			if err != nil {
 				return nil, err
 			}
-			sides = append(sides, &side{Name: t.RawName, Workload: wl, key: "raw-" + wl, db: raw})
+			rs := &side{Name: t.RawName, Workload: wl, key: "raw-" + wl}
+			rs.db = sql.OpenDB(countingConnector{ic, func() { rs.noteAttempt(sinceStart(time.Now())) }})
+			sides = append(sides, rs)
 		}
 		hs := &side{Name: t.HasqlName, Hasql: true, Workload: wl, key: "hasql-" + wl}
 		var err error
@@ -280,6 +350,9 @@ func runServer(ctx context.Context, t *target, cfg config, say func(string, ...a
 		}
 		if err != nil {
 			return nil, err
+		}
+		if !cfg.Trace {
+			countConnects(hs, sinceStart) // traceConnects counts them too (one entry callback per Fn)
 		}
 		sides = append(sides, hs)
 	}
@@ -367,6 +440,9 @@ func runServer(ctx context.Context, t *target, cfg config, say func(string, ...a
 		}
 		pollCtx, pollCancel := context.WithCancel(ctx)
 		pollDone := make(chan pollRec, 1)
+		for _, s := range sides {
+			s.portAt = append(s.portAt, s.portChecks())
+		}
 		o.t0 = time.Since(start)
 		go func() { pollDone <- pollServer(pollCtx, poller, start, o.t0, cfg.Poll) }()
 		err := t.Restart(ctx, mode)
@@ -433,6 +509,9 @@ func runServer(ctx context.Context, t *target, cfg config, say func(string, ...a
 		ok = sleep(cfg.Steady)
 	}
 	loadEnd := stopLoad()
+	for _, s := range sides {
+		s.portAt = append(s.portAt, s.portChecks())
+	}
 	res.LoadMs = ms(loadEnd)
 	res.Stalls = stalls()
 	if err := ctx.Err(); err != nil {
@@ -440,6 +519,19 @@ func runServer(ctx context.Context, t *target, cfg config, say func(string, ...a
 	}
 	analyze(res, sides, outages, loadEnd)
 	return res, nil
+}
+
+// countConnects notes the start of every physical connect of a hasql side
+// (a FnConnect entry callback that leaves the outcome alone).
+func countConnects(s *side, since func(time.Time) time.Duration) {
+	c, ok := hasql.ConnectorOf(s.db)
+	if !ok {
+		return
+	}
+	c.Callbacks().Register(hasql.FnConnect, hasql.Entry, func(*hasql.Call) error {
+		s.noteAttempt(since(time.Now()))
+		return hasql.Continue
+	})
 }
 
 // traceConnects records every physical connect of a hasql side, with
@@ -452,8 +544,10 @@ func traceConnects(s *side, since func(time.Time) time.Duration) {
 	var mu sync.Mutex
 	began := map[*hasql.Call]time.Time{}
 	c.Callbacks().Register(hasql.FnConnect, hasql.Entry, func(call *hasql.Call) error {
+		now := time.Now()
+		s.noteAttempt(since(now))
 		mu.Lock()
-		began[call] = time.Now()
+		began[call] = now
 		mu.Unlock()
 		return hasql.Continue
 	})
@@ -617,6 +711,27 @@ func pollServer(ctx context.Context, c driver.Connector, start time.Time, t0, in
 	}
 }
 
+// portOpened finds in the poller's log when the server's port opened again:
+// the start of the first attempt after the last one refused ("connection
+// refused": nothing listened), and that last refused attempt's start.
+func portOpened(log []pollTry) (open, lastRefused float64, ok bool) {
+	found := false
+	for _, t := range log {
+		if strings.Contains(t.Err, "connection refused") && (!found || t.StartMs > lastRefused) {
+			lastRefused, found = t.StartMs, true
+		}
+	}
+	if !found {
+		return 0, 0, false
+	}
+	for _, t := range log {
+		if t.StartMs > lastRefused && (!ok || t.StartMs < open) {
+			open, ok = t.StartMs, true
+		}
+	}
+	return open, lastRefused, ok
+}
+
 // shortErr is the end of an error's text, where drivers say what happened.
 func shortErr(err error) string {
 	s := err.Error()
@@ -672,7 +787,11 @@ func analyze(res *serverResult, sides []*side, outages []*outageRec, loadEnd tim
 				od.ErrorTexts = append(od.ErrorTexts, *texts[k])
 			}
 			sort.SliceStable(od.ErrorTexts, func(a, b int) bool { return od.ErrorTexts[a].Count > od.ErrorTexts[b].Count })
+			if i+1 < len(s.portAt) {
+				od.PortChecksDown = s.portAt[i+1] - s.portAt[i]
+			}
 			if o.DownMs != nil {
+				od.ConnectsDown = s.attemptsIn(o.t0+time.Duration(o.Poll.FirstFailMs*1e6), o.Poll.abs.up)
 				var first *opEvent
 				for _, ops := range s.ops {
 					for j := range ops {
@@ -696,6 +815,16 @@ func analyze(res *serverResult, sides []*side, outages []*outageRec, loadEnd tim
 				}
 			}
 			s.evMu.Unlock()
+			if open, lastRefused, ok := portOpened(o.Poll.Log); ok && s.Hasql {
+				for _, e := range od.Events {
+					if e.Kind == "connect" && e.By == "background" && e.AtMs >= lastRefused {
+						v := e.AtMs - open
+						if od.ProbeAfterOpenMs == nil || v < *od.ProbeAfterOpenMs {
+							od.ProbeAfterOpenMs = &v
+						}
+					}
+				}
+			}
 			o.Sides = append(o.Sides, od)
 		}
 		res.Outages = append(res.Outages, *o)
