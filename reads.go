@@ -572,7 +572,8 @@ func (c *Connector) awaitReplicated(ctx context.Context, ph *session, pos string
 	gctx, cancel := context.WithTimeout(ctx, rw.durWait)
 	key := ph.key
 	key.standby = true
-	co, err := c.pool.get(gctx, key, "", selector{}, false)
+	// Not a handle's checkout: no handle age to respect (zero born).
+	co, err := c.pool.get(gctx, key, "", selector{}, false, time.Time{})
 	cancel()
 	if err != nil {
 		return notConfirmed(err)
