@@ -2029,7 +2029,9 @@ func TestRuntimeLoadBalancingPrefersTheFastHost(t *testing.T) {
 	fast := "127.0.0.1:" + strconv.Itoa(p.Port)
 	fp := newFaultProxy(t, fast)
 	defer fp.Close()
-	fp.SetLatency(20 * time.Millisecond)
+	// 100ms per packet: far beyond what a loaded machine adds to a
+	// loopback connect (20ms was within its reach under -race).
+	fp.SetLatency(100 * time.Millisecond)
 	slow := fp.Addr()
 	db, _ := foOpen(t, "pgx", dsn+"&hasql.hosts="+slow+","+fast+"&hasql.pick=latency")
 	ctx := context.Background()
