@@ -4,9 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,7 +81,7 @@ func TestGaleraNodeKilled(t *testing.T) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
-		runMySQLUpsertLoad(hasql.Idempotent(context.Background()), sdb, tbl, 8, stop, 60*time.Second, res)
+		runUpsertLoad(hasql.Idempotent(context.Background()), sdb, tbl, "insert into "+tbl+" (w, i, v) values (?, ?, 1) on duplicate key update v = values(v)", 8, stop, 60*time.Second, res)
 		close(done)
 	}()
 	victim := g.Nodes[2]
@@ -328,46 +326,4 @@ func TestGaleraCausalReads(t *testing.T) {
 	if hMiss != 0 {
 		t.Fatalf("hasql read missed a row committed before it %d times in %d", hMiss, rounds)
 	}
-}
-
-// runMySQLUpsertLoad: workers alternate reads and idempotent upserts until stop.
-func runMySQLUpsertLoad(ctx context.Context, db *sql.DB, tbl string, workers int, stop <-chan struct{}, limit time.Duration, res *loadResult) {
-	deadline := time.After(limit)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-stop:
-		case <-deadline:
-		}
-		close(done)
-	}()
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-				var err error
-				if i%2 == 0 {
-					_, err = db.ExecContext(cctx, "insert into "+tbl+" (w, i, v) values (?, ?, 1) on duplicate key update v = values(v)", w, i)
-				} else {
-					var n int
-					err = db.QueryRowContext(cctx, "select count(*) from "+tbl).Scan(&n)
-				}
-				cancel()
-				if err != nil {
-					res.fail(w, fmt.Sprintf("op %d", i), err)
-				} else {
-					res.ok()
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }

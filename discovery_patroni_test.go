@@ -454,7 +454,7 @@ func TestPatroniSwitchover(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		runUpsertLoad(hasql.Idempotent(context.Background()), idb, tbl+"_u", 8, stop2, 90*time.Second, res2)
+		runUpsertLoad(hasql.Idempotent(context.Background()), idb, tbl+"_u", "insert into "+tbl+"_u (w, i, v) values ($1, $2, 1) on conflict (w, i) do update set v = excluded.v", 8, stop2, 90*time.Second, res2)
 		close(done2)
 	}()
 	time.Sleep(500 * time.Millisecond)
@@ -472,8 +472,9 @@ func TestPatroniSwitchover(t *testing.T) {
 	}
 }
 
-// runUpsertLoad: workers alternate reads and idempotent upserts until stop.
-func runUpsertLoad(ctx context.Context, db *sql.DB, tbl string, workers int, stop <-chan struct{}, limit time.Duration, res *loadResult) {
+// runUpsertLoad: workers alternate reads of tbl and the idempotent upsert
+// (its arguments: worker, iteration) until stop or limit.
+func runUpsertLoad(ctx context.Context, db *sql.DB, tbl, upsert string, workers int, stop <-chan struct{}, limit time.Duration, res *loadResult) {
 	deadline := time.After(limit)
 	done := make(chan struct{})
 	go func() {
@@ -497,7 +498,7 @@ func runUpsertLoad(ctx context.Context, db *sql.DB, tbl string, workers int, sto
 				cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 				var err error
 				if i%2 == 0 {
-					_, err = db.ExecContext(cctx, "insert into "+tbl+" (w, i, v) values ($1, $2, 1) on conflict (w, i) do update set v = excluded.v", w, i)
+					_, err = db.ExecContext(cctx, upsert, w, i)
 				} else {
 					var n int
 					err = db.QueryRowContext(cctx, "select count(*) from "+tbl).Scan(&n)
