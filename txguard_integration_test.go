@@ -284,9 +284,15 @@ func TestTxGuardReplaysACommitResolvedNotCommitted(t *testing.T) {
 			for _, tc := range []struct {
 				name    string
 				diverge bool
-			}{{"replayed and committed once", false}, {"replay diverges", true}} {
+				cuts    int // every COMMIT cut, this many times; 0: the first only
+			}{
+				{"replayed and committed once", false, 0},
+				{"replay diverges", true, 0},
+				// maxReplays is 3: the fourth lost COMMIT is the application's.
+				{"every COMMIT lost: replays are bounded", false, 4},
+			} {
 				t.Run(tc.name, func(t *testing.T) {
-					id := fmt.Sprintf("row-%v", tc.diverge)
+					id := fmt.Sprintf("row-%v-%d", tc.diverge, tc.cuts)
 					before := hc.Stats()
 					tx, err := db.BeginTx(ctx, nil)
 					if err != nil {
@@ -300,14 +306,35 @@ func TestTxGuardReplaysACommitResolvedNotCommitted(t *testing.T) {
 						t.Fatal(err)
 					}
 					intrude.Store(tc.diverge)
-					cut := s.fp.CutOn(s.commit, false)
-					err = tx.Commit()
-					if !cut.Fired() {
-						t.Fatalf("the cut did not happen (commit: %v)", err)
+					if tc.cuts > 0 {
+						cuts := s.fp.CommitCuts()
+						s.fp.CutAtCommit(true, tc.cuts)
+						err = tx.Commit()
+						s.fp.CutAtCommit(true, 0)
+						if made := s.fp.CommitCuts() - cuts; made != int64(tc.cuts) {
+							t.Fatalf("%d COMMITs cut, want %d (commit: %v)", made, tc.cuts, err)
+						}
+					} else {
+						cut := s.fp.CutOn(s.commit, false)
+						err = tx.Commit()
+						if !cut.Fired() {
+							t.Fatalf("the cut did not happen (commit: %v)", err)
+						}
 					}
 					st := hc.Stats()
 					got := s.count("select count(*) from t where id = '" + id + "'")
-					if !tc.diverge {
+					switch {
+					case tc.cuts > 0:
+						if !foWraps(err, hasql.ErrTxNotCommitted) || errors.Is(err, hasql.ErrReplayDiverged) {
+							t.Fatalf("commit: %v, want ErrTxNotCommitted", err)
+						}
+						if got != 0 {
+							t.Fatalf("Commit said not committed but the row is there %d times", got)
+						}
+						if st.Replays != before.Replays+int64(tc.cuts-1) || st.TxNotCommitted != before.TxNotCommitted+1 {
+							t.Errorf("Replays %d → %d (want +%d), TxNotCommitted %d → %d (want +1)", before.Replays, st.Replays, tc.cuts-1, before.TxNotCommitted, st.TxNotCommitted)
+						}
+					case !tc.diverge:
 						if err != nil {
 							t.Fatalf("commit: %v, want nil (replayed and committed)", err)
 						}
@@ -320,7 +347,7 @@ func TestTxGuardReplaysACommitResolvedNotCommitted(t *testing.T) {
 						if st.TxNotCommitted != before.TxNotCommitted {
 							t.Errorf("TxNotCommitted %d → %d, want unchanged (the transaction committed)", before.TxNotCommitted, st.TxNotCommitted)
 						}
-					} else {
+					default:
 						if !errors.Is(err, hasql.ErrReplayDiverged) || !foWraps(err, hasql.ErrTxNotCommitted) {
 							t.Fatalf("commit: %v, want ErrReplayDiverged wrapping ErrTxNotCommitted", err)
 						}
