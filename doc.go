@@ -110,10 +110,20 @@
 // until it is closed, a *sql.Rows until it is closed — runs on that one
 // session. IsValid, which database/sql calls on every release, is the release
 // point: the session goes back to hasql's pool, or is closed if it died, and
-// the handle stays valid for its next checkout. database/sql's
-// SetMaxIdleConns, SetConnMaxLifetime and SetConnMaxIdleTime therefore act on
-// handles; sessions live by hasql.idle_timeout and hasql.max_lifetime, and
-// session state (SET, temporary tables) lives as long as its session.
+// the handle stays valid for its next checkout.
+//
+// database/sql's SetMaxIdleConns, SetMaxOpenConns, SetConnMaxLifetime and
+// SetConnMaxIdleTime act on handles, and the sessions follow them as real
+// connections do without hasql: when database/sql closes a handle, the
+// session it had last closes too, unless another handle has it now or hasql
+// keeps it for its own settings (a tagged session, a connection class or
+// user, up to hasql.pool.min sessions); and below hasql.pool.max a handle
+// takes no idle session opened before the handle was made (unless hasql
+// keeps it, or it was opened in the background and never used), so a
+// session is never older at a checkout than SetConnMaxLifetime allows. With
+// SetMaxIdleConns(0) every checkout opens a real connection.
+// hasql.idle_timeout and hasql.max_lifetime bound every session besides.
+// Session state (SET, temporary tables) lives as long as its session.
 //
 // A released session stays parked on its handle while it is idle in the
 // pool: the handle's next checkout that asks for the same session takes it

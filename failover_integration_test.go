@@ -1750,6 +1750,7 @@ func TestHostsRolesAndFailover(t *testing.T) {
 		// elsewhere.
 		ev = &foEvents{}
 		db, hc = foOpen(t, "pgx", dsn+"&hasql.hosts="+P+","+S, hasql.WithEvents(ev.add))
+		db.SetMaxIdleConns(4) // database/sql keeps the four handles, and so their sessions
 		foWarm(t, db, "pgx", 4)
 		out, _ := prim.Query("select count(*) from pg_stat_activity where backend_type = 'client backend' and datname = 'test'")
 		hc.MarkHostDown(P)

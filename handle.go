@@ -21,6 +21,14 @@ type handle struct {
 	sel  selector // what the binding was asked for
 	view Session  // the user's view of this handle (stable across bindings, not checkouts)
 
+	// id names the handle to the sessions it binds (session.owner); born is
+	// when it was made: below pool.max it takes no session that served
+	// another handle and is older than itself, unless hasql keeps it
+	// (pool_handles.go), so that database/sql's ConnMaxLifetime, which it
+	// measures on the handle, bounds the sessions too.
+	id   uint64
+	born time.Time
+
 	// checkout counts the handle's checkouts that ended (IsValid, Close): a
 	// Session made during one is valid while it has the same count. shared
 	// is the Session of the current checkout handed to the application
@@ -101,7 +109,8 @@ type handle struct {
 	// left in the pool: the next checkout asking for the same (sel, whose
 	// normalised tag is parkedTag) takes it back with one atomic swap
 	// instead of the pool's lock, unless another checkout took it meanwhile
-	// (pool.reclaim). A purity NEW checkout leaves nothing to take back.
+	// (pool.reclaim); a purity NEW checkout's is not taken back. Close
+	// closes it through (pool.closeThrough).
 	parked    *session
 	parkedTag string
 	canPark   bool // the current binding may be taken back so
@@ -141,7 +150,7 @@ var (
 )
 
 func newHandle(c *Connector) *handle {
-	v := &handle{c: c}
+	v := &handle{c: c, id: c.pool.handleIDs.Add(1), born: c.pool.now()}
 	v.view.v = v
 	v.tx.v = v
 	return v
@@ -193,10 +202,13 @@ func (v *handle) bind(ctx context.Context, verified bool) error {
 	v.routed = false
 	ph := v.parked
 	v.parked = nil
-	if ph != nil && v.rebind == nil {
+	if ph != nil && v.canPark && v.rebind == nil {
 		// v.sel is still the selector the parked session was bound for.
 		if (sp == nil && v.selZero || sp != nil && *sp == v.sel) && ph.pool == v.c.pool && ph.pool.reclaim(ph, v.parkedTag) {
 			// v.checker is already ph's: ph was the handle's last session.
+			if ph.owner != v.id {
+				ph.owner = v.id // another handle had it meanwhile
+			}
 			v.ph, v.verified, v.tagFound = ph, verified, v.parkedTag != ""
 			err := v.prepare(ctx, checkout{ph: ph, tagFound: v.tagFound}, v.parkedTag)
 			if err == nil {
@@ -241,7 +253,7 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 				return err
 			}
 		}
-		co, err := v.c.pool.get(ctx, key, tag, sel, purityNew)
+		co, err := v.c.pool.get(ctx, key, tag, sel, purityNew, v.born)
 		if err != nil {
 			if !v.noGate && attempt < maxRebinds && v.c.outageFor(ctx, err) {
 				continue // the outage gate holds us until the database is back
@@ -249,6 +261,7 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 			return err
 		}
 		v.ph, v.sel, v.verified, v.tagFound, v.checker = co.ph, sel, verified, co.tagFound, co.ph.checker
+		co.ph.owner = v.id
 		if err = v.prepare(ctx, co, tag); err == nil {
 			v.rebind = nil
 			v.selZero, v.parkedTag, v.canPark = sel == selector{}, tag, !purityNew
@@ -324,8 +337,8 @@ func (v *handle) release() {
 	if !ph.bad.Load() && !ph.alive() {
 		ph.bad.Store(true)
 	}
-	if v.canPark && !ph.bad.Load() {
-		v.parked = ph
+	if !ph.bad.Load() {
+		v.parked = ph // for the next checkout (if canPark) or Close
 	}
 	v.c.pool.put(ph)
 }
@@ -706,14 +719,21 @@ func (v *handle) checkInner(nv *driver.NamedValue) error {
 	return ck.CheckNamedValue(nv)
 }
 
-// Close discards the handle. database/sql closes a handle that is still bound
-// only when it gave up on it (driver.ErrBadConn) or is shutting down; the
-// session is then pooled again if healthy, terminated if not.
+// Close discards the handle, and with it the session it had last, as
+// database/sql closes the real connection without hasql: database/sql closes
+// a handle it does not keep idle (SetMaxIdleConns), one past
+// SetConnMaxLifetime or SetConnMaxIdleTime, one it gave up on
+// (driver.ErrBadConn, the only case where it is still bound), and every
+// handle when the DB closes. The session closes unless another checkout has
+// it now or hasql keeps it for its own settings (pool.closeThrough).
 func (v *handle) Close() error {
 	if v.ph != nil {
 		v.release()
 	}
-	v.parked = nil
+	if ph := v.parked; ph != nil {
+		v.parked = nil
+		ph.pool.closeThrough(ph, v.id)
+	}
 	v.endCheckout()
 	if v.owns {
 		return v.c.Close()

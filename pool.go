@@ -13,7 +13,8 @@ import (
 //
 // The boundary. The files pool*.go are the only code that takes mu or
 // changes open, busy, idle, waiters or all. The rest of hasql goes through
-// get, reclaim, put, terminate (checkout and release), retag and borrowIdle
+// get, reclaim, put, terminate (checkout and release), closeThrough (a handle
+// database/sql closed; pool_handles.go), retag and borrowIdle
 // (a session's tag and its statements), purgeHost, purgeIdleOfHost and
 // purgeAll, addWorker and openProbe (the outage gate), Reconfigure, stats
 // and close.
@@ -132,6 +133,9 @@ type pool struct {
 	kickCh   chan struct{}
 	wg       sync.WaitGroup
 
+	// handleIDs numbers the connector's handles (handle.id).
+	handleIDs atomic.Uint64
+
 	// Counters for Stats (pool_stats.go), changed without the lock.
 	created, closedN, terminated atomic.Int64
 	waits, waitTimeouts          atomic.Int64
@@ -187,8 +191,11 @@ type checkout struct {
 }
 
 // get returns a session for the selector: a pooled one that fits, else a new
-// one, waiting or failing as the get mode says when the pool is full.
-func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, purityNew bool) (checkout, error) {
+// one, waiting or failing as the get mode says when the pool is full. Below
+// Max, a pooled session must also be able to serve a handle made at born
+// (session.serves); at Max, where another cannot be opened, any that fits
+// will do.
+func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, purityNew bool, born time.Time) (checkout, error) {
 	announced := false
 	p.mu.Lock()
 	for {
@@ -196,15 +203,20 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, p
 			p.unlock()
 			return checkout{}, ErrClosed
 		}
+		full := p.cfg.Max > 0 && p.open >= p.cfg.Max
 		if !purityNew {
-			if ph, exact := p.takeIdleLocked(key, tag, sel.matchAny); ph != nil {
+			from := born
+			if full {
+				from = time.Time{} // no age rule: see pool_handles.go
+			}
+			if ph, exact := p.takeIdleLocked(key, tag, sel.matchAny, from); ph != nil {
 				p.busy++
 				p.unlock()
 				p.countTag(tag, exact)
 				return checkout{ph: ph, tagFound: exact}, nil
 			}
 		}
-		if p.cfg.Max == 0 || p.open < p.cfg.Max {
+		if !full {
 			p.open++
 			p.busy++
 			p.growLocked(key)
@@ -214,8 +226,10 @@ func (p *pool) get(ctx context.Context, key poolKey, tag string, sel selector, p
 		// Full. An idle session nobody here can use gives up its slot.
 		if victim := p.takeAnyIdleLocked(); victim != nil {
 			p.busy++
+			fits := !purityNew && !victim.bad.Load() && victim.key == key &&
+				(victim.tag == tag || victim.tag == "" || sel.matchAny)
 			p.unlock()
-			if !purityNew && !victim.bad.Load() && victim.key == key && (victim.tag == tag || victim.tag == "" || sel.matchAny) {
+			if fits {
 				// Parked by its handle (without the lock) after the look
 				// above: it fits after all.
 				exact := tag != "" && victim.tag == tag
@@ -348,25 +362,26 @@ func (p *pool) waitLocked(ctx context.Context, key poolKey, tag string, matchAny
 
 // takeIdleLocked pops the idle session that best fits the request: the most
 // recently listed with exactly the tag; else an untagged one; else, with
-// matchAny, the one sharing most tag properties, else any. exact reports an
-// exact tag match (always false for an untagged request).
-func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *session, exact bool) {
+// matchAny, the one sharing most tag properties, else any; each one able to
+// serve a handle made at born (the zero time: any). exact reports an exact
+// tag match (always false for an untagged request).
+func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool, born time.Time) (ph *session, exact bool) {
 	for {
 		list := p.idle[key]
 		pick := -1
 		exact = false
 		if tag != "" {
-			if pick = p.pickLocked(list, tag); pick >= 0 {
+			if pick = p.pickLocked(list, tag, born); pick >= 0 {
 				exact = true
 			}
 		}
 		if pick < 0 {
-			pick = p.pickLocked(list, "")
+			pick = p.pickLocked(list, "", born)
 		}
 		if pick < 0 && matchAny {
 			best := -1
 			for i := len(list) - 1; i >= 0; i-- {
-				if n := sharedProperties(list[i].tag, tag); n > best && list[i].usable() {
+				if n := sharedProperties(list[i].tag, tag); n > best && list[i].usable() && list[i].serves(born) {
 					pick, best = i, n
 				}
 			}
@@ -382,13 +397,14 @@ func (p *pool) takeIdleLocked(key poolKey, tag string, matchAny bool) (ph *sessi
 }
 
 // pickLocked returns the index in list of the session to hand out among the
-// usable ones tagged tag, or -1: the most recently listed (LIFO), or with
-// runtime load balancing the most recently listed on the best-ranked host.
-func (p *pool) pickLocked(list []*session, tag string) int {
+// usable ones tagged tag that may serve a handle made at born, or -1: the
+// most recently listed (LIFO), or with runtime load balancing the most
+// recently listed on the best-ranked host.
+func (p *pool) pickLocked(list []*session, tag string, born time.Time) int {
 	pick, best := -1, int32(0)
 	for i := len(list) - 1; i >= 0; i-- {
 		ph := list[i]
-		if ph.tag != tag || !ph.usable() {
+		if ph.tag != tag || !ph.usable() || !ph.serves(born) {
 			continue
 		}
 		if !p.rlb {
@@ -514,7 +530,11 @@ func sharedProperties(a, b string) int {
 // handle's next checkout can reclaim it just as cheaply. Otherwise the
 // session goes through offerLocked.
 func (p *pool) put(ph *session) {
-	ph.used = true
+	if !ph.used {
+		// Written only when it changes, while ph is unlisted: checkouts
+		// read it under mu on listed sessions (session.serves).
+		ph.used = true
+	}
 	now := p.stamp()
 	if ph.listed {
 		if !ph.bad.Load() && !p.contended.Load() && !ph.expired(now) {
@@ -603,7 +623,8 @@ func (p *pool) offerLocked(ph *session, now int64) {
 
 // fits reports whether a released session may be handed to the waiter: by
 // the selection rules of takeIdleLocked, the same key, and exactly the tag,
-// else no tag, else (matchAny) any tag; never to a purity NEW waiter.
+// else no tag, else (matchAny) any tag; never to a purity NEW waiter. (A
+// checkout waits only at Max, where the age rule does not apply: see get.)
 func (w *waiter) fits(ph *session) bool {
 	return w.key == ph.key && !w.purityNew && (ph.tag == w.tag || ph.tag == "" || w.matchAny)
 }

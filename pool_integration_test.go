@@ -33,6 +33,9 @@ func ptOpen(t *testing.T, driverName, dsn string, opts ...hasql.Option) (*sql.DB
 	if err != nil {
 		t.Fatalf("hasql.Open(%s): %v", driverName, err)
 	}
+	// database/sql keeps every handle it is given back, so that what these tests see is hasql's
+	// own pool: a handle database/sql closes closes its session too (pool_handles.go).
+	db.SetMaxIdleConns(1 << 10)
 	t.Cleanup(func() { db.Close() })
 	c, ok := hasql.ConnectorOf(db)
 	if !ok {
@@ -875,5 +878,110 @@ func TestPoolCloseNoGoroutineLeftPG(t *testing.T) {
 	}
 	if st := c.Stats(); st.Open != 0 || st.Closed != st.Created {
 		t.Errorf("after Close: %+v", st)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// One pool: database/sql's own knobs govern the real connections through hasql as they do raw
+// (pool_handles.go), counted as backends of the test's database in pg_stat_activity.
+
+func TestOnePoolBackendsFollowDatabaseSQLPG(t *testing.T) {
+	dsn := sharedPG(t).FreshDB(t)
+	ctx := context.Background()
+	observer, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer observer.Close()
+	observer.SetMaxOpenConns(1)
+	// The backends of the test's database other than the observer's own.
+	backends := func() map[int64]bool {
+		t.Helper()
+		rows, err := observer.QueryContext(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		pids := map[int64]bool{}
+		for rows.Next() {
+			var pid int64
+			if err := rows.Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			pids[pid] = true
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return pids
+	}
+	// hold checks out n connections at once, returns their backends and releases them.
+	hold := func(db *sql.DB, n int) []int64 {
+		t.Helper()
+		var pids []int64
+		var conns []*sql.Conn
+		for i := 0; i < n; i++ {
+			cn, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, cn)
+			pids = append(pids, ptPID(t, ctx, cn, ptPG))
+		}
+		for _, cn := range conns {
+			cn.Close()
+		}
+		return pids
+	}
+
+	for _, mode := range []string{"raw", "hasql"} {
+		t.Run(mode, func(t *testing.T) {
+			var db *sql.DB
+			if mode == "raw" {
+				if db, err = sql.Open("pgx", dsn); err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+			} else {
+				db, _ = ptOpen(t, "pgx", dsn)
+			}
+
+			// SetMaxIdleConns(0): every checkout a new backend, gone after its release.
+			db.SetMaxIdleConns(0)
+			seen := map[int64]bool{}
+			for i := 0; i < 3; i++ {
+				pid := ptPID(t, ctx, db, ptPG)
+				if seen[pid] {
+					t.Errorf("checkout %d ran on backend %d again", i, pid)
+				}
+				seen[pid] = true
+				ptEventually(t, "no backend left", func() bool { return len(backends()) == 0 })
+			}
+
+			// SetConnMaxLifetime: three backends kept idle, then past the lifetime three
+			// checkouts get three new ones and the old ones end.
+			db.SetMaxIdleConns(3)
+			old := hold(db, 3)
+			if b := backends(); len(b) != 3 {
+				t.Fatalf("%d backends after three were released with MaxIdleConns(3), want 3 (%v; %+v)", len(b), old, db.Stats())
+			}
+			// Set after the hold, so that a slow machine cannot expire them before the count.
+			const lifetime = 300 * time.Millisecond
+			db.SetConnMaxLifetime(lifetime)
+			time.Sleep(2 * lifetime) // past it
+			for _, pid := range hold(db, 3) {
+				for _, o := range old {
+					if pid == o {
+						t.Errorf("backend %d served a checkout past SetConnMaxLifetime", pid)
+					}
+				}
+			}
+			ptEventually(t, "the old backends gone", func() bool {
+				b := backends()
+				return !b[old[0]] && !b[old[1]] && !b[old[2]]
+			})
+			db.Close()
+			ptEventually(t, "no backend left after Close", func() bool { return len(backends()) == 0 })
+		})
 	}
 }

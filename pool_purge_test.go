@@ -32,7 +32,7 @@ func TestPoolPurgeHandsFreedSlotsToWaiters(t *testing.T) {
 			p := c.pool
 			ctx := context.Background()
 			key := p.defaultKey()
-			co, err := p.get(ctx, key, "", selector{}, false)
+			co, err := p.get(ctx, key, "", selector{}, false, time.Time{})
 			if err != nil {
 				t.Fatalf("get: %v", err)
 			}

@@ -38,6 +38,14 @@ type session struct {
 	created  time.Time
 	retireAt int64 // created + jittered MaxLifetime, in Unix nanoseconds; 0: never
 
+	// owner is the id of the handle that bound the session last, written by
+	// that handle while it holds the session: only its Close closes the
+	// session through (pool.closeThrough). minKeep: hasql keeps the session
+	// for hasql.pool.min, so it serves handles of any age (pool.serves);
+	// changed under pool.mu. See pool_handles.go.
+	owner   uint64
+	minKeep bool
+
 	// idle is set while the session is in the pool's idle list and nobody
 	// holds it: whoever swaps it from true to false owns the session. Only
 	// that swap hands a listed session over, so the handle that parked it
@@ -54,7 +62,7 @@ type session struct {
 
 	// Owned by whoever holds the session (the pool's lock hands it over).
 	tag           string // normalised; "" = untagged
-	used          bool   // handed out before, so the next checkout resets it
+	used          bool   // handed out before, so the next checkout resets it; set only while unlisted (pool.put)
 	forced        bool   // opened beyond Max by GetForce
 	stmtCacheSize int
 

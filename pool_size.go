@@ -87,7 +87,7 @@ func (p *pool) fillMin() {
 	p.open += n
 	p.unlock()
 	for i := 0; i < n; i++ {
-		p.openInBackground(p.defaultKey())
+		p.openInBackground(p.defaultKey(), true)
 	}
 }
 
@@ -104,17 +104,18 @@ func (p *pool) growLocked(key poolKey) {
 	}
 	p.open += n
 	for i := 0; i < n; i++ {
-		p.openInBackground(key)
+		p.openInBackground(key, false)
 	}
 }
 
 // openInBackground opens a session in a slot already counted in open (and
-// not in busy) and offers it to the pool like a released one.
-func (p *pool) openInBackground(key poolKey) {
+// not in busy) and offers it to the pool like a released one; forMin: to
+// keep hasql.pool.min sessions open (session.minKeep).
+func (p *pool) openInBackground(key poolKey, forMin bool) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.openIdle(p.bgCtx, key)
+		p.openIdle(p.bgCtx, key, forMin)
 	}()
 }
 
@@ -128,12 +129,13 @@ func (p *pool) openProbe() (*session, error) {
 	p.mu.Lock()
 	p.open++
 	p.unlock()
-	return p.openIdle(p.bgCtx, p.defaultKey())
+	return p.openIdle(p.bgCtx, p.defaultKey(), false)
 }
 
 // openIdle opens a session of key in a slot already counted in open (and
 // not in busy) and offers it to the pool; a failed open frees the slot.
-func (p *pool) openIdle(ctx context.Context, key poolKey) (*session, error) {
+// forMin marks it kept for hasql.pool.min.
+func (p *pool) openIdle(ctx context.Context, key poolKey, forMin bool) (*session, error) {
 	ph, err := p.c.openSession(ctx, selector{}, key)
 	p.mu.Lock()
 	if err != nil {
@@ -141,6 +143,7 @@ func (p *pool) openIdle(ctx context.Context, key poolKey) (*session, error) {
 		p.unlock()
 		return nil, err
 	}
+	ph.minKeep = forMin
 	p.adoptLocked(ph)
 	p.offerLocked(ph, p.stamp())
 	return ph, nil

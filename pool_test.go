@@ -124,6 +124,9 @@ func tpOpen(t *testing.T, d *FakeDB, pc PoolConfig, clk *tpClock, opts ...Option
 		t.Fatalf("installPool: %v", err)
 	}
 	db := sql.OpenDB(c)
+	// database/sql keeps every handle it is given back, so that what these tests see is hasql's
+	// own pool: a handle database/sql closes closes its session too (pool_handles_test.go).
+	db.SetMaxIdleConns(1 << 10)
 	t.Cleanup(func() { db.Close() })
 	return db, c
 }
@@ -263,18 +266,35 @@ func tpThreeReleased(t *testing.T, ctx context.Context, db *sql.DB) (ida, idb, i
 
 func TestPoolReuseIsLIFO(t *testing.T) {
 	d := newTPDriver()
-	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
-	db.SetMaxIdleConns(0) // every checkout a new handle: the pool alone chooses
+	_, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
 	ctx := context.Background()
-	ida, idb, ide := tpThreeReleased(t, ctx, db) // e released last
+	// Six handles, driven as database/sql would (bind at checkout, IsValid at release), all made
+	// before any session so that each may take any (pool_handles.go); the last three have no
+	// session of their own: the pool alone chooses.
+	var v [6]*handle
+	for i := range v {
+		v[i] = newHandle(c)
+	}
+	id := func(h *handle) int64 {
+		t.Helper()
+		if err := h.bind(ctx, true); err != nil {
+			t.Fatalf("bind: %v", err)
+		}
+		return FakeConnOf(h.ph.inner).ID
+	}
+	ida, idb, ide := id(v[0]), id(v[1]), id(v[2])
+	v[1].IsValid()
+	v[0].IsValid()
+	v[2].IsValid() // e released last
 	for i, want := range []int64{ide, ida, idb} {
-		cn, id := tpAcquire(t, ctx, db)
-		defer cn.Close()
-		if id != want {
-			t.Errorf("checkout %d got session %d, want %d (most recently released first)", i, id, want)
+		if got := id(v[3+i]); got != want {
+			t.Errorf("checkout %d got session %d, want %d (most recently released first)", i, got, want)
 		}
 	}
 	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 3})
+	for _, h := range v[3:] {
+		h.IsValid()
+	}
 }
 
 func TestPoolHandleTakesBackItsOwnSessionFirst(t *testing.T) {
@@ -283,18 +303,21 @@ func TestPoolHandleTakesBackItsOwnSessionFirst(t *testing.T) {
 	db.SetMaxIdleConns(2) // database/sql keeps the handles of a and b, and closes e's
 	ctx := context.Background()
 	ida, idb, ide := tpThreeReleased(t, ctx, db)
-	tpCheckStats(t, c, tpStatsWant{Open: 3, Idle: 3, Created: 3})
+	// e's handle closed, and its session with it, as the raw connection would be.
+	tpCheckStats(t, c, tpStatsWant{Open: 2, Idle: 2, Created: 3, Closed: 1})
+	if d.LiveIDs()[ide] {
+		t.Errorf("session %d outlived the handle database/sql closed", ide)
+	}
 	// database/sql hands out a's handle, then b's (its own LIFO), and each
-	// takes back the session it had although e's was released last; then a
-	// new handle gets the one left.
-	for i, want := range []int64{ida, idb, ide} {
+	// takes back the session it had; then a new handle gets a new session.
+	for i, want := range []int64{ida, idb, ide + 1} {
 		cn, id := tpAcquire(t, ctx, db)
 		defer cn.Close()
 		if id != want {
 			t.Errorf("checkout %d got session %d, want %d (a handle's own session first)", i, id, want)
 		}
 	}
-	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 3})
+	tpCheckStats(t, c, tpStatsWant{Open: 3, Busy: 3, Created: 4, Closed: 1})
 }
 
 // A session parked on a handle stays the pool's like any idle one: another
@@ -408,7 +431,7 @@ func TestPoolParkedBadSessionNotReused(t *testing.T) {
 func TestPoolParkedSessionsReachWaiters(t *testing.T) {
 	d := newTPDriver()
 	db, c := tpOpen(t, d, tpPC(0, 2, 1), nil)
-	db.SetMaxIdleConns(8) // database/sql keeps every handle, each with its parked session
+	db.SetMaxIdleConns(10) // database/sql keeps every handle (8 + h1, h2), each with its parked session
 	const goroutines, ops = 8, 300
 	// Both sessions held as the goroutines start, so that they begin by waiting.
 	h1, _ := tpAcquire(t, context.Background(), db)
@@ -462,7 +485,9 @@ func TestPoolSameSessionWhenSerial(t *testing.T) {
 
 func TestPoolDeadSessionReplacedSilently(t *testing.T) {
 	d := newTPDriver()
-	db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+	// A frozen clock: a new handle may take any idle session (pool_handles.go), so that the
+	// pool's own replacement of dead sessions is what the test sees.
+	db, c := tpOpen(t, d, tpPC(0, 0, 1), newTPClock())
 	ctx := context.Background()
 
 	// Found dead when reused (ResetSession fails): terminated, and the caller gets a new one.
@@ -751,12 +776,14 @@ func tpHoldN(t *testing.T, db *sql.DB, tags ...string) []int64 {
 	return ids
 }
 
+// The pools run on a frozen clock: any handle may take any idle session (pool_handles.go), so
+// that the tag rules alone choose.
 func TestTagSelectionRules(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("exact", func(t *testing.T) {
 		d := newTPDriver()
-		db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		db, c := tpOpen(t, d, tpPC(0, 0, 1), newTPClock())
 		ids := tpHoldN(t, db, "a=1", "b=2", "")
 		cn, id := tpAcquire(t, WithTag(ctx, "b=2"), db)
 		defer cn.Close()
@@ -769,7 +796,7 @@ func TestTagSelectionRules(t *testing.T) {
 
 	t.Run("untagged-before-other-tags", func(t *testing.T) {
 		d := newTPDriver()
-		db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		db, c := tpOpen(t, d, tpPC(0, 0, 1), newTPClock())
 		ids := tpHoldN(t, db, "a=1", "", "b=2")
 		cn, id := tpAcquire(t, WithTag(ctx, "c=3"), db)
 		s := tpSession(t, cn)
@@ -794,7 +821,7 @@ func TestTagSelectionRules(t *testing.T) {
 
 	t.Run("untagged-request-never-gets-tagged-session", func(t *testing.T) {
 		d := newTPDriver()
-		db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		db, _ := tpOpen(t, d, tpPC(0, 0, 1), newTPClock())
 		ids := tpHoldN(t, db, "a=1", "b=2")
 		cn, id := tpAcquire(t, ctx, db)
 		defer cn.Close()
@@ -805,7 +832,7 @@ func TestTagSelectionRules(t *testing.T) {
 
 	t.Run("matchany-most-properties", func(t *testing.T) {
 		d := newTPDriver()
-		db, c := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		db, c := tpOpen(t, d, tpPC(0, 0, 1), newTPClock())
 		ids := tpHoldN(t, db, "a=1;b=2", "a=1;c=3;d=4", "x=9")
 		mctx := WithMatchAnyTag(WithTag(ctx, "c=3;e=5;a=1"))
 		cn, id := tpAcquire(t, mctx, db)
@@ -828,7 +855,7 @@ func TestTagSelectionRules(t *testing.T) {
 
 	t.Run("matchany-prefers-untagged-over-partial", func(t *testing.T) {
 		d := newTPDriver()
-		db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		db, _ := tpOpen(t, d, tpPC(0, 0, 1), newTPClock())
 		ids := tpHoldN(t, db, "a=1;b=2", "")
 		cn, id := tpAcquire(t, WithMatchAnyTag(WithTag(ctx, "a=1;b=3")), db)
 		defer cn.Close()
@@ -839,7 +866,7 @@ func TestTagSelectionRules(t *testing.T) {
 
 	t.Run("normalised", func(t *testing.T) {
 		d := newTPDriver()
-		db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		db, _ := tpOpen(t, d, tpPC(0, 0, 1), newTPClock())
 		ids := tpHoldN(t, db, " b = 2 ; a=1")
 		cn, id := tpAcquire(t, WithTag(ctx, "a=1;b=2"), db)
 		defer cn.Close()
@@ -851,7 +878,7 @@ func TestTagSelectionRules(t *testing.T) {
 
 	t.Run("release-retags-and-clears", func(t *testing.T) {
 		d := newTPDriver()
-		db, _ := tpOpen(t, d, tpPC(0, 0, 1), nil)
+		db, _ := tpOpen(t, d, tpPC(0, 0, 1), newTPClock())
 		id := tpPut(t, ctx, db, "k=v")
 		if got := tpPut(t, WithTag(ctx, "k=v"), db, ""); got != id {
 			t.Fatalf("tagged request got %d, want %d", got, id)
@@ -1250,7 +1277,7 @@ func TestPoolKeyUsersNeverShare(t *testing.T) {
 	keys := []poolKey{{user: "u1", pass: "p"}, {user: "u1", pass: "other"}, {user: "u2", pass: "p"}}
 	for _, k := range keys {
 		p.mu.Lock()
-		ph, _ := p.takeIdleLocked(k, "", true)
+		ph, _ := p.takeIdleLocked(k, "", true, time.Time{})
 		p.mu.Unlock()
 		if ph != nil {
 			t.Errorf("key %+v took session %d of the default user", k, id)
@@ -1562,7 +1589,7 @@ func TestPoolPickPrefersBestRankedHost(t *testing.T) {
 		{false, "t=2", -1},
 	} {
 		p := &pool{rlb: tc.rlb}
-		if got := p.pickLocked(list, tc.tag); got != tc.want {
+		if got := p.pickLocked(list, tc.tag, time.Time{}); got != tc.want {
 			t.Errorf("rlb %v, tag %q: pick %d, want %d", tc.rlb, tc.tag, got, tc.want)
 		}
 	}

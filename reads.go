@@ -72,9 +72,15 @@ type ReadConfig struct {
 	LagWait time.Duration
 }
 
-// WithReads sets where read-only work goes and what it sees (the DSN keys
-// hasql.reads, hasql.max_lag, hasql.consistency and hasql.lag_wait).
-func WithReads(rc ReadConfig) Option { return func(c *config) { c.reads = rc } }
+// WithReads sets where read-only work goes (hasql.reads): TargetPrimary,
+// TargetStandby or TargetPreferStandby; TargetAny means the connector's
+// target (no routing). The rest of ReadConfig keeps its value.
+func WithReads(t Target) Option { return func(c *config) { c.reads.Reads = t } }
+
+// WithReadConfig sets where read-only work goes and what it sees, all of
+// ReadConfig at once (the DSN keys hasql.reads, hasql.max_lag,
+// hasql.consistency and hasql.lag_wait). A zero LagWait means the default.
+func WithReadConfig(rc ReadConfig) Option { return func(c *config) { c.reads = rc } }
 
 // DurabilityMode says when a commit counts as done (hasql.durability).
 type DurabilityMode uint8
@@ -566,7 +572,8 @@ func (c *Connector) awaitReplicated(ctx context.Context, ph *session, pos string
 	gctx, cancel := context.WithTimeout(ctx, rw.durWait)
 	key := ph.key
 	key.standby = true
-	co, err := c.pool.get(gctx, key, "", selector{}, false)
+	// Not a handle's checkout: no handle age to respect (zero born).
+	co, err := c.pool.get(gctx, key, "", selector{}, false, time.Time{})
 	cancel()
 	if err != nil {
 		return notConfirmed(err)

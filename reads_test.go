@@ -143,7 +143,9 @@ func TestReadsConfig(t *testing.T) {
 		{func(c *config) { c.reads.Consistency = 7 }, false},
 		{func(c *config) { c.durability.Mode = 2 }, false},
 		{func(c *config) { c.durability.Wait = -time.Second }, false},
-		{func(c *config) { WithReads(ReadConfig{Reads: TargetStandby, MaxLag: time.Second})(c) }, true},
+		{func(c *config) { WithReadConfig(ReadConfig{Reads: TargetStandby, MaxLag: time.Second})(c) }, true},
+		{func(c *config) { c.reads.MaxLag = time.Second; WithReads(TargetPreferStandby)(c) }, true},
+		{func(c *config) { WithReads(TargetPreferPrimary)(c) }, false},
 	} {
 		c := defaultConfig()
 		tc.cfg(&c)
@@ -152,6 +154,12 @@ func TestReadsConfig(t *testing.T) {
 		}
 	}
 	c := defaultConfig()
+	c.reads.MaxLag = time.Second
+	WithReads(TargetPreferStandby)(&c)
+	if c.reads.Reads != TargetPreferStandby || c.reads.MaxLag != time.Second {
+		t.Fatalf("WithReads replaced more than the target: %+v", c.reads)
+	}
+	c = defaultConfig()
 	if c.reads.Consistency != ConsistencySession || c.reads.LagWait != 100*time.Millisecond || c.durability.Wait != 5*time.Second {
 		t.Fatalf("defaults %+v %+v", c.reads, c.durability)
 	}

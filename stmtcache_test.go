@@ -647,7 +647,11 @@ func TestStmtCacheReleaseWhileUnbound(t *testing.T) {
 	})
 	t.Run("busy", func(t *testing.T) {
 		f := &scFake{}
-		db, _ := scOpen(t, f, dialectGeneric, WithStmtCacheSize(1))
+		db, c := scOpen(t, f, dialectGeneric, WithStmtCacheSize(1))
+		// A frozen clock: handle B, made after A's session, may take it (pool_handles.go).
+		if err := installPool(c, c.cfg.pool, newTPClock().Now); err != nil {
+			t.Fatal(err)
+		}
 		db.SetMaxOpenConns(2)
 		connA, s := scConnOf(t, db)
 		ph := s.phys()

@@ -46,10 +46,14 @@ var (
 	flagSuite    = flag.String("suite", "all", "suite to run: pgx, mysql or all")
 	flagRun      = flag.String("run", "", "only the top-level tests whose name matches this substring")
 	flagExpected = flag.String("expected", "", "expected-differences file (default internal/peersuite/expected.txt in the repository)")
-	flagTimeout  = flag.Duration("timeout", 2*time.Minute, "limit for one test process")
-	flagKeep     = flag.Bool("keep", false, "keep the temporary directory")
-	flagVerbose  = flag.Bool("v", false, "print each test's result to stderr as it comes")
-	flagSerial   = flag.Bool("serial", false, "run the configurations one after the other, not side by side")
+	// pgx's TestConnConcurrency opens and closes about 1,500 connections (50 goroutines under
+	// database/sql's default MaxIdleConns of 2), raw and through hasql alike, whose sessions
+	// follow database/sql's knobs; three configurations side by side on a loaded two-core
+	// machine took over two minutes for it.
+	flagTimeout = flag.Duration("timeout", 5*time.Minute, "limit for one test process")
+	flagKeep    = flag.Bool("keep", false, "keep the temporary directory")
+	flagVerbose = flag.Bool("v", false, "print each test's result to stderr as it comes")
+	flagSerial  = flag.Bool("serial", false, "run the configurations one after the other, not side by side")
 )
 
 // config is one way of running a suite's tests: raw, or through hasql with some settings.
