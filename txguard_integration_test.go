@@ -294,7 +294,11 @@ func TestTxGuardReplaysACommitResolvedNotCommitted(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					id := fmt.Sprintf("row-%v-%d", tc.diverge, tc.cuts)
 					before := hc.Stats()
-					tx, err := db.BeginTx(ctx, nil)
+					// A transaction context that ends: nothing hasql or the
+					// driver watches on it may outlive the test (goleak).
+					txCtx, cancel := context.WithCancel(ctx)
+					defer cancel()
+					tx, err := db.BeginTx(txCtx, nil)
 					if err != nil {
 						t.Fatal(err)
 					}
