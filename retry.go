@@ -37,7 +37,11 @@ func (c *Connector) canRetryStale(err error, inTx bool) bool {
 //   - inside a transaction the work is not run again: the caller gets a
 //     *LostError wrapping ErrTxNotCommitted (the server rolls back the
 //     transaction of a connection it loses), or ErrTxResolutionUnknown
-//     when COMMIT itself may have been sent; a later Commit in the same
+//     when COMMIT itself may have been sent and the commit-outcome guard
+//     could not resolve it (resolved: nil if it committed; if not, a
+//     replay with hasql.replay, replayUncommitted, else ErrTxNotCommitted);
+//     a loss before COMMIT is replayed when replayTrigger allows; a later
+//     Commit in the same
 //     transaction reports ErrTxNotCommitted without reaching the driver,
 //     and a Rollback on a dead session has happened and succeeds;
 //   - outside one, the work runs again on a new session when mayRerun
