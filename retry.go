@@ -41,8 +41,8 @@ func (c *Connector) canRetryStale(err error, inTx bool) bool {
 //     could not resolve it (resolved: nil if it committed; if not, a
 //     replay with hasql.replay, replayUncommitted, else ErrTxNotCommitted);
 //     a loss before COMMIT is replayed when replayTrigger allows; a later
-//     Commit in the same
-//     transaction reports ErrTxNotCommitted without reaching the driver,
+//     Commit in the same transaction reports ErrTxNotCommitted without
+//     reaching the driver,
 //     and a Rollback on a dead session has happened and succeeds;
 //   - outside one, the work runs again on a new session when mayRerun
 //     allows it and fewer than maxReruns re-runs were made, after the
