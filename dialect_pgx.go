@@ -502,7 +502,12 @@ func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver
 	if err != nil {
 		return false, err
 	}
-	pl := pc.StartPipeline(ctx)
+	// COMMIT is not bound by the transaction's context, as with pgx's
+	// own stdlib Commit (context.Background). It also keeps pgconn from
+	// watching a context here: a pipeline whose read fails marks itself
+	// closed without ending the watch, and Close then returns early, so the
+	// watching goroutine would outlive the connection.
+	pl := pc.StartPipeline(context.WithoutCancel(ctx))
 	pl.SendQueryPrepared(sd.Name, [][]byte{[]byte(id)}, nil, nil)
 	pl.SendQueryParams("COMMIT", nil, nil, nil, nil)
 	if err := pl.Sync(); err != nil {

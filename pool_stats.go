@@ -90,7 +90,9 @@ type Stats struct {
 	TxCommittedAfterLoss int64
 	// TxNotCommitted is the number of transactions whose session died and
 	// which certainly did not commit: lost before COMMIT was sent, or
-	// resolved by the guard as not committed (ErrTxNotCommitted).
+	// resolved by the guard as not committed (ErrTxNotCommitted). A
+	// transaction replayed on a new session (hasql.replay) counts in
+	// Replays instead, even when the guard resolved its lost COMMIT.
 	TxNotCommitted int64
 	// TxUnknown is the number of commits whose session died after COMMIT
 	// was sent and whose outcome stayed unknown (ErrTxResolutionUnknown).

@@ -246,8 +246,8 @@ func (r *rows) untrack() {
 // met by a call fn (notSent: the call certainly never reached the server),
 // may be replayed: recording is on and the transaction replayable, and the
 // transaction certainly did not commit — the loss came before COMMIT was
-// sent. (Commit-outcome resolution, hasql.txguard, adds the case of a lost
-// COMMIT resolved as not committed.)
+// sent, or the commit-outcome guard (hasql.txguard) resolved a lost COMMIT
+// as not committed (replayUncommitted calls it with notSent true).
 func (v *handle) replayTrigger(fn Fn, notSent bool) bool {
 	lg := v.rec
 	if lg == nil || lg.broken {
@@ -266,7 +266,7 @@ func (v *handle) replayTrigger(fn Fn, notSent bool) bool {
 // attempted true, err nil means the transaction is back, on a new session,
 // in the state the application knows; otherwise err is the error for the
 // application.
-func (v *handle) replayTx(ctx context.Context, cause error, lost error) (attempted bool, err error) {
+func (v *handle) replayTx(ctx context.Context, cause error, lost *LostError) (attempted bool, err error) {
 	lg := v.rec
 	if lg.why != "" || lg.replays >= maxReplays {
 		lg.broken = true
@@ -284,10 +284,14 @@ func (v *handle) replayTx(ctx context.Context, cause error, lost error) (attempt
 		ctx = lg.t.ctx
 	}
 	// The dead session goes now (the pool terminates it), so that a pool
-	// at its maximum has a slot for the new one.
-	old := v.ph
-	v.ph = nil
-	v.c.pool.put(old)
+	// at its maximum has a slot for the new one. (After a lost COMMIT the
+	// guard has released it already.)
+	oldHost := lost.Host
+	if old := v.ph; old != nil {
+		v.ph = nil
+		v.c.pool.put(old)
+		oldHost = old.host
+	}
 	fail := func(err error) (bool, error) {
 		lg.broken, lg.gone = true, err
 		return true, err
@@ -298,7 +302,7 @@ func (v *handle) replayTx(ctx context.Context, cause error, lost error) (attempt
 			return fail(joinLoss(err, lost))
 		}
 		v.replaying = true
-		recErr, bindErr := v.failover(ctx, cause, v.recoveryFn(), old.host)
+		recErr, bindErr := v.failover(ctx, cause, v.recoveryFn(), oldHost)
 		v.replaying = false
 		if recErr != nil || bindErr != nil {
 			return fail(joinLoss(firstErr(recErr, bindErr), lost))

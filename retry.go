@@ -37,8 +37,12 @@ func (c *Connector) canRetryStale(err error, inTx bool) bool {
 //   - inside a transaction the work is not run again: the caller gets a
 //     *LostError wrapping ErrTxNotCommitted (the server rolls back the
 //     transaction of a connection it loses), or ErrTxResolutionUnknown
-//     when COMMIT itself may have been sent; a later Commit in the same
-//     transaction reports ErrTxNotCommitted without reaching the driver,
+//     when COMMIT itself may have been sent and the commit-outcome guard
+//     could not resolve it (resolved: nil if it committed; if not, a
+//     replay with hasql.replay, replayUncommitted, else ErrTxNotCommitted);
+//     a loss before COMMIT is replayed when replayTrigger allows; a later
+//     Commit in the same transaction reports ErrTxNotCommitted without
+//     reaching the driver,
 //     and a Rollback on a dead session has happened and succeeds;
 //   - outside one, the work runs again on a new session when mayRerun
 //     allows it and fewer than maxReruns re-runs were made, after the
@@ -139,6 +143,12 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 						v.c.txCommittedAfterLoss.Add(1)
 						return false, nil
 					}
+					// Not committed: with replay on, the transaction runs
+					// again on a new session and this COMMIT (guarded
+					// again) with it, at most maxReplays times in all.
+					if retry, out, done := v.replayUncommitted(ctx, err, lost); done {
+						return retry, out
+					}
 					v.c.txNotCommitted.Add(1)
 					return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 				}
@@ -205,6 +215,34 @@ func (v *handle) txNotCommittedAfter(fn Fn, lost *LostError) {
 	} else {
 		v.txLost(lost)
 	}
+}
+
+// replayUncommitted is decide's rule for a COMMIT lost after it was sent
+// that the commit-outcome guard resolved as not committed: that proves what
+// a loss before COMMIT proves, so the transaction is replayed on a new
+// session when replay may (replayTrigger) and the COMMIT runs again there
+// (retry). done is false when no replay was attempted; the caller then
+// reports ErrTxNotCommitted. A replay that failed counts the transaction as
+// not committed and gives the replay's error (ErrReplayDiverged wrapping
+// the loss, or the loss).
+func (v *handle) replayUncommitted(ctx context.Context, cause error, lost *LostError) (retry bool, out error, done bool) {
+	if !v.replayTrigger(FnCommit, true) {
+		return false, nil, false
+	}
+	// The guard released the dead session (release ends the handle's
+	// transaction for the pool); the transaction goes on, on the replay's
+	// session.
+	v.inTx = true
+	attempted, rerr := v.replayTx(ctx, cause, lost)
+	if !attempted {
+		v.inTx = false
+		return false, nil, false
+	}
+	if rerr == nil {
+		return true, nil, true
+	}
+	v.c.txNotCommitted.Add(1)
+	return false, rerr, true
 }
 
 // joinLoss is the error a caller gets when a user function (the recovery

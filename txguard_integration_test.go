@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hasqlgo/hasql"
@@ -23,6 +24,7 @@ type txgServer struct {
 	dsn    string // the inner DSN, pointing at the proxy via hasql.hosts
 	fp     *faultProxy
 	count  func(q string) int
+	exec   func(q string) // runs q without hasql
 	ins    string
 	commit string // what the guarded commit's message contains
 }
@@ -51,6 +53,11 @@ func txgSetup(t *testing.T, driverName, keys string) *txgServer {
 			}
 			return n
 		}
+		s.exec = func(q string) {
+			if _, err := raw.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
 		s.ins, s.commit = "insert into t values ($1)", "\x00COMMIT\x00" // the pipeline's Parse of COMMIT
 	case "mysql":
 		m := sharedMaria(t)
@@ -71,6 +78,11 @@ func txgSetup(t *testing.T, driverName, keys string) *txgServer {
 				t.Fatalf("%q: %v", out, err)
 			}
 			return n
+		}
+		s.exec = func(q string) {
+			if err := m.ExecIn(dbName, q); err != nil {
+				t.Fatal(err)
+			}
 		}
 		s.ins, s.commit = "insert into t values (?)", "COMMIT /* hasql.txguard"
 	}
@@ -247,6 +259,117 @@ func TestTxGuardJanitorDeletesOldRecords(t *testing.T) {
 			}
 			if n := s.count("select count(*) from hasql_txguard"); n != total-3 {
 				t.Fatalf("%d records after the purge, want %d: newer ones were deleted", n, total-3)
+			}
+		})
+	}
+}
+
+// With replay on as well (issue 13, point 4), a COMMIT lost after it was
+// sent that the guard resolves as not committed is not the application's
+// problem: the transaction is replayed on a new session and committed
+// there, once; Commit returns nil. A replay whose results differ gives
+// ErrReplayDiverged wrapping the loss, and nothing is committed.
+func TestTxGuardReplaysACommitResolvedNotCommitted(t *testing.T) {
+	ctx := context.Background()
+	for _, driverName := range []string{"pgx", "mysql"} {
+		t.Run(driverName, func(t *testing.T) {
+			s := txgSetup(t, driverName, "hasql.txguard=on&hasql.replay=on")
+			var intrude atomic.Bool // the recovery function changes the data the replay reads
+			db, hc := foOpen(t, driverName, s.dsn, hasql.WithRecovery(func(context.Context, *hasql.Session, error) error {
+				if intrude.Swap(false) {
+					s.exec("insert into t values ('intruder')")
+				}
+				return nil
+			}))
+			for _, tc := range []struct {
+				name    string
+				diverge bool
+				cuts    int // every COMMIT cut, this many times; 0: the first only
+			}{
+				{"replayed and committed once", false, 0},
+				{"replay diverges", true, 0},
+				// maxReplays is 3: the fourth lost COMMIT is the application's.
+				{"every COMMIT lost: replays are bounded", false, 4},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					id := fmt.Sprintf("row-%v-%d", tc.diverge, tc.cuts)
+					before := hc.Stats()
+					// A transaction context that ends: nothing hasql or the
+					// driver watches on it may outlive the test (goleak).
+					txCtx, cancel := context.WithCancel(ctx)
+					defer cancel()
+					tx, err := db.BeginTx(txCtx, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := tx.ExecContext(ctx, s.ins, id); err != nil {
+						t.Fatal(err)
+					}
+					var n int
+					if err := tx.QueryRowContext(ctx, "select count(*) from t").Scan(&n); err != nil {
+						t.Fatal(err)
+					}
+					intrude.Store(tc.diverge)
+					if tc.cuts > 0 {
+						cuts := s.fp.CommitCuts()
+						s.fp.CutAtCommit(true, tc.cuts)
+						err = tx.Commit()
+						s.fp.CutAtCommit(true, 0)
+						if made := s.fp.CommitCuts() - cuts; made != int64(tc.cuts) {
+							t.Fatalf("%d COMMITs cut, want %d (commit: %v)", made, tc.cuts, err)
+						}
+					} else {
+						cut := s.fp.CutOn(s.commit, false)
+						err = tx.Commit()
+						if !cut.Fired() {
+							t.Fatalf("the cut did not happen (commit: %v)", err)
+						}
+					}
+					st := hc.Stats()
+					got := s.count("select count(*) from t where id = '" + id + "'")
+					switch {
+					case tc.cuts > 0:
+						if !foWraps(err, hasql.ErrTxNotCommitted) || errors.Is(err, hasql.ErrReplayDiverged) {
+							t.Fatalf("commit: %v, want ErrTxNotCommitted", err)
+						}
+						if got != 0 {
+							t.Fatalf("Commit said not committed but the row is there %d times", got)
+						}
+						if st.Replays != before.Replays+int64(tc.cuts-1) || st.TxNotCommitted != before.TxNotCommitted+1 {
+							t.Errorf("Replays %d → %d (want +%d), TxNotCommitted %d → %d (want +1)", before.Replays, st.Replays, tc.cuts-1, before.TxNotCommitted, st.TxNotCommitted)
+						}
+					case !tc.diverge:
+						if err != nil {
+							t.Fatalf("commit: %v, want nil (replayed and committed)", err)
+						}
+						if got != 1 {
+							t.Fatalf("Commit returned nil but the row is there %d times", got)
+						}
+						if st.Replays != before.Replays+1 {
+							t.Errorf("Replays %d → %d, want +1", before.Replays, st.Replays)
+						}
+						if st.TxNotCommitted != before.TxNotCommitted {
+							t.Errorf("TxNotCommitted %d → %d, want unchanged (the transaction committed)", before.TxNotCommitted, st.TxNotCommitted)
+						}
+					default:
+						if !errors.Is(err, hasql.ErrReplayDiverged) || !foWraps(err, hasql.ErrTxNotCommitted) {
+							t.Fatalf("commit: %v, want ErrReplayDiverged wrapping ErrTxNotCommitted", err)
+						}
+						if got != 0 {
+							t.Fatalf("Commit said diverged but the row is there %d times", got)
+						}
+						if st.ReplaysDiverged != before.ReplaysDiverged+1 || st.TxNotCommitted != before.TxNotCommitted+1 {
+							t.Errorf("ReplaysDiverged %d → %d, TxNotCommitted %d → %d, want +1 each", before.ReplaysDiverged, st.ReplaysDiverged, before.TxNotCommitted, st.TxNotCommitted)
+						}
+					}
+					if st.TxUnknown != before.TxUnknown || st.TxCommittedAfterLoss != before.TxCommittedAfterLoss {
+						t.Errorf("TxUnknown %d → %d, TxCommittedAfterLoss %d → %d, want unchanged", before.TxUnknown, st.TxUnknown, before.TxCommittedAfterLoss, st.TxCommittedAfterLoss)
+					}
+					// The pool goes on.
+					if _, err := db.ExecContext(ctx, s.ins, id+"-after"); err != nil {
+						t.Fatalf("insert after the loss: %v", err)
+					}
+				})
 			}
 		})
 	}
