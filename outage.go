@@ -176,7 +176,16 @@ func (o *outage) probe() {
 			o.end(nil)
 			return
 		}
-		ph, err := p.openProbe()
+		var ph *session
+		var err error
+		if phase == phaseOther {
+			ph, err = p.openProbe()
+		} else {
+			// The server answers on its port: it is up or coming up.
+			var extra int
+			ph, extra, err = o.hedged(began, &bud, made+1)
+			made += extra
+		}
 		if err == nil {
 			o.end(ph)
 			return

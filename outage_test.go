@@ -339,3 +339,87 @@ func TestOutageBudgetFollowsTheSchedule(t *testing.T) {
 		}
 	}
 }
+
+// TestOutageHedgesASlowConnectToAServerComingUp: once the server answers on
+// its port, a connect that goes unanswered (a just-started server's first
+// backends are slow) does not hold the waiting callers: the prober starts
+// another beside it, within the back-off budget, and the first session
+// opened ends the outage. Here the first connect after the server came back
+// blocks until the test lets it go, which it does only after the waiting
+// call returned: one attempt at a time would leave the call waiting for its
+// context.
+func TestOutageHedgesASlowConnectToAServerComingUp(t *testing.T) {
+	b := Backoff{Initial: time.Millisecond, Max: time.Millisecond, ConnectTimeout: 10 * time.Second, OutageWait: time.Minute}
+	db, c, s := obOpen(t, b)
+	release := make(chan struct{})
+	var slow atomic.Bool
+	s.db.OnConnect = func(ctx context.Context, _ int64) error {
+		if s.down.Load() {
+			s.refusedConns.Add(1)
+			return obRefused()
+		}
+		if slow.CompareAndSwap(false, true) {
+			select { // the first connect after the server came back
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	s.down.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- db.PingContext(ctx) }()
+	tpEventually(t, "the prober watching the port", func() bool { return s.portCalls.Load() > 0 })
+	s.down.Store(false)
+	err := <-done
+	close(release)
+	if err != nil {
+		t.Fatalf("the waiting call: %v; want it served by a second attempt while the first hung", err)
+	}
+	if !slow.Load() {
+		t.Fatal("no connect reached the server")
+	}
+	tpEventually(t, "the hung attempt to finish", func() bool { return !c.outage.on.Load() })
+}
+
+// TestOutageHedgingKeepsToTheBackoffBudget: hedged attempts count against
+// the schedule's budget: with delays of 1ms then an hour, a server that
+// answers on its port but never completes a connect gets two attempts in
+// all (the caller's own and the prober's first), however long they hang.
+func TestOutageHedgingKeepsToTheBackoffBudget(t *testing.T) {
+	b := Backoff{Delays: []time.Duration{time.Millisecond, time.Hour}, ConnectTimeout: 10 * time.Second, OutageWait: time.Minute}
+	db, _, s := obOpen(t, b)
+	var attempts atomic.Int64
+	hang := make(chan struct{})
+	s.db.OnConnect = func(ctx context.Context, _ int64) error {
+		n := attempts.Add(1)
+		if n == 1 {
+			return obRefused() // the caller's own connect: the outage begins
+		}
+		select {
+		case <-hang:
+		case <-ctx.Done():
+		}
+		return obRefused()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- db.PingContext(ctx) }()
+	tpEventually(t, "the prober's first attempt", func() bool { return attempts.Load() >= 2 })
+	for i := 0; i < 50; i++ {
+		time.Sleep(time.Millisecond)
+		runtime.Gosched()
+	}
+	got := attempts.Load()
+	cancel()
+	close(hang)
+	if err := <-done; err == nil {
+		t.Fatal("the call succeeded against a server that never completed a connect")
+	}
+	if got != 2 {
+		t.Fatalf("%d connect attempts, want 2: hedging went beyond the back-off budget", got)
+	}
+}

@@ -25,6 +25,19 @@ const portWatchInterval = 5 * time.Millisecond
 // attempt comes this soon if the back-off budget allows.
 const startingRetry = 5 * time.Millisecond
 
+// hedgeAfter is how long a connect to a server that answers on its port
+// may go unanswered before the prober starts another beside it, and
+// maxHedged how many it runs at once. A server that has just started
+// answers its first connects slowly (PostgreSQL: the startup process still
+// running, the first backends rebuilding their caches: 0.2–1.5 s each on a
+// loaded machine, measured with examples/cmd/hasql-recovery), while a later
+// connect may be served at once; one attempt at a time would wait out the
+// slowest.
+const (
+	hedgeAfter = 10 * time.Millisecond
+	maxHedged  = 3
+)
+
 // connPhase is what a failed connect says about when to try again.
 type connPhase uint8
 
@@ -46,6 +59,67 @@ func (d dialect) connectPhase(err error) connPhase {
 		return phaseStarting
 	}
 	return phaseOther
+}
+
+// hedged makes the prober's connect attempt n (from 1) against a server
+// that answers on its port, and starts another beside it each hedgeAfter
+// the ones in flight go unanswered, up to maxHedged (and never more than
+// hasql.pool.max) at once, each only when the back-off budget allows it
+// (attempt n+k once the schedule's first n+k delays have passed since the
+// outage began): hedging never makes more attempts than the schedule
+// would. It returns the first session opened, or the last error once every
+// attempt failed, and how many attempts beyond the first it started.
+// Attempts still in flight when one succeeds go on in the background
+// (counted in the pool's workers, so Close waits for them); a session they
+// open joins the pool's idle sessions for the callers at the gate.
+func (o *outage) hedged(began time.Time, bud *budget, n int) (ph *session, extra int, err error) {
+	p := o.c.pool
+	limit := maxHedged
+	if m := p.maxOpen(); m > 0 && m < limit {
+		limit = m
+	}
+	type result struct {
+		ph  *session
+		err error
+	}
+	results := make(chan result, limit)
+	start := func() bool {
+		if !p.addWorker() {
+			return false
+		}
+		go func() {
+			defer p.wg.Done()
+			ph, err := p.openProbe()
+			results <- result{ph, err}
+		}()
+		return true
+	}
+	if !start() {
+		return nil, 0, ErrClosed
+	}
+	inFlight := 1
+	tm := time.NewTimer(hedgeAfter)
+	defer tm.Stop()
+	for {
+		select {
+		case r := <-results:
+			inFlight--
+			if r.err == nil {
+				return r.ph, extra, nil
+			}
+			if inFlight == 0 {
+				return nil, extra, r.err
+			}
+		case <-tm.C:
+			if inFlight < limit && !time.Now().Before(began.Add(bud.when(n+extra+1))) && start() {
+				inFlight++
+				extra++
+			}
+			tm.Reset(hedgeAfter)
+		case <-p.bgCtx.Done():
+			return nil, extra, ErrClosed
+		}
+	}
 }
 
 // budget is the number of connect attempts the back-off schedule allows,

@@ -119,6 +119,13 @@ func (p *pool) openInBackground(key poolKey, forMin bool) {
 	}()
 }
 
+// maxOpen is hasql.pool.max, as Reconfigure left it (0: no limit).
+func (p *pool) maxOpen() int {
+	p.mu.Lock()
+	defer p.unlock()
+	return p.cfg.Max
+}
+
 // openProbe opens a session for the outage prober (outage.probe), which
 // must learn whether the database is back even while the pool is full of
 // purged sessions still held: its slot is counted beyond Max, like
