@@ -83,20 +83,7 @@ func (o *outage) poke() {
 
 // sleepOrWake is sleepUntil, cut short by poke: true when it is time to try.
 func (o *outage) sleepOrWake(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
-		return true
-	case <-o.wake:
-		return true
-	}
+	return sleepUntilOr(ctx, t, o.wake)
 }
 
 // enter starts an outage after err, unless one is already on.

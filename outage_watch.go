@@ -228,7 +228,11 @@ func (c *Connector) watchAddrs() []string {
 }
 
 // sleepUntil waits until t or ctx's end; false when ctx ended.
-func sleepUntil(ctx context.Context, t time.Time) bool {
+func sleepUntil(ctx context.Context, t time.Time) bool { return sleepUntilOr(ctx, t, nil) }
+
+// sleepUntilOr waits until t, ctx's end or a receive on wake (nil: never);
+// false only when ctx ended.
+func sleepUntilOr(ctx context.Context, t time.Time, wake <-chan struct{}) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil
@@ -239,6 +243,8 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-ctx.Done():
 		return false
 	case <-tm.C:
+		return true
+	case <-wake:
 		return true
 	}
 }
