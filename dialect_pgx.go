@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -548,6 +549,69 @@ func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver
 		return true, pgx.ErrTxCommitRollback
 	}
 	return true, nil
+}
+
+// guardExec (hasql.txguard=all) sends an autocommit write and the guard
+// record's INSERT as one pgx batch: one pipeline ending in one Sync, which
+// PostgreSQL runs as one implicit transaction (both take effect or
+// neither), in one round trip once pgx has both statements in its cache.
+// Arguments that are pgx options (a QueryExecMode, result formats) are not
+// batch arguments: such work takes the general way (ok false).
+func (pgxDialect) guardExec(ctx context.Context, inner driver.Conn, query string, args []driver.NamedValue, table, id string) (driver.Result, bool, bool, error) {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return nil, false, false, nil
+	}
+	vals := make([]any, len(args))
+	for i, a := range args {
+		switch a.Value.(type) {
+		case pgx.QueryExecMode, pgx.QueryResultFormats, pgx.QueryResultFormatsByOID:
+			return nil, false, false, nil
+		}
+		vals[i] = a.Value
+	}
+	conn := c.Conn()
+	if conn.IsClosed() {
+		return nil, true, false, driver.ErrBadConn
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, true, false, err
+	}
+	var b pgx.Batch
+	b.Queue(query, vals...)
+	b.Queue("INSERT INTO "+table+" (id) VALUES ($1)", id)
+	// The batch runs without ctx, as the guarded COMMIT does (a pgconn
+	// pipeline whose read fails leaves its context watch running); ctx
+	// ending asks the server to cancel the statement instead, which rolls
+	// the implicit transaction back.
+	pc := conn.PgConn()
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(cancelled)
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = pc.CancelRequest(cctx)
+	})
+	br := conn.SendBatch(context.Background(), &b)
+	ct, err := br.Exec()
+	if err == nil {
+		if _, gerr := br.Exec(); gerr != nil {
+			err = gerr
+			if !pgconn.SafeToRetry(gerr) && !pc.IsClosed() {
+				err = newError(ErrTxGuard, fmt.Sprintf("the commit-outcome guard could not write its record in %s; the statement was rolled back", table), gerr)
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if !stop() {
+		<-cancelled
+	}
+	if err != nil {
+		return nil, true, !pgconn.SafeToRetry(err), err
+	}
+	return driver.RowsAffected(ct.RowsAffected()), true, true, nil
 }
 
 // guardEndOld terminates the backend whose current (or last) query is the

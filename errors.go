@@ -22,6 +22,12 @@ var (
 	// did not commit: running it again is safe.
 	ErrTxNotCommitted = errors.New("hasql: connection lost; the transaction did not commit")
 
+	// ErrResultUnknown means the work took effect but its session died
+	// before its result arrived (hasql.txguard=all resolved an autocommit
+	// write as applied): the Result's RowsAffected and LastInsertId, or the
+	// rows of a query, are lost. Running the work again would run it twice.
+	ErrResultUnknown = errors.New("hasql: the statement took effect but its session died before the result arrived")
+
 	// ErrReplayDiverged means a transparent replay of a transaction saw a
 	// result different from what the application already had; the replayed
 	// transaction was rolled back.
@@ -160,7 +166,9 @@ func redact(s string, secrets []string) string {
 // it. It wraps the sentinel that says what the caller may conclude
 // (ErrConnectionLost outside a transaction; ErrTxNotCommitted inside one
 // whose COMMIT was not sent; ErrTxResolutionUnknown when the session died at
-// COMMIT and the commit-outcome guard could not tell) and the driver's own
+// COMMIT and the commit-outcome guard could not tell; with
+// hasql.txguard=all, ErrTxNotCommitted or ErrResultUnknown for an autocommit
+// write the guard resolved as not applied or applied) and the driver's own
 // error: errors.Is and errors.As reach both, and
 // errors.As(err, &lost) gives the details. It never matches
 // driver.ErrBadConn, so database/sql does not run the work again on its own.
@@ -170,7 +178,7 @@ type LostError struct {
 	InTx bool   // the loss happened inside a transaction or at its commit
 	Err  error  // the driver's error
 
-	kind error // the sentinel: ErrConnectionLost, ErrTxResolutionUnknown or ErrTxNotCommitted
+	kind error // the sentinel: ErrConnectionLost, ErrTxResolutionUnknown, ErrTxNotCommitted or ErrResultUnknown
 }
 
 // newLostError is the error for work lost with session ph. The driver's error
@@ -200,8 +208,14 @@ func (e *LostError) Error() string {
 		b.WriteString(e.Host)
 	}
 	switch {
+	case e.kind == ErrTxNotCommitted && !e.InTx:
+		b.WriteString(" lost; the work did not take effect")
 	case e.kind == ErrTxNotCommitted:
 		b.WriteString(" lost; the transaction did not commit")
+	case e.kind == ErrResultUnknown:
+		b.WriteString(" lost after the work took effect; its result is unknown")
+	case e.kind == ErrTxResolutionUnknown && !e.InTx:
+		b.WriteString(" lost; whether the work took effect could not be found out")
 	case e.InTx:
 		b.WriteString(" lost during a transaction; its outcome is unknown")
 	case !e.Sent:

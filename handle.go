@@ -58,6 +58,15 @@ type handle struct {
 	// sent.
 	guardID      string
 	commitUnsent bool
+	// With hasql.txguard=all (txguard_auto.go): autoGuard is the guard
+	// record id of the autocommit write in flight, set once it may have
+	// reached the server; autoUnsent, the write's own transaction was lost
+	// before its COMMIT was sent (it certainly did not take effect);
+	// autoGuarded, autoTx is such a transaction (committed with its record
+	// when the query's rows end).
+	autoGuard   string
+	autoUnsent  bool
+	autoGuarded bool
 
 	// lostTx is the loss that ended the open transaction before its COMMIT
 	// was sent (see handle.txLost); nil while the transaction is alive.

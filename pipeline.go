@@ -76,6 +76,7 @@ func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.Nam
 	v.fresh = false
 	for attempt := 0; ; attempt++ {
 		var err error
+		v.autoGuard, v.autoUnsent = "", false
 		switch {
 		case s != nil:
 			err = s.ready(ctx)
@@ -118,6 +119,12 @@ func (v *handle) run(fn Fn, ctx context.Context, query string, args []driver.Nam
 		}
 		retry, err := v.decide(ctx, fn, err, attempt, v.changesNothing(fn))
 		if !retry {
+			if a, ok := err.(*appliedAfterLoss); ok {
+				// hasql.txguard=all: the work took effect, its result
+				// was lost with the session.
+				r, err := a.outcome(fn)
+				return r, nil, err
+			}
 			if v.rec != nil {
 				v.record(fn, query, args, nil, err)
 			}
@@ -157,6 +164,9 @@ func (v *handle) intercept(ch *chain, fn Fn, ctx context.Context, query string, 
 // what callbacks call "the driver call" (invoke) and what run calls directly
 // when there are none.
 func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (r driver.Result, rows driver.Rows, err error) {
+	if v.c.guard != nil && v.guardsAuto(fn, ctx, query) {
+		return v.guardedAuto(fn, ctx, query, args, s)
+	}
 	if (fn == FnExec || fn == FnQuery || fn == FnStmtExec || fn == FnStmtQuery) && v.ph.pooled && v.wrapsAutocommit() {
 		return v.inOwnTx(fn, ctx, query, args, s)
 	}

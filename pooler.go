@@ -325,7 +325,7 @@ func (v *handle) inOwnTx(fn Fn, ctx context.Context, query string, args []driver
 // the caller (an exit callback replaced the outcome).
 func (v *handle) dropAutoTx() {
 	if itx := v.autoTx; itx != nil {
-		v.autoTx = nil
+		v.autoTx, v.autoGuarded = nil, false
 		if itx.Rollback() != nil && v.ph != nil {
 			v.ph.bad.Store(true)
 		}

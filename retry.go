@@ -44,8 +44,10 @@ func (c *Connector) canRetryStale(err error, inTx bool) bool {
 //     Commit in the same transaction reports ErrTxNotCommitted without
 //     reaching the driver,
 //     and a Rollback on a dead session has happened and succeeds;
-//   - outside one, the work runs again on a new session when mayRerun
-//     allows it and fewer than maxReruns re-runs were made, after the
+//   - outside one, autocommit work that hasql.txguard=all wrapped is first
+//     resolved (decideAuto): not applied counts as never sent, applied
+//     gives its outcome without a result; then the work runs again on a
+//     new session when mayRerun allows it and fewer than maxReruns re-runs were made, after the
 //     recovery function and the failover callback (failover); otherwise the
 //     caller gets a *LostError (ErrConnectionLost) and the handle binds anew
 //     on its next call;
@@ -174,12 +176,27 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 		}
 		return false, joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 	}
+	var kind error
+	if !wrongRole && (v.autoGuard != "" || v.autoUnsent) {
+		// hasql.txguard=all wrapped the work (txguard_auto.go): the guard
+		// may tell whether it took effect.
+		var out error
+		var done bool
+		if notSent, kind, out, done = v.decideAuto(ctx, ph, err, notSent); done {
+			v.release()
+			return false, out
+		}
+	}
 	// A wrong role is the server refusing the work: nothing ran and no
 	// connection was lost, so when it is not re-run the caller gets the
 	// server's error itself.
 	var lost error = err
 	if !wrongRole {
-		lost = newLostError(ph, err, !notSent, false)
+		le := newLostError(ph, err, !notSent, false)
+		if kind != nil {
+			le.kind = kind
+		}
+		lost = le
 	}
 	v.release()
 	if v.c.cfg.retry == RetryOff && err == driver.ErrBadConn {

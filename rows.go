@@ -21,8 +21,13 @@ type rows struct {
 	ph    *session
 	cs    *cachedStmt // nil unless the rows came from a cached statement
 	endTx driver.Tx   // the query's own transaction behind a pooler (see handle.inOwnTx): ended at Close
-	mask  uint8       // which wrapper type and pool this is
-	self  driver.Rows // the wrapper around this rows, set once by its pool
+	// guarded: endTx is the own transaction of a write query under
+	// hasql.txguard=all, committed with a guard record when the rows end
+	// (endGuarded); innerDone, the inner rows are closed already.
+	guarded   bool
+	innerDone bool
+	mask      uint8       // which wrapper type and pool this is
+	self      driver.Rows // the wrapper around this rows, set once by its pool
 
 	// The work that produced the rows, to run it again if the connection
 	// is lost at Close and the work is marked Idempotent.
@@ -62,6 +67,7 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 			r.ctx, r.query, r.args, r.s = ctx, query, args, s
 			if v.autoTx != nil {
 				r.endTx, v.autoTx = v.autoTx, nil
+				r.guarded, v.autoGuarded = v.autoGuarded, false
 			}
 			return inner
 		}
@@ -77,6 +83,7 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 	r.inner, r.v, r.ph, r.cs, r.mask = inner, v, v.ph, cs, m
 	if v.autoTx != nil {
 		r.endTx, v.autoTx = v.autoTx, nil
+		r.guarded, v.autoGuarded = v.autoGuarded, false
 	}
 	r.ctx, r.query, r.args, r.s = ctx, query, args, s
 	return r.self
@@ -88,6 +95,13 @@ func (r *rows) Columns() []string { return r.inner.Columns() }
 // (ErrConnectionLost, or ErrTxNotCommitted inside a transaction).
 func (r *rows) Next(dest []driver.Value) error {
 	err := r.inner.Next(dest)
+	if err != nil && r.guarded {
+		// The end of a guarded write query's rows commits its own
+		// transaction: the application learns the outcome from Next.
+		if gerr := r.endGuarded(err); gerr != nil {
+			return gerr
+		}
+	}
 	if r.track {
 		switch {
 		case err == nil:
@@ -112,12 +126,22 @@ func (r *rows) Close() error {
 	if r.track {
 		r.untrack()
 	}
-	err := r.inner.Close()
-	if tx := r.endTx; tx != nil {
-		err = r.endOwnTx(tx, err)
+	var err error
+	if !r.innerDone {
+		err = r.inner.Close()
+		r.innerDone = true
 	}
-	if err != nil {
-		err = r.closeErr(err)
+	switch {
+	case r.guarded:
+		// Final errors: the loss is already handled.
+		err = r.endGuarded(err)
+	case r.endTx != nil:
+		err = r.endOwnTx(r.endTx, err)
+		fallthrough
+	default:
+		if err != nil {
+			err = r.closeErr(err)
+		}
 	}
 	if cs := r.cs; cs != nil {
 		if r.v.ph == r.ph {

@@ -27,9 +27,23 @@ const (
 	// read-only: Commit returns nil if the transaction committed and an
 	// error wrapping ErrTxNotCommitted if it did not.
 	TxGuardOn
-	// TxGuardAll is reserved for also resolving autocommit writes; it is
-	// accepted and behaves as TxGuardOn (autocommit writes lost after they
-	// were sent still report ErrConnectionLost).
+	// TxGuardAll also resolves autocommit writes (an Exec or Query outside
+	// a transaction whose statement starts with INSERT, UPDATE, DELETE,
+	// MERGE or REPLACE, or a WITH that contains one), except work marked
+	// Idempotent under hasql.retry=idempotent, which is run again anyway.
+	// Each runs as a transaction of its own with a guard record; when its
+	// session dies after it was sent, hasql finds out on a new session
+	// whether it took effect:
+	//   - not: it certainly did not run, so it runs again under the retry
+	//     rules and the caller gets its real result (with hasql.retry=off,
+	//     a *LostError wrapping ErrTxNotCommitted, SafeToRetry true);
+	//   - yes: Exec returns a nil error and a Result whose RowsAffected and
+	//     LastInsertId return an error wrapping ErrResultUnknown; a write
+	//     query, committed when its rows end, reports nil (the rows were
+	//     read);
+	//   - no answer (the database away past hasql.outage_wait): a
+	//     *LostError wrapping ErrTxResolutionUnknown.
+	// Cost: docs/transactions.md.
 	TxGuardAll
 )
 

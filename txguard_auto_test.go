@@ -1,0 +1,39 @@
+package hasql
+
+import "testing"
+
+// hasql.txguard=all wraps exactly the statements that change data and can
+// run inside a transaction; everything else runs as it is.
+func TestTxGuardAllWrapsOnlyDataChanges(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		want  bool
+	}{
+		{"insert into t values ($1)", true},
+		{"  UPDATE t SET v = 1", true},
+		{"delete from t where id = ?", true},
+		{"REPLACE INTO t VALUES (1)", true},
+		{"merge into t using s on t.id = s.id when matched then delete", true},
+		{"/* app */ insert into t values (1)", true},
+		{"-- note\ninsert into t values (1)", true},
+		{"(insert into t values (1))", true},
+		{"insert into t values (1);", true},
+		{"with x as (delete from t returning *) select count(*) from x", true},
+		{"with x as (select 1) select * from x", false},
+		{"with x as (select updated_at from t) select * from x", false},
+		{"select * from t", false},
+		{"select nextval('s')", false},
+		{"insertx into t", false},
+		{"create table t (id int)", false},
+		{"vacuum t", false},
+		{"call p()", false},
+		{"set x = 1", false},
+		{"insert into t values (1); insert into t values (2)", false},
+		{"/* unterminated", false},
+		{"", false},
+	} {
+		if got := writesData(tc.query); got != tc.want {
+			t.Errorf("writesData(%q) = %v, want %v", tc.query, got, tc.want)
+		}
+	}
+}
