@@ -108,27 +108,73 @@ func BenchmarkTxGuardPaired(b *testing.B) {
 			}
 			tx(raw, 0)
 			tx(guarded, 0)
-			rs := make([]time.Duration, 0, b.N)
-			gs := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if i%2 == 0 {
-					rs = append(rs, tx(raw, i))
-					gs = append(gs, tx(guarded, i))
-				} else {
-					gs = append(gs, tx(guarded, i))
-					rs = append(rs, tx(raw, i))
-				}
-			}
-			b.StopTimer()
-			med := func(d []time.Duration) float64 {
-				slices.Sort(d)
-				return float64(d[len(d)/2])
-			}
-			r, g := med(rs), med(gs)
+			r, g := pairedMedians(b, func(i int) time.Duration { return tx(raw, i) }, func(i int) time.Duration { return tx(guarded, i) })
 			b.ReportMetric(r, "raw-ns/tx")
 			b.ReportMetric(g, "txguard-ns/tx")
 			b.ReportMetric(g/r, "txguard/raw")
 		})
 	}
+}
+
+// BenchmarkTxGuardAllPaired is BenchmarkTxGuardPaired for hasql.txguard=all:
+// an autocommit write (UPDATE one row, no transaction) through the raw
+// driver and through hasql, which runs it with a guard record (PostgreSQL:
+// one pgx batch, one round trip; MariaDB: BEGIN, the write, the record,
+// COMMIT), alternating within each iteration; medians and their ratio.
+func BenchmarkTxGuardAllPaired(b *testing.B) {
+	for _, srv := range []struct {
+		name, driver, update string
+		dsn                  func(b *testing.B) string
+	}{
+		{"PG", "pgx", "UPDATE bench_kv SET v = $1 WHERE id = 1", func(b *testing.B) string { return sharedPG(b).FreshDB(b) }},
+		{"Maria", "mysql", "UPDATE bench_kv SET v = ? WHERE id = 1", func(b *testing.B) string { return sharedMaria(b).FreshDB(b) + "?interpolateParams=true" }},
+	} {
+		b.Run(srv.name, func(b *testing.B) {
+			dsn := srv.dsn(b)
+			engine := ""
+			if srv.driver == "mysql" {
+				engine = " ENGINE=InnoDB"
+			}
+			benchCreateTable(b, srv.driver, dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL)"+engine)
+			raw := benchOpen(b, srv.driver, dsn)
+			guarded := benchOpen(b, "hasql", srv.driver+":"+dsn+"&hasql.txguard=all")
+			ctx := context.Background()
+			exec := func(db *sql.DB, i int) time.Duration {
+				start := time.Now()
+				if _, err := db.ExecContext(ctx, srv.update, i); err != nil {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			exec(raw, 0)
+			exec(guarded, 0)
+			r, g := pairedMedians(b, func(i int) time.Duration { return exec(raw, i) }, func(i int) time.Duration { return exec(guarded, i) })
+			b.ReportMetric(r, "raw-ns/op")
+			b.ReportMetric(g, "txguard-all-ns/op")
+			b.ReportMetric(g/r, "txguard-all/raw")
+		})
+	}
+}
+
+// pairedMedians runs raw and guarded b.N times each, alternating which goes
+// first, and returns the median of each one's times in nanoseconds.
+func pairedMedians(b *testing.B, raw, guarded func(i int) time.Duration) (r, g float64) {
+	rs := make([]time.Duration, 0, b.N)
+	gs := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			rs = append(rs, raw(i))
+			gs = append(gs, guarded(i))
+		} else {
+			gs = append(gs, guarded(i))
+			rs = append(rs, raw(i))
+		}
+	}
+	b.StopTimer()
+	med := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2])
+	}
+	return med(rs), med(gs)
 }
