@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hasqlgo/hasql"
 )
@@ -368,6 +369,76 @@ func TestTxGuardReplaysACommitResolvedNotCommitted(t *testing.T) {
 					// The pool goes on.
 					if _, err := db.ExecContext(ctx, s.ins, id+"-after"); err != nil {
 						t.Fatalf("insert after the loss: %v", err)
+					}
+				})
+			}
+		})
+	}
+}
+
+// A session that dies while its transaction idles is found dead only by
+// Commit, after the driver wrote COMMIT: the guard resolves it as not
+// committed (the server rolled the transaction back when the session
+// ended), and with replay on the transaction is replayed and committed
+// once; with replay off Commit says ErrTxNotCommitted.
+func TestTxGuardCommitAfterTheSessionDiedIdle(t *testing.T) {
+	ctx := context.Background()
+	for _, srv := range replayServers(t) {
+		t.Run(srv.driver, func(t *testing.T) {
+			if err := srv.admin("create table t (id varchar(40) primary key, n int not null)"); err != nil {
+				t.Fatal(err)
+			}
+			count := func(id string) int {
+				db, err := sql.Open(srv.driver, strings.Replace(strings.Replace(srv.dsn, "&hasql.replay=on", "", 1), "?hasql.replay=on", "", 1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				var n int
+				if err := db.QueryRow(srv.q("select count(*) from t where id = ?"), id).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			for _, replay := range []bool{true, false} {
+				t.Run(fmt.Sprintf("replay %v", replay), func(t *testing.T) {
+					dsn := srv.dsn + "&hasql.txguard=on"
+					if !replay {
+						dsn = strings.Replace(dsn, "hasql.replay=on", "hasql.replay=off", 1)
+					}
+					db, hc := foOpen(t, srv.driver, dsn)
+					id := fmt.Sprintf("idle-%v", replay)
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := tx.ExecContext(ctx, srv.q("insert into t values (?, ?)"), id, 1); err != nil {
+						t.Fatal(err)
+					}
+					var n int
+					if err := tx.QueryRowContext(ctx, srv.q("select n from t where id = ?"), id).Scan(&n); err != nil || n != 1 {
+						t.Fatalf("read: %d, %v", n, err)
+					}
+					before := hc.Stats()
+					srv.kill(t) // while the transaction idles
+					time.Sleep(100 * time.Millisecond)
+					err = tx.Commit()
+					st := hc.Stats()
+					got := count(id)
+					if replay {
+						if err != nil || got != 1 {
+							t.Fatalf("commit: %v, the row there %d times; want nil and once (replayed)", err, got)
+						}
+						if st.Replays != before.Replays+1 {
+							t.Errorf("Replays %d → %d, want +1", before.Replays, st.Replays)
+						}
+					} else {
+						if !foWraps(err, hasql.ErrTxNotCommitted) || got != 0 {
+							t.Fatalf("commit: %v, the row there %d times; want ErrTxNotCommitted and absent", err, got)
+						}
+					}
+					if st.TxUnknown != before.TxUnknown {
+						t.Errorf("TxUnknown %d → %d, want unchanged", before.TxUnknown, st.TxUnknown)
 					}
 				})
 			}
