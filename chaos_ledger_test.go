@@ -477,13 +477,13 @@ func TestChaosLedgerPostgres(t *testing.T) {
 		pdsn := strings.Replace(dsn, pgAddr, fp.Addr(), 1)
 		rows = append(rows, ledgerScenario(t, srv, scen, pdsn, "", func(t *testing.T) {
 			// One cut per mode's worker, on average.
-			fp.CutAtCommit(before, ledgerWorkers*4)
+			cut := fp.Cut("commit", !before, ledgerWorkers*4)
 			deadline := time.Now().Add(5 * time.Second)
-			for fp.CommitCuts() < ledgerWorkers*4 && time.Now().Before(deadline) {
+			for cut.Made() < ledgerWorkers*4 && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
-			t.Logf("%s: %d connections cut at COMMIT", scen, fp.CommitCuts())
-			fp.CutAtCommit(before, 0)
+			cut.Stop()
+			t.Logf("%s: %d connections cut at COMMIT", scen, cut.Made())
 		}, srv.query)...)
 		fp.Close()
 	}

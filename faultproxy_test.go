@@ -19,16 +19,16 @@ package hasql_test
 // connect attempt: pgx sends one on a new connection after every failed
 // connect, which would otherwise double the count.
 //
-// CutAtCommit(before, n) ends the next n connections whose client sends a
-// chunk containing COMMIT (the word, any case, as pgx and go-sql-driver/mysql
-// send it): with before, the chunk is dropped and the connection reset;
-// otherwise the chunk is forwarded to the server first, then the connection
-// reset, so that the server commits and the client never hears it.
-// CutOn(pattern, after) arms a one-shot cut: the first chunk the client sends
-// that contains pattern is forwarded (after) or dropped (!after), and the
-// connection is then ended on both sides; the server never answers the
-// client. (Used to lose a session exactly after or exactly before COMMIT
-// reaches the server.)
+// Cut(pattern, after, n) arms a cut of the next n connections whose client
+// sends a chunk containing pattern (ASCII case ignored: "commit" matches
+// COMMIT as pgx and go-sql-driver/mysql send it). With after, the client's
+// side is reset first, so that no answer reaches it, then the chunk is
+// forwarded and the server's side closed once the server had 50 ms to act
+// on it: the server runs the work, the client never hears (used to lose a
+// session exactly after COMMIT reached the server). Otherwise the chunk is
+// dropped and the connection reset: the server never sees it. The cut it
+// returns counts the cuts made (Made, Fired) and Stop disarms it; a new Cut
+// replaces the armed one.
 //
 // Independent knobs: SetLatency delays every forwarded chunk, SetSliced writes
 // every chunk one byte at a time (split packets), ResetAll ends every open
@@ -70,10 +70,6 @@ type faultProxy struct {
 	pgAware  atomic.Bool
 	cut      atomic.Pointer[fpCut]
 
-	cutCommit atomic.Int32 // 0 off, 1 before forwarding COMMIT, 2 after
-	cutLeft   atomic.Int64 // cuts left to make
-	cutsMade  atomic.Int64
-
 	mu     sync.Mutex
 	conns  map[*fpPair]struct{}
 	closed bool
@@ -81,23 +77,62 @@ type faultProxy struct {
 	wg     sync.WaitGroup
 }
 
-// fpCut is an armed CutOn.
+// fpCut is an armed Cut.
 type fpCut struct {
-	pattern []byte
+	pattern []byte // lower case
 	after   bool
-	fired   atomic.Bool
+	left    atomic.Int64 // cuts left to make
+	made    atomic.Int64
 }
 
-// CutOn arms a one-shot cut on the first client chunk containing pattern
-// (see the file comment) and returns it; Fired reports whether it happened.
-func (fp *faultProxy) CutOn(pattern string, after bool) *fpCut {
-	c := &fpCut{pattern: []byte(pattern), after: after}
+// Cut arms a cut of the next n connections whose client sends a chunk
+// containing pattern (see the file comment) and returns it.
+func (fp *faultProxy) Cut(pattern string, after bool, n int) *fpCut {
+	c := &fpCut{pattern: bytes.ToLower([]byte(pattern)), after: after}
+	c.left.Store(int64(n))
 	fp.cut.Store(c)
 	return c
 }
 
-// Fired reports whether the cut happened.
-func (c *fpCut) Fired() bool { return c.fired.Load() }
+// Made is the number of connections the cut ended.
+func (c *fpCut) Made() int64 { return c.made.Load() }
+
+// Fired reports whether the cut ended a connection.
+func (c *fpCut) Fired() bool { return c.Made() > 0 }
+
+// Stop disarms the cut: it ends no more connections.
+func (c *fpCut) Stop() { c.left.Store(0) }
+
+// take reports whether a matching chunk is to be cut, counting the cut.
+func (c *fpCut) take() bool {
+	if c.left.Add(-1) < 0 {
+		return false
+	}
+	c.made.Add(1)
+	return true
+}
+
+// fpContainsFold reports whether b contains the lower-case pattern, ASCII
+// letters of b compared in lower case.
+func fpContainsFold(b, pattern []byte) bool {
+	for i := 0; i+len(pattern) <= len(b); i++ {
+		j := 0
+		for j < len(pattern) && fpLower(b[i+j]) == pattern[j] {
+			j++
+		}
+		if j == len(pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+func fpLower(b byte) byte {
+	if b >= 'A' && b <= 'Z' {
+		return b + 'a' - 'A'
+	}
+	return b
+}
 
 // fpPair is one proxied connection: the client's side and the server's.
 type fpPair struct {
@@ -186,35 +221,6 @@ func (fp *faultProxy) SetMode(m fpMode) {
 	close(fp.wake)
 	fp.wake = make(chan struct{})
 	fp.mu.Unlock()
-}
-
-// CutAtCommit arms the COMMIT cut for the next n COMMITs (see the file
-// comment).
-func (fp *faultProxy) CutAtCommit(before bool, n int) {
-	mode := int32(2)
-	if before {
-		mode = 1
-	}
-	fp.cutLeft.Store(int64(n))
-	fp.cutCommit.Store(mode)
-}
-
-// CommitCuts is the number of COMMIT cuts made.
-func (fp *faultProxy) CommitCuts() int64 { return fp.cutsMade.Load() }
-
-// fpHasCommit reports whether b contains "commit" in any case.
-func fpHasCommit(b []byte) bool {
-	const w = "commit"
-	for i := 0; i+len(w) <= len(b); i++ {
-		j := 0
-		for j < len(w) && (b[i+j]|0x20) == w[j] {
-			j++
-		}
-		if j == len(w) {
-			return true
-		}
-	}
-	return false
 }
 
 // SetLatency delays every forwarded chunk by d (both directions).
@@ -377,22 +383,13 @@ func (fp *faultProxy) pump(p *fpPair, src, dst net.Conn, done chan<- struct{}) {
 			if d := time.Duration(fp.latency.Load()); d > 0 {
 				time.Sleep(d)
 			}
-			cut := int32(0)
-			if src == p.client && fp.cutCommit.Load() != 0 && fpHasCommit(buf[:n]) {
-				if fp.cutLeft.Add(-1) >= 0 {
-					cut = fp.cutCommit.Load()
-					fp.cutsMade.Add(1)
-				} else {
-					fp.cutCommit.Store(0)
+			if c := fp.cut.Load(); c != nil && src == p.client && fpContainsFold(buf[:n], c.pattern) && c.take() {
+				if !c.after {
+					p.close(true) // the chunk never reaches the server
+					return
 				}
-			}
-			if cut == 1 {
-				p.close(true) // COMMIT never reaches the server
-				return
-			}
-			if cut == 2 {
 				// The client's side goes first, so that no answer reaches
-				// it; then the server gets COMMIT and time to act on it.
+				// it; then the server gets the chunk and time to act on it.
 				if tc, ok := p.client.(*net.TCPConn); ok {
 					_ = tc.SetLinger(0)
 				}
@@ -400,14 +397,6 @@ func (fp *faultProxy) pump(p *fpPair, src, dst net.Conn, done chan<- struct{}) {
 				_, _ = dst.Write(buf[:n])
 				time.Sleep(50 * time.Millisecond)
 				p.close(true)
-				return
-			}
-			if c := fp.cut.Load(); c != nil && src == p.client && bytes.Contains(buf[:n], c.pattern) && c.fired.CompareAndSwap(false, true) {
-				fp.cut.CompareAndSwap(c, nil)
-				if c.after {
-					_, _ = dst.Write(buf[:n])
-				}
-				p.close(false)
 				return
 			}
 			if fp.sliced.Load() {
@@ -492,6 +481,39 @@ func TestFaultProxySelf(t *testing.T) {
 	}
 	c.Close()
 
+	// Cut: the next n connections sending the pattern (any case) end;
+	// other chunks pass, and the cut stops after n or at Stop.
+	for _, after := range []bool{false, true} {
+		cut := fp.Cut("commit", after, 2)
+		for i := 0; i < 3; i++ {
+			c, err := net.Dial("tcp", fp.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := echo(c, "begin"); err != nil {
+				t.Fatalf("cut (after %v): a chunk without the pattern: %v", after, err)
+			}
+			err = echo(c, "x Commit y")
+			c.Close()
+			if (i < 2) != (err != nil) {
+				t.Fatalf("cut (after %v), connection %d: echo error %v", after, i, err)
+			}
+		}
+		if cut.Made() != 2 || !cut.Fired() {
+			t.Fatalf("cut (after %v): Made %d, want 2", after, cut.Made())
+		}
+		cut = fp.Cut("commit", after, 5)
+		cut.Stop()
+		c, err := net.Dial("tcp", fp.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := echo(c, "COMMIT"); err != nil || cut.Fired() {
+			t.Fatalf("a stopped cut: echo %v, fired %v", err, cut.Fired())
+		}
+		c.Close()
+	}
+
 	fp.SetMode(fpRefuse)
 	c, err = net.Dial("tcp", fp.Addr())
 	if err != nil {
@@ -514,8 +536,8 @@ func TestFaultProxySelf(t *testing.T) {
 	}
 	c.Close()
 	fp.SetMode(fpPass)
-	if got := fp.Accepted(); got != 3 {
-		t.Fatalf("Accepted() = %d, want 3", got)
+	if got := fp.Accepted(); got != 11 { // 1 + 8 for the cuts + 2
+		t.Fatalf("Accepted() = %d, want 11", got)
 	}
 	fp.Close()
 	if fp.Open() != 0 {

@@ -43,7 +43,7 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 			t.Run("exec lost after it took effect: nil error, result unknown", func(t *testing.T) {
 				id := "applied-exec"
 				before := hc.Stats()
-				cut := s.fp.CutOn(cutAt(id), true)
+				cut := s.fp.Cut(cutAt(id), true, 1)
 				res, err := db.ExecContext(ctx, s.ins, id)
 				if !cut.Fired() {
 					t.Fatalf("the cut did not happen (exec: %v)", err)
@@ -68,7 +68,7 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 			t.Run("exec lost before it took effect: run again, real result", func(t *testing.T) {
 				id := "not-applied-exec"
 				before := hc.Stats()
-				cut := s.fp.CutOn(cutAt(id), false)
+				cut := s.fp.Cut(cutAt(id), false, 1)
 				res, err := db.ExecContext(ctx, s.ins, id)
 				if !cut.Fired() {
 					t.Fatalf("the cut did not happen (exec: %v)", err)
@@ -90,7 +90,7 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 			t.Run("exec lost before it took effect, retry off: ErrTxNotCommitted, safe to retry", func(t *testing.T) {
 				id := "not-applied-exec-off"
 				before := hcOff.Stats()
-				cut := s.fp.CutOn(cutAt(id), false)
+				cut := s.fp.Cut(cutAt(id), false, 1)
 				_, err := dbOff.ExecContext(ctx, s.ins, id)
 				if !cut.Fired() {
 					t.Fatalf("the cut did not happen (exec: %v)", err)
@@ -116,7 +116,7 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 			for _, after := range []bool{true, false} {
 				t.Run(fmt.Sprintf("query lost at its COMMIT, committed %v", after), func(t *testing.T) {
 					id := fmt.Sprintf("query-%v", after)
-					cut := s.fp.CutOn(s.commit, after)
+					cut := s.fp.Cut(s.commit, after, 1)
 					var got string
 					err := db.QueryRowContext(ctx, ret, id).Scan(&got)
 					if !cut.Fired() {

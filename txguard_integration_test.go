@@ -116,7 +116,7 @@ func TestTxGuardResolvesALostCommit(t *testing.T) {
 					if _, err := tx.ExecContext(ctx, s.ins, id); err != nil {
 						t.Fatal(err)
 					}
-					cut := s.fp.CutOn(s.commit, tc.after)
+					cut := s.fp.Cut(s.commit, tc.after, 1)
 					err = tx.Commit()
 					if !cut.Fired() {
 						t.Fatalf("the cut did not happen (commit: %v)", err)
@@ -312,15 +312,14 @@ func TestTxGuardReplaysACommitResolvedNotCommitted(t *testing.T) {
 					}
 					intrude.Store(tc.diverge)
 					if tc.cuts > 0 {
-						cuts := s.fp.CommitCuts()
-						s.fp.CutAtCommit(true, tc.cuts)
+						cut := s.fp.Cut("commit", false, tc.cuts)
 						err = tx.Commit()
-						s.fp.CutAtCommit(true, 0)
-						if made := s.fp.CommitCuts() - cuts; made != int64(tc.cuts) {
+						cut.Stop()
+						if made := cut.Made(); made != int64(tc.cuts) {
 							t.Fatalf("%d COMMITs cut, want %d (commit: %v)", made, tc.cuts, err)
 						}
 					} else {
-						cut := s.fp.CutOn(s.commit, false)
+						cut := s.fp.Cut(s.commit, false, 1)
 						err = tx.Commit()
 						if !cut.Fired() {
 							t.Fatalf("the cut did not happen (commit: %v)", err)
