@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/hasqlgo/hasql"
+	"github.com/hasqlgo/hasql/internal/testserver"
 )
 
 const (
@@ -67,6 +68,7 @@ type ledgerServer struct {
 	admin  func(sql string) error
 	query  func(sql string) (string, error)
 	ph     func(i int) string // placeholder i (1-based)
+	modes  map[string]bool    // the modes to run; nil: all
 }
 
 func (s *ledgerServer) sep() string {
@@ -299,6 +301,9 @@ func ledgerModes(t *testing.T, srv *ledgerServer, scen, dsn, extra string) []*le
 	var runs []*ledgerRun
 	var ddl []string // every mode's tables, in one round trip of the admin client
 	for _, sp := range specs {
+		if srv.modes != nil && !srv.modes[sp.mode] {
+			continue
+		}
 		r := &ledgerRun{mode: sp.mode, srv: srv, useRun: sp.useRun,
 			acct: "l_" + scen + "_" + sp.mode + "_acct", xfer: "l_" + scen + "_" + sp.mode + "_xfer",
 			attempted: map[string]bool{}, committed: map[string]bool{}, notCommitted: map[string]bool{},
@@ -488,6 +493,43 @@ func TestChaosLedgerPostgres(t *testing.T) {
 		fp.Close()
 	}
 	ledgerReport(t, "PostgreSQL", rows)
+}
+
+// TestChaosLedgerPgBouncer is the ledger workload through PgBouncer in
+// transaction mode (issue 14, point 7) with hasql.pooler=transaction, in
+// the modes that promise no error: RunTx, and replay with the guard. The
+// backends PgBouncer holds are terminated, then PostgreSQL restarts.
+func TestChaosLedgerPgBouncer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos: real servers")
+	}
+	p := startPostgres(t)
+	// Eight server connections for the two modes' sixteen workers; after a
+	// failed server login (the restart) PgBouncer tries again after 1 s,
+	// not its default 15 s.
+	b := testserver.StartPgBouncer(t, p, testserver.PgBouncerOptions{DefaultPoolSize: 8, ServerLoginRetry: 1})
+	dsn := b.DSN("test")
+	srv := &ledgerServer{driver: "pgx", dsn: dsn,
+		admin: func(s string) error { return p.ExecIn("test", s) },
+		query: func(s string) (string, error) { return p.QueryIn("test", s) },
+		ph:    func(i int) string { return "$" + strconv.Itoa(i) },
+		modes: map[string]bool{"replay": true, "runtx": true},
+	}
+	var rows []string
+	add := func(scen string, fault func(t *testing.T)) {
+		rows = append(rows, ledgerScenario(t, srv, scen, dsn, "&hasql.pooler=transaction", fault, srv.query)...)
+	}
+	add("pgb-terminate-all", func(t *testing.T) {
+		if err := p.Exec("select pg_terminate_backend(pid) from pg_stat_activity where datname = 'test' and pid <> pg_backend_pid()"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	add("pgb-restart-fast", func(t *testing.T) {
+		if err := p.Restart("fast"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ledgerReport(t, "PostgreSQL through PgBouncer", rows)
 }
 
 func TestChaosLedgerFailover(t *testing.T) {

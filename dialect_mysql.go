@@ -302,7 +302,7 @@ func (mysqlDialect) guardProbe(table string) string { return "SELECT 1 FROM " + 
 // guardCommit writes the record, then commits with the id in a comment, so
 // that the session still running it can be found in the process list. Like
 // go-sql-driver/mysql's own Commit, it does not heed the context.
-func (mysqlDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error) {
+func (mysqlDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, _ bool, table, id string) (sent bool, err error) {
 	ex, ok := inner.(driver.ExecerContext)
 	if !ok {
 		return true, itx.Commit()

@@ -486,10 +486,12 @@ func (pgxDialect) guardProbe(table string) string { return "SELECT 1 FROM " + ta
 
 // guardCommit sends the record's INSERT (a statement prepared once per
 // connection) and COMMIT in one pipeline: one round trip, and the INSERT is
-// not parsed and planned again each time. A transaction already failed
-// (status 'E') has nothing to guard: pgx's own Commit answers it
-// (ErrTxCommitRollback).
-func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error) {
+// not parsed and planned again each time. Behind a transaction-mode pooler
+// (pooled) the INSERT is an unnamed statement, parsed in the same round
+// trip: a named one would exist on one server connection only. A
+// transaction already failed (status 'E') has nothing to guard: pgx's own
+// Commit answers it (ErrTxCommitRollback).
+func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, pooled bool, table, id string) (sent bool, err error) {
 	c, ok := inner.(*stdlib.Conn)
 	if !ok {
 		return true, itx.Commit()
@@ -498,10 +500,13 @@ func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver
 	if pc.TxStatus() != 'T' {
 		return true, itx.Commit()
 	}
-	// pgx prepares it once per connection and remembers it by name.
-	sd, err := c.Conn().Prepare(ctx, "hasql_txguard_insert", "INSERT INTO "+table+" (id) VALUES ($1)")
-	if err != nil {
-		return false, err
+	insert := "INSERT INTO " + table + " (id) VALUES ($1)"
+	var sd *pgconn.StatementDescription
+	if !pooled {
+		// pgx prepares it once per connection and remembers it by name.
+		if sd, err = c.Conn().Prepare(ctx, "hasql_txguard_insert", insert); err != nil {
+			return false, err
+		}
 	}
 	// COMMIT is not bound by the transaction's context, as with pgx's
 	// own stdlib Commit (context.Background). It also keeps pgconn from
@@ -509,7 +514,11 @@ func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver
 	// closed without ending the watch, and Close then returns early, so the
 	// watching goroutine would outlive the connection.
 	pl := pc.StartPipeline(context.WithoutCancel(ctx))
-	pl.SendQueryPrepared(sd.Name, [][]byte{[]byte(id)}, nil, nil)
+	if sd != nil {
+		pl.SendQueryPrepared(sd.Name, [][]byte{[]byte(id)}, nil, nil)
+	} else {
+		pl.SendQueryParams(insert, [][]byte{[]byte(id)}, nil, nil, nil)
+	}
 	pl.SendQueryParams("COMMIT", nil, nil, nil, nil)
 	if err := pl.Sync(); err != nil {
 		pl.Close()

@@ -576,3 +576,51 @@ func BenchmarkPgBouncer(b *testing.B) {
 		db.Close()
 	}
 }
+
+// TestPgBouncerTxGuard: the commit-outcome guard through PgBouncer in
+// transaction mode. Its record's INSERT is not a named prepared statement
+// there (it would exist on one server connection only): guarded
+// transactions and, with hasql.txguard=all, guarded autocommit writes
+// commit on whichever server connection each transaction lands, and every
+// one leaves its record.
+func TestPgBouncerTxGuard(t *testing.T) {
+	dsn := pgbSetup(t)
+	ctx := context.Background()
+	for _, mode := range []string{"cache_statement", "simple_protocol"} {
+		for _, key := range []string{"&hasql.pooler=transaction", ""} {
+			t.Run(mode+key, func(t *testing.T) {
+				db, err := sql.Open("hasql", "pgx:"+dsn+"&default_query_exec_mode="+mode+key+"&hasql.txguard=all")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				db.SetMaxOpenConns(1) // one client connection: its transactions meet both server connections
+				var records0 int
+				_ = db.QueryRowContext(ctx, "select count(*) from hasql_txguard").Scan(&records0) // absent before the first guarded write
+				const n = 20
+				for i := 0; i < n; i++ {
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := tx.ExecContext(ctx, "update kv set v = $1 where id = 1", fmt.Sprint("tx", i)); err != nil {
+						t.Fatal(err)
+					}
+					if err := tx.Commit(); err != nil {
+						t.Fatalf("guarded commit %d: %v", i, err)
+					}
+					if _, err := db.ExecContext(ctx, "update kv set v = $1 where id = 2", fmt.Sprint("auto", i)); err != nil {
+						t.Fatalf("guarded autocommit write %d: %v", i, err)
+					}
+				}
+				var records int
+				if err := db.QueryRowContext(ctx, "select count(*) from hasql_txguard").Scan(&records); err != nil {
+					t.Fatal(err)
+				}
+				if records-records0 != 2*n {
+					t.Fatalf("%d guard records written, want %d", records-records0, 2*n)
+				}
+			})
+		}
+	}
+}

@@ -96,7 +96,7 @@ const (
 	guardJanitorEvery = time.Minute
 	guardPurgeBatch   = 1000
 	guardPurgeBatches = 20 // per round: at most 20 000 records
-	guardResolveTries = 5
+	guardResolvePause = 250 * time.Millisecond // the longest pause between two tries of a resolution
 )
 
 // guardDialect is what a driverDialect knows about the guard's statements.
@@ -111,9 +111,12 @@ type guardDialect interface {
 	guardProbe(table string) string
 	// guardCommit writes the guard record id inside the transaction open
 	// on inner and commits, in one round trip where the driver can
-	// pipeline. sent reports whether COMMIT may have reached the server
-	// (false: the record's write failed first, nothing committed).
-	guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, table, id string) (sent bool, err error)
+	// pipeline. pooled says the session works through a transaction-mode
+	// pooler: nothing server-side may be kept beyond the transaction (no
+	// named prepared statement). sent reports whether COMMIT may have
+	// reached the server (false: the record's write failed first, nothing
+	// committed).
+	guardCommit(ctx context.Context, inner driver.Conn, itx driver.Tx, pooled bool, table, id string) (sent bool, err error)
 	// guardEndOld is a query, with the guard id as its one argument, that
 	// ends the session still running the commit of that id (PostgreSQL:
 	// terminates it, returning a count) or lists it (MariaDB: connection
@@ -220,7 +223,7 @@ func (v *handle) commitGuarded(t *tx) error {
 	}
 	id := newGuardID()
 	v.guardID = id
-	sent, err := g.d.guardCommit(ctx, v.ph.inner, t.inner, g.table, id)
+	sent, err := g.d.guardCommit(ctx, v.ph.inner, t.inner, v.ph.pooled, g.table, id)
 	if err != nil && !sent {
 		v.commitUnsent = true
 		if !v.c.dialect.connDead(err) {
@@ -257,7 +260,11 @@ func (g *txGuard) resolve(sel selector, id string) (committed, ok bool) {
 	args := []driver.NamedValue{{Ordinal: 1, Value: id}}
 	endQ, kill := g.d.guardEndOld()
 	stmts := g.d.guardResolve(g.table)
-	for try := 0; try < guardResolveTries && ctx.Err() == nil; try++ {
+	// Until an answer or the deadline: through a transaction-mode pooler
+	// the outage gate does not hold the new session back (connecting to
+	// the pooler succeeds while the server behind it is away), so each
+	// try may fail at once.
+	for try := 0; ctx.Err() == nil; try++ {
 		// Ending the old session is a courtesy that makes the answer come
 		// sooner; the tombstone makes it right either way.
 		if ids, err := queryInts(ctx, r, endQ, args); err == nil && kill != nil {
@@ -282,7 +289,7 @@ func (g *txGuard) resolve(sel selector, id string) (committed, ok bool) {
 			return false, false
 		}
 		if ctx.Err() == nil {
-			time.Sleep(time.Duration(try+1) * 20 * time.Millisecond)
+			time.Sleep(min(time.Duration(try+1)*20*time.Millisecond, guardResolvePause))
 		}
 	}
 	return false, false

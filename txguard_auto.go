@@ -196,7 +196,7 @@ func (v *handle) guardedAuto(fn Fn, ctx context.Context, query string, args []dr
 // failure as guardedAuto says.
 func (v *handle) commitAuto(ph *session, itx driver.Tx, id string) error {
 	g := v.c.guard
-	sent, err := g.d.guardCommit(context.Background(), ph.inner, itx, g.table, id)
+	sent, err := g.d.guardCommit(context.Background(), ph.inner, itx, ph.pooled, g.table, id)
 	if err == nil {
 		return nil
 	}

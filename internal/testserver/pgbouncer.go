@@ -36,6 +36,10 @@ type PgBouncerOptions struct {
 	DefaultPoolSize int
 	// MaxClientConn is max_client_conn; 0 means 500.
 	MaxClientConn int
+	// ServerLoginRetry is server_login_retry in seconds: how long PgBouncer
+	// waits after a failed server login (the server restarting) before it
+	// tries again; 0 means PgBouncer's default, 15.
+	ServerLoginRetry int
 }
 
 // PgBouncer is a PgBouncer started by this package, listening on 127.0.0.1:Port, in front of a
@@ -151,6 +155,9 @@ logfile = %s
 pidfile = %s
 `, b.Backend.Port, b.Port, b.Dir, filepath.Join(b.Dir, "userlist.txt"), b.Opts.PoolMode, b.Opts.DefaultPoolSize,
 		b.Opts.MaxClientConn, b.Opts.DefaultPoolSize, b.logFile(), filepath.Join(b.Dir, "pgbouncer.pid"))
+	if b.Opts.ServerLoginRetry > 0 {
+		ini += fmt.Sprintf("server_login_retry = %d\n", b.Opts.ServerLoginRetry)
+	}
 	if err := os.WriteFile(filepath.Join(b.Dir, "userlist.txt"), []byte(`"postgres" ""`+"\n"), 0o644); err != nil {
 		return err
 	}
