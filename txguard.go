@@ -95,7 +95,7 @@ const (
 	guardRetentionMin = time.Hour
 	guardJanitorEvery = time.Minute
 	guardPurgeBatch   = 1000
-	guardPurgeBatches = 20 // per round: at most 20 000 records
+	guardPurgeBatches = 20                     // per round: at most 20 000 records
 	guardResolvePause = 250 * time.Millisecond // the longest pause between two tries of a resolution
 )
 
