@@ -290,6 +290,17 @@ func (pgxDialect) poolerDetect(ctx context.Context, inner driver.Conn, probe boo
 	return pid != pc.PID(), nil
 }
 
+// poolerCheck: an empty simple query would be answered by PgBouncer
+// itself; "select 1" needs a server connection.
+func (pgxDialect) poolerCheck(ctx context.Context, inner driver.Conn) error {
+	c, ok := inner.(*stdlib.Conn)
+	if !ok {
+		return nil
+	}
+	_, err := c.Conn().Exec(ctx, "select 1", pgx.QueryExecModeSimpleProtocol)
+	return err
+}
+
 // pgxSafeMode maps a query execution mode to one that works through a
 // transaction pooler: no named statement (cache_statement would leave
 // stmtcache_* statements on server connections other clients then reuse:

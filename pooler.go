@@ -80,6 +80,12 @@ type poolerDialect interface {
 	// caller passed mapped to a safe one. It may return args.
 	poolerArgs(mode any, args []driver.NamedValue) []driver.NamedValue
 
+	// poolerCheck makes one round trip through the pooler to the server
+	// behind it: a pooler accepts connections while that server is away
+	// (restarting) and refuses the first work instead, which would reach
+	// the application past hasql's outage gate.
+	poolerCheck(ctx context.Context, inner driver.Conn) error
+
 	// describe asks the server for query's parameter count without leaving
 	// a statement behind.
 	describe(ctx context.Context, inner driver.Conn, query string) (int, error)
@@ -130,7 +136,7 @@ func (c *Connector) setPooler(ctx context.Context, ph *session) error {
 	}
 	if c.cfg.pooler == PoolerTransaction {
 		ph.setPooled(pd)
-		return nil
+		return pd.poolerCheck(ctx, ph.inner)
 	}
 	c.poolers.mu.Lock()
 	seen, known := c.poolers.m[ph.host]
@@ -149,6 +155,11 @@ func (c *Connector) setPooler(ctx context.Context, ph *session) error {
 	}
 	if found || seen {
 		ph.setPooled(pd)
+		if known {
+			// No probe went through to the server: check that it is
+			// there, so that a session is only had when work can run.
+			return pd.poolerCheck(ctx, ph.inner)
+		}
 	}
 	return nil
 }
