@@ -530,7 +530,9 @@ func (pgxDialect) guardCommit(ctx context.Context, inner driver.Conn, itx driver
 	} else {
 		pl.SendQueryParams(insert, [][]byte{[]byte(id)}, nil, nil, nil)
 	}
-	pl.SendQueryParams("COMMIT", nil, nil, nil, nil)
+	// The id in a comment: pg_stat_activity shows it while COMMIT runs
+	// (guardEndOld), which a bind parameter would not.
+	pl.SendQueryParams("COMMIT /* hasql.txguard "+id+" */", nil, nil, nil, nil)
 	if err := pl.Sync(); err != nil {
 		pl.Close()
 		return true, err
@@ -634,10 +636,12 @@ func (pgxDialect) guardExec(ctx context.Context, inner driver.Conn, query string
 	return driver.RowsAffected(ct.RowsAffected()), true, true, nil
 }
 
-// guardEndOld terminates the backend whose current (or last) query is the
-// guarded commit of the id: the id appears literally in no other query.
+// guardEndOld terminates the backend still running the guarded commit of
+// the id (its COMMIT's comment; the id appears literally in no other
+// query). Only an active one: an idle backend has finished that COMMIT, and
+// behind a pooler it may serve another client by now.
 func (pgxDialect) guardEndOld() (string, func(int64) string) {
-	return "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND strpos(query, $1) > 0", nil
+	return "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' AND strpos(query, $1) > 0", nil
 }
 
 // guardResolve: the INSERT waits for a transaction that holds the record;

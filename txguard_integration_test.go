@@ -59,7 +59,7 @@ func txgSetup(t *testing.T, driverName, keys string) *txgServer {
 				t.Fatal(err)
 			}
 		}
-		s.ins, s.commit = "insert into t values ($1)", "\x00COMMIT\x00" // the pipeline's Parse of COMMIT
+		s.ins, s.commit = "insert into t values ($1)", "COMMIT /* hasql.txguard" // the guarded commit's COMMIT, in the pipeline's Parse
 	case "mysql":
 		m := sharedMaria(t)
 		dsn := m.FreshDB(t)
@@ -442,5 +442,41 @@ func TestTxGuardCommitAfterTheSessionDiedIdle(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// The guarded COMMIT names its record's id in its text on PostgreSQL, so
+// that the guard can find (in pg_stat_activity) and end a backend still
+// running it when a loss is resolved; a bind parameter would not show.
+func TestTxGuardCommitTextNamesTheRecord(t *testing.T) {
+	ctx := context.Background()
+	p := sharedPG(t)
+	dsn := p.FreshDB(t)
+	dbName := replayDBName(dsn)
+	if err := p.ExecIn(dbName, "create table t (id text primary key)"); err != nil {
+		t.Fatal(err)
+	}
+	db, _ := foOpen(t, "pgx", dsn+"&hasql.txguard=on")
+	conn, err := db.Conn(ctx) // keeps the session: its last query stays in pg_stat_activity
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "insert into t values ('x')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.QueryIn(dbName, "select g.id from hasql_txguard g, pg_stat_activity a where a.datname = current_database() and a.pid <> pg_backend_pid() and strpos(a.query, g.id) > 0 and a.query like 'COMMIT /* hasql.txguard %'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := strings.Fields(out); len(ids) != 1 {
+		t.Fatalf("backends whose last query is a COMMIT naming a guard record: %q, want the one of the transaction", out)
 	}
 }
