@@ -67,6 +67,9 @@ type handle struct {
 	autoGuard   string
 	autoUnsent  bool
 	autoGuarded bool
+	// guardOwn: the handle does the guard's own work (resolution, the
+	// janitor), which txguard=all never wraps.
+	guardOwn bool
 
 	// lostTx is the loss that ended the open transaction before its COMMIT
 	// was sent (see handle.txLost); nil while the transaction is alive.

@@ -256,7 +256,7 @@ func (g *txGuard) resolve(sel selector, id string) (committed, ok bool) {
 	defer cancel()
 	r := newHandle(c)
 	defer r.Close()
-	r.rebind = &sel
+	r.rebind, r.guardOwn = &sel, true
 	args := []driver.NamedValue{{Ordinal: 1, Value: id}}
 	endQ, kill := g.d.guardEndOld()
 	stmts := g.d.guardResolve(g.table)
@@ -379,6 +379,7 @@ func (g *txGuard) purgeRound() {
 	defer cancel()
 	r := newHandle(c)
 	defer r.Close()
+	r.guardOwn = true
 	args := []driver.NamedValue{{Ordinal: 1, Value: int64(keep / time.Second)}, {Ordinal: 2, Value: int64(guardPurgeBatch)}}
 	for i := 0; i < guardPurgeBatches && ctx.Err() == nil; i++ {
 		res, err := r.ExecContext(ctx, g.d.guardPurge(g.table), args)

@@ -34,11 +34,11 @@ type guardExecer interface {
 // guardsAuto reports whether the autocommit work fn(query) on the bound
 // session is run with a guard record: hasql.txguard=all, outside a
 // transaction, on a session for writes, a statement that changes data
-// (writesData), and not work hasql would run again anyway (marked
-// Idempotent under hasql.retry=idempotent).
+// (writesData), and neither work hasql would run again anyway (marked
+// Idempotent under hasql.retry=idempotent) nor the guard's own.
 func (v *handle) guardsAuto(fn Fn, ctx context.Context, query string) bool {
 	g := v.c.guard
-	if g == nil || v.c.cfg.txGuard.Mode != TxGuardAll || v.inTx || v.routed {
+	if g == nil || v.c.cfg.txGuard.Mode != TxGuardAll || v.inTx || v.routed || v.guardOwn {
 		return false
 	}
 	if fn != FnExec && fn != FnQuery && fn != FnStmtExec && fn != FnStmtQuery {

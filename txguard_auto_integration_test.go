@@ -43,6 +43,7 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 			t.Run("exec lost after it took effect: nil error, result unknown", func(t *testing.T) {
 				id := "applied-exec"
 				before := hc.Stats()
+				records := s.count("select count(*) from hasql_txguard")
 				cut := s.fp.Cut(cutAt(id), true, 1)
 				res, err := db.ExecContext(ctx, s.ins, id)
 				if !cut.Fired() {
@@ -59,6 +60,11 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 				}
 				if n := count(id); n != 1 {
 					t.Fatalf("the write is there %d times, want once", n)
+				}
+				// The write's own record; the resolution's statements are
+				// the guard's own work and are not wrapped themselves.
+				if n := s.count("select count(*) from hasql_txguard") - records; n != 1 {
+					t.Errorf("%d guard records written, want 1 (the write's)", n)
 				}
 				if st := hc.Stats(); st.TxCommittedAfterLoss != before.TxCommittedAfterLoss+1 || st.TxUnknown != before.TxUnknown {
 					t.Errorf("TxCommittedAfterLoss %d → %d (want +1), TxUnknown %d → %d (want unchanged)", before.TxCommittedAfterLoss, st.TxCommittedAfterLoss, before.TxUnknown, st.TxUnknown)
