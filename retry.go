@@ -47,7 +47,8 @@ func (c *Connector) canRetryStale(err error, inTx bool) bool {
 //   - outside one, autocommit work that hasql.txguard=all wrapped is first
 //     resolved (decideAuto): not applied counts as never sent, applied
 //     gives its outcome without a result; then the work runs again on a
-//     new session when mayRerun allows it and fewer than maxReruns re-runs were made, after the
+//     new session when mayRerun allows it and fewer than maxReruns re-runs
+//     were made, after the
 //     recovery function and the failover callback (failover); otherwise the
 //     caller gets a *LostError (ErrConnectionLost) and the handle binds anew
 //     on its next call;

@@ -260,10 +260,9 @@ func (g *txGuard) resolve(sel selector, id string) (committed, ok bool) {
 	args := []driver.NamedValue{{Ordinal: 1, Value: id}}
 	endQ, kill := g.d.guardEndOld()
 	stmts := g.d.guardResolve(g.table)
-	// Until an answer or the deadline: through a transaction-mode pooler
-	// the outage gate does not hold the new session back (connecting to
-	// the pooler succeeds while the server behind it is away), so each
-	// try may fail at once.
+	// Until an answer or the deadline: a try that fails on a lost or
+	// refused session is made again, the outage gate holding the new
+	// session back while the database is away.
 	for try := 0; ctx.Err() == nil; try++ {
 		// Ending the old session is a courtesy that makes the answer come
 		// sooner; the tombstone makes it right either way.
