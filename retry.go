@@ -206,6 +206,11 @@ func (v *handle) decide(ctx context.Context, fn Fn, err error, attempt int, safe
 		lost = err
 	}
 	canRetry := v.c.cfg.retry != RetryOff && attempt < maxReruns && v.c.mayRerun(ctx, notSent)
+	if kind == ErrTxNotCommitted && (!canRetry || ctx.Err() != nil) {
+		// A guarded autocommit write the caller learns did not take
+		// effect: counted as a transaction that did not commit.
+		v.c.txNotCommitted.Add(1)
+	}
 	rec := v.recoveryFn()
 	if ctx.Err() != nil || !canRetry && rec == nil {
 		// Nothing binds a new session now (the next call on the handle

@@ -108,8 +108,8 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 				if n := count(id); n != 0 {
 					t.Fatalf("said not applied but the write is there %d times", n)
 				}
-				if st := hcOff.Stats(); st.TxUnknown != before.TxUnknown {
-					t.Errorf("TxUnknown %d → %d, want unchanged", before.TxUnknown, st.TxUnknown)
+				if st := hcOff.Stats(); st.TxUnknown != before.TxUnknown || st.TxNotCommitted != before.TxNotCommitted+1 {
+					t.Errorf("TxUnknown %d → %d (want unchanged), TxNotCommitted %d → %d (want +1)", before.TxUnknown, st.TxUnknown, before.TxNotCommitted, st.TxNotCommitted)
 				}
 			})
 
