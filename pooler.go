@@ -155,11 +155,10 @@ func (c *Connector) setPooler(ctx context.Context, ph *session) error {
 	}
 	if found || seen {
 		ph.setPooled(pd)
-		if known {
-			// No probe went through to the server: check that it is
-			// there, so that a session is only had when work can run.
-			return pd.poolerCheck(ctx, ph.inner)
-		}
+		// Check that the server behind the pooler is there, so that a
+		// session is only had when work can run (detection's probe, when
+		// it was made at all, is once per host).
+		return pd.poolerCheck(ctx, ph.inner)
 	}
 	return nil
 }
