@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hasqlgo/hasql"
@@ -52,8 +53,8 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 				if err != nil {
 					t.Fatalf("exec: %v, want nil (it took effect)", err)
 				}
-				if _, rerr := res.RowsAffected(); !errors.Is(rerr, hasql.ErrResultUnknown) {
-					t.Fatalf("RowsAffected: %v, want ErrResultUnknown", rerr)
+				if _, rerr := res.RowsAffected(); !errors.Is(rerr, hasql.ErrResultUnknown) || !strings.Contains(rerr.Error(), "lost after the work took effect; its result is unknown") {
+					t.Fatalf("RowsAffected: %v, want ErrResultUnknown saying the work took effect", rerr)
 				}
 				if _, rerr := res.LastInsertId(); !errors.Is(rerr, hasql.ErrResultUnknown) {
 					t.Fatalf("LastInsertId: %v, want ErrResultUnknown", rerr)
@@ -104,6 +105,9 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 				var lost *hasql.LostError
 				if !foWraps(err, hasql.ErrTxNotCommitted) || !errors.As(err, &lost) || !lost.SafeToRetry() || errors.Is(err, hasql.ErrConnectionLost) {
 					t.Fatalf("exec: %v, want a *LostError wrapping ErrTxNotCommitted, SafeToRetry", err)
+				}
+				if !strings.Contains(err.Error(), "lost; the work did not take effect") {
+					t.Errorf("message %q does not say the work did not take effect", err)
 				}
 				if n := count(id); n != 0 {
 					t.Fatalf("said not applied but the write is there %d times", n)
