@@ -636,6 +636,29 @@ func (pgxDialect) guardExec(ctx context.Context, inner driver.Conn, query string
 	return driver.RowsAffected(ct.RowsAffected()), true, true, nil
 }
 
+// guardInline writes the record in a data-modifying CTE of the statement
+// itself — WITH hasql_txguard_record AS (INSERT ...) <the statement> — so
+// that a write query (INSERT ... RETURNING) and its record are one
+// statement: one implicit transaction, one round trip, the driver's own
+// rows. For an INSERT, UPDATE or DELETE, or a WITH (the CTE joins its
+// list); not for a statement in parentheses or a MERGE (PostgreSQL 15 has
+// no WITH for it).
+func (pgxDialect) guardInline(query string, n int, table string) (string, bool) {
+	q := skipLeading(query, false)
+	cte := "hasql_txguard_record AS (INSERT INTO " + table + " (id) VALUES ($" + strconv.Itoa(n+1) + "))"
+	switch kw := leadingWord(q); {
+	case strings.EqualFold(kw, "INSERT"), strings.EqualFold(kw, "UPDATE"), strings.EqualFold(kw, "DELETE"):
+		return "WITH " + cte + " " + q, true
+	case strings.EqualFold(kw, "WITH"):
+		rest := skipLeading(q[len(kw):], false)
+		if w := leadingWord(rest); strings.EqualFold(w, "RECURSIVE") {
+			return "WITH RECURSIVE " + cte + ", " + skipLeading(rest[len(w):], false), true
+		}
+		return "WITH " + cte + ", " + rest, true
+	}
+	return "", false
+}
+
 // guardEndOld terminates the backend still running the guarded commit of
 // the id (its COMMIT's comment; the id appears literally in no other
 // query). Only an active one: an idle backend has finished that COMMIT, and

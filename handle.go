@@ -67,6 +67,9 @@ type handle struct {
 	autoGuard   string
 	autoUnsent  bool
 	autoGuarded bool
+	// autoInline: the guard record id written in the statement of the
+	// query under way (guardInline), until wrapRows hands it to its rows.
+	autoInline string
 	// guardOwn: the handle does the guard's own work (resolution, the
 	// janitor), which txguard=all never wraps.
 	guardOwn bool

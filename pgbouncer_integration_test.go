@@ -580,9 +580,10 @@ func BenchmarkPgBouncer(b *testing.B) {
 // TestPgBouncerTxGuard: the commit-outcome guard through PgBouncer in
 // transaction mode. Its record's INSERT is not a named prepared statement
 // there (it would exist on one server connection only): guarded
-// transactions and, with hasql.txguard=all, guarded autocommit writes
-// commit on whichever server connection each transaction lands, and every
-// one leaves its record.
+// transactions and, with hasql.txguard=all, guarded autocommit writes (an
+// exec, and a write query whose statement writes the record itself) commit
+// on whichever server connection each transaction lands, and every one
+// leaves its record.
 func TestPgBouncerTxGuard(t *testing.T) {
 	dsn := pgbSetup(t)
 	ctx := context.Background()
@@ -612,13 +613,17 @@ func TestPgBouncerTxGuard(t *testing.T) {
 					if _, err := db.ExecContext(ctx, "update kv set v = $1 where id = 2", fmt.Sprint("auto", i)); err != nil {
 						t.Fatalf("guarded autocommit write %d: %v", i, err)
 					}
+					var v string
+					if err := db.QueryRowContext(ctx, "update kv set v = $1 where id = 3 returning v", fmt.Sprint("query", i)).Scan(&v); err != nil || v != fmt.Sprint("query", i) {
+						t.Fatalf("guarded autocommit write query %d: %q, %v", i, v, err)
+					}
 				}
 				var records int
 				if err := db.QueryRowContext(ctx, "select count(*) from hasql_txguard").Scan(&records); err != nil {
 					t.Fatal(err)
 				}
-				if records-records0 != 2*n {
-					t.Fatalf("%d guard records written, want %d", records-records0, 2*n)
+				if records-records0 != 3*n {
+					t.Fatalf("%d guard records written, want %d", records-records0, 3*n)
 				}
 			})
 		}

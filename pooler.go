@@ -334,6 +334,7 @@ func (v *handle) inOwnTx(fn Fn, ctx context.Context, query string, args []driver
 // dropAutoTx rolls back a query's own transaction whose rows never reached
 // the caller (an exit callback replaced the outcome).
 func (v *handle) dropAutoTx() {
+	v.autoInline = ""
 	if itx := v.autoTx; itx != nil {
 		v.autoTx, v.autoGuarded = nil, false
 		if itx.Rollback() != nil && v.ph != nil {

@@ -26,8 +26,11 @@ type rows struct {
 	// (endGuarded); innerDone, the inner rows are closed already.
 	guarded   bool
 	innerDone bool
-	mask      uint8       // which wrapper type and pool this is
-	self      driver.Rows // the wrapper around this rows, set once by its pool
+	// inlineGuard: the guard record id the query's own statement wrote
+	// (hasql.txguard=all, guardInline); a loss is resolved (inlineLost).
+	inlineGuard string
+	mask        uint8       // which wrapper type and pool this is
+	self        driver.Rows // the wrapper around this rows, set once by its pool
 
 	// The work that produced the rows, to run it again if the connection
 	// is lost at Close and the work is marked Idempotent.
@@ -69,6 +72,9 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 				r.endTx, v.autoTx = v.autoTx, nil
 				r.guarded, v.autoGuarded = v.autoGuarded, false
 			}
+			if v.autoInline != "" {
+				r.inlineGuard, v.autoInline = v.autoInline, ""
+			}
 			return inner
 		}
 		v.rowsType, v.rowsMask = t, rowsMask(inner)
@@ -84,6 +90,9 @@ func (v *handle) wrapRows(inner driver.Rows, cs *cachedStmt, ctx context.Context
 	if v.autoTx != nil {
 		r.endTx, v.autoTx = v.autoTx, nil
 		r.guarded, v.autoGuarded = v.autoGuarded, false
+	}
+	if v.autoInline != "" {
+		r.inlineGuard, v.autoInline = v.autoInline, ""
 	}
 	r.ctx, r.query, r.args, r.s = ctx, query, args, s
 	return r.self
@@ -101,6 +110,9 @@ func (r *rows) Next(dest []driver.Value) error {
 		if gerr := r.endGuarded(err); gerr != nil {
 			return gerr
 		}
+	}
+	if err != nil && err != io.EOF && r.inlineGuard != "" {
+		return r.inlineLost(err)
 	}
 	if r.track {
 		switch {
@@ -135,6 +147,8 @@ func (r *rows) Close() error {
 	case r.guarded:
 		// Final errors: the loss is already handled.
 		err = r.endGuarded(err)
+	case r.inlineGuard != "" && err != nil:
+		err = r.inlineLost(err)
 	case r.endTx != nil:
 		err = r.endOwnTx(r.endTx, err)
 		fallthrough

@@ -39,8 +39,9 @@ const (
 	//     a *LostError wrapping ErrTxNotCommitted, SafeToRetry true);
 	//   - yes: Exec returns a nil error and a Result whose RowsAffected and
 	//     LastInsertId return an error wrapping ErrResultUnknown; a write
-	//     query, committed when its rows end, reports nil (the rows were
-	//     read);
+	//     query whose rows were lost returns a *LostError wrapping
+	//     ErrResultUnknown (one committed when its rows end reports nil:
+	//     they were read);
 	//   - no answer (the database away past hasql.outage_wait): a
 	//     *LostError wrapping ErrTxResolutionUnknown.
 	// Cost: docs/transactions.md.

@@ -31,6 +31,17 @@ type guardExecer interface {
 	guardExec(ctx context.Context, inner driver.Conn, query string, args []driver.NamedValue, table, id string) (r driver.Result, ok, sent bool, err error)
 }
 
+// guardInliner is what a guardDialect may add for hasql.txguard=all: the
+// record's INSERT written into the statement itself (one statement, so one
+// transaction and one round trip, with the rows of a query as the driver
+// returns them).
+type guardInliner interface {
+	// guardInline returns query rewritten to also insert the record into
+	// table, its id as parameter n+1 (n: the query's own arguments); ok is
+	// false when it cannot.
+	guardInline(query string, n int, table string) (q string, ok bool)
+}
+
 // guardsAuto reports whether the autocommit work fn(query) on the bound
 // session is run with a guard record: hasql.txguard=all, outside a
 // transaction, on a session for writes, a statement that changes data
@@ -83,10 +94,14 @@ func writesData(query string) bool {
 
 // skipSpaceAndComments returns q from its first keyword on: white space,
 // "--" and "/* */" comments and opening parentheses skipped.
-func skipSpaceAndComments(q string) string {
+func skipSpaceAndComments(q string) string { return skipLeading(q, true) }
+
+// skipLeading is skipSpaceAndComments, opening parentheses skipped only
+// with parens.
+func skipLeading(q string, parens bool) string {
 	for len(q) > 0 {
 		switch {
-		case q[0] == ' ' || q[0] == '\t' || q[0] == '\n' || q[0] == '\r' || q[0] == '(':
+		case q[0] == ' ' || q[0] == '\t' || q[0] == '\n' || q[0] == '\r' || parens && q[0] == '(':
 			q = q[1:]
 		case strings.HasPrefix(q, "--"):
 			i := strings.IndexByte(q, '\n')
@@ -158,6 +173,19 @@ func (v *handle) guardedAuto(fn Fn, ctx context.Context, query string, args []dr
 				v.autoUnsent = true
 			}
 			return r, nil, err
+		}
+	}
+	if gi, ok := g.d.(guardInliner); ok && fn == FnQuery {
+		if q, ok := gi.guardInline(query, len(args), g.table); ok {
+			// The rows learn the id (wrapRows): a loss while they
+			// stream is resolved there.
+			v.autoInline = id
+			args = append(args[:len(args):len(args)], driver.NamedValue{Ordinal: len(args) + 1, Value: id})
+			r, rows, err = v.adhoc(fn, ctx, q, args)
+			if err != nil {
+				v.autoGuard, v.autoInline = id, ""
+			}
+			return r, rows, err
 		}
 	}
 	itx, err := ph.begin(ctx, driver.TxOptions{})
@@ -362,4 +390,40 @@ func (r *rows) endGuarded(rerr error) error {
 	}
 	v.c.txNotCommitted.Add(1)
 	return v.autoLost(ctx, ph, err, false, ErrTxNotCommitted)
+}
+
+// inlineLost is the error for the rows of a write query whose record was
+// written in the statement itself (guardInline), when reading or closing
+// them failed with err: a lost session is resolved on a new one — applied
+// gives ErrResultUnknown (the rows are lost), not applied
+// ErrTxNotCommitted, no answer ErrTxResolutionUnknown —; any other error
+// is the statement's own (it rolled back).
+func (r *rows) inlineLost(err error) error {
+	v, ph, id := r.v, r.ph, r.inlineGuard
+	r.inlineGuard = ""
+	if ph == nil || !v.c.dialect.connDead(err) {
+		return err
+	}
+	if !ph.bad.Swap(true) {
+		v.c.sessionLost(ph, err, false)
+	}
+	ctx := r.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	applied, ok := v.resolveAuto(ph, id)
+	kind, sent := ErrTxNotCommitted, false
+	switch {
+	case !ok:
+		v.c.txUnknown.Add(1)
+		kind, sent = ErrTxResolutionUnknown, true
+	case applied:
+		v.c.txCommittedAfterLoss.Add(1)
+		kind, sent = ErrResultUnknown, true
+	default:
+		v.c.txNotCommitted.Add(1)
+	}
+	lost := newLostError(ph, err, sent, false)
+	lost.kind = kind
+	return joinLoss(v.lossWithoutRebind(ctx, err, true), lost)
 }

@@ -37,3 +37,27 @@ func TestTxGuardAllWrapsOnlyDataChanges(t *testing.T) {
 		}
 	}
 }
+
+// On PostgreSQL a write query's record is written by a data-modifying CTE
+// of the statement itself; statements that cannot take one are left to
+// the general way.
+func TestTxGuardInlineRewritesOnlyWhatTakesACTE(t *testing.T) {
+	const cte = `hasql_txguard_record AS (INSERT INTO "g" (id) VALUES ($3))`
+	for _, tc := range []struct {
+		query, want string
+	}{
+		{"insert into t values ($1, $2) returning id", "WITH " + cte + " insert into t values ($1, $2) returning id"},
+		{"  /* c */ UPDATE t SET v = $1 WHERE id = $2 RETURNING v", "WITH " + cte + " UPDATE t SET v = $1 WHERE id = $2 RETURNING v"},
+		{"delete from t where id = $1 returning *", "WITH " + cte + " delete from t where id = $1 returning *"},
+		{"with x as (delete from t returning *) select count(*) from x", "WITH " + cte + ", x as (delete from t returning *) select count(*) from x"},
+		{"WITH RECURSIVE r AS (select 1) insert into t select * from r returning *", "WITH RECURSIVE " + cte + ", r AS (select 1) insert into t select * from r returning *"},
+		{"(insert into t values (1) returning id)", ""},
+		{"merge into t using s on true when matched then delete", ""},
+		{"select 1", ""},
+	} {
+		got, ok := pgxDialect{}.guardInline(tc.query, 2, `"g"`)
+		if ok != (tc.want != "") || got != tc.want {
+			t.Errorf("guardInline(%q) = %q, %v; want %q", tc.query, got, ok, tc.want)
+		}
+	}
+}
