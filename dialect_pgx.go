@@ -642,10 +642,17 @@ func (pgxDialect) guardExec(ctx context.Context, inner driver.Conn, query string
 // statement: one implicit transaction, one round trip, the driver's own
 // rows. For an INSERT, UPDATE or DELETE, or a WITH (the CTE joins its
 // list); not for a statement in parentheses or a MERGE (PostgreSQL 15 has
-// no WITH for it).
-func (pgxDialect) guardInline(query string, n int, table string) (string, bool) {
+// no WITH for it), nor with pgx options among the arguments (they are not
+// parameters: the numbering would not be the statement's).
+func (pgxDialect) guardInline(query string, args []driver.NamedValue, table string) (string, bool) {
+	for _, a := range args {
+		switch a.Value.(type) {
+		case pgx.QueryExecMode, pgx.QueryResultFormats, pgx.QueryResultFormatsByOID, pgx.QueryRewriter:
+			return "", false
+		}
+	}
 	q := skipLeading(query, false)
-	cte := "hasql_txguard_record AS (INSERT INTO " + table + " (id) VALUES ($" + strconv.Itoa(n+1) + "))"
+	cte := "hasql_txguard_record AS (INSERT INTO " + table + " (id) VALUES ($" + strconv.Itoa(len(args)+1) + "))"
 	switch kw := leadingWord(q); {
 	case strings.EqualFold(kw, "INSERT"), strings.EqualFold(kw, "UPDATE"), strings.EqualFold(kw, "DELETE"):
 		return "WITH " + cte + " " + q, true

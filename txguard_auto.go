@@ -37,9 +37,9 @@ type guardExecer interface {
 // returns them).
 type guardInliner interface {
 	// guardInline returns query rewritten to also insert the record into
-	// table, its id as parameter n+1 (n: the query's own arguments); ok is
-	// false when it cannot.
-	guardInline(query string, n int, table string) (q string, ok bool)
+	// table, its id as the parameter after args; ok is false when it
+	// cannot.
+	guardInline(query string, args []driver.NamedValue, table string) (q string, ok bool)
 }
 
 // guardsAuto reports whether the autocommit work fn(query) on the bound
@@ -152,8 +152,9 @@ func isWordByte(b byte) bool {
 }
 
 // guardedAuto runs autocommit work with a guard record (guardsAuto): in one
-// round trip where the dialect can (guardExec, for an exec), else as BEGIN,
-// the work, and the guarded COMMIT (for a query, when its rows end). It
+// round trip where the dialect can (the record in the statement itself,
+// guardInline, for ad-hoc work; else guardExec for an exec), else as
+// BEGIN, the work, and the guarded COMMIT (for a query, when its rows end). It
 // leaves in v.autoGuard the record's id when a failure may have followed
 // the work's arrival at the server, and sets v.autoUnsent when the failure
 // certainly came before the work could take effect; decide reads both.
@@ -164,6 +165,22 @@ func (v *handle) guardedAuto(fn Fn, ctx context.Context, query string, args []dr
 		return nil, nil, err
 	}
 	id := newGuardID()
+	if gi, ok := g.d.(guardInliner); ok && (fn == FnExec || fn == FnQuery) {
+		if q, ok := gi.guardInline(query, args, g.table); ok {
+			// The record in the statement itself. The rows of a query
+			// learn the id (wrapRows): a loss while they stream is
+			// resolved there.
+			if fn == FnQuery {
+				v.autoInline = id
+			}
+			args = append(args[:len(args):len(args)], driver.NamedValue{Ordinal: len(args) + 1, Value: id})
+			r, rows, err = v.adhoc(fn, ctx, q, args)
+			if err != nil {
+				v.autoGuard, v.autoInline = id, ""
+			}
+			return r, rows, err
+		}
+	}
 	if ge, ok := g.d.(guardExecer); ok && (fn == FnExec || fn == FnStmtExec) && !ph.pooled {
 		r, ok, sent, err := ge.guardExec(ctx, ph.inner, query, ph.poolerArgs(args), g.table, id)
 		if ok {
@@ -173,19 +190,6 @@ func (v *handle) guardedAuto(fn Fn, ctx context.Context, query string, args []dr
 				v.autoUnsent = true
 			}
 			return r, nil, err
-		}
-	}
-	if gi, ok := g.d.(guardInliner); ok && fn == FnQuery {
-		if q, ok := gi.guardInline(query, len(args), g.table); ok {
-			// The rows learn the id (wrapRows): a loss while they
-			// stream is resolved there.
-			v.autoInline = id
-			args = append(args[:len(args):len(args)], driver.NamedValue{Ordinal: len(args) + 1, Value: id})
-			r, rows, err = v.adhoc(fn, ctx, q, args)
-			if err != nil {
-				v.autoGuard, v.autoInline = id, ""
-			}
-			return r, rows, err
 		}
 	}
 	itx, err := ph.begin(ctx, driver.TxOptions{})

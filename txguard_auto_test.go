@@ -1,6 +1,11 @@
 package hasql
 
-import "testing"
+import (
+	"database/sql/driver"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // hasql.txguard=all wraps exactly the statements that change data and can
 // run inside a transaction; everything else runs as it is.
@@ -55,9 +60,18 @@ func TestTxGuardInlineRewritesOnlyWhatTakesACTE(t *testing.T) {
 		{"merge into t using s on true when matched then delete", ""},
 		{"select 1", ""},
 	} {
-		got, ok := pgxDialect{}.guardInline(tc.query, 2, `"g"`)
+		got, ok := pgxDialect{}.guardInline(tc.query, []driver.NamedValue{{Ordinal: 1, Value: int64(1)}, {Ordinal: 2, Value: "x"}}, `"g"`)
 		if ok != (tc.want != "") || got != tc.want {
 			t.Errorf("guardInline(%q) = %q, %v; want %q", tc.query, got, ok, tc.want)
 		}
+	}
+}
+
+// A pgx option among the arguments is not a parameter: such work is not
+// rewritten (the id's parameter number would be wrong).
+func TestTxGuardInlineNotWithPgxOptions(t *testing.T) {
+	args := []driver.NamedValue{{Ordinal: 1, Value: pgx.QueryExecModeSimpleProtocol}, {Ordinal: 2, Value: int64(1)}}
+	if q, ok := (pgxDialect{}).guardInline("insert into t values ($1)", args, `"g"`); ok {
+		t.Fatalf("rewritten with a pgx option among the arguments: %q", q)
 	}
 }

@@ -117,42 +117,55 @@ func BenchmarkTxGuardPaired(b *testing.B) {
 }
 
 // BenchmarkTxGuardAllPaired is BenchmarkTxGuardPaired for hasql.txguard=all:
-// an autocommit write (UPDATE one row, no transaction) through the raw
-// driver and through hasql, which runs it with a guard record (PostgreSQL:
-// one pgx batch, one round trip; MariaDB: BEGIN, the write, the record,
+// an autocommit write (exec: UPDATE one row; query: the same UPDATE ...
+// RETURNING, read with QueryRow) through the raw driver and through hasql,
+// which runs it with a guard record (PostgreSQL: one round trip, the record
+// in a CTE of the statement; MariaDB: BEGIN, the write, the record,
 // COMMIT), alternating within each iteration; medians and their ratio.
 func BenchmarkTxGuardAllPaired(b *testing.B) {
 	for _, srv := range []struct {
-		name, driver, update string
-		dsn                  func(b *testing.B) string
+		name, driver, update, returning string
+		dsn                             func(b *testing.B) string
 	}{
-		{"PG", "pgx", "UPDATE bench_kv SET v = $1 WHERE id = 1", func(b *testing.B) string { return sharedPG(b).FreshDB(b) }},
-		{"Maria", "mysql", "UPDATE bench_kv SET v = ? WHERE id = 1", func(b *testing.B) string { return sharedMaria(b).FreshDB(b) + "?interpolateParams=true" }},
+		{"PG", "pgx", "UPDATE bench_kv SET v = $1 WHERE id = 1", " RETURNING v", func(b *testing.B) string { return sharedPG(b).FreshDB(b) }},
+		{"Maria", "mysql", "UPDATE bench_kv SET v = ? WHERE id = 1", "", func(b *testing.B) string { return sharedMaria(b).FreshDB(b) + "?interpolateParams=true" }},
 	} {
-		b.Run(srv.name, func(b *testing.B) {
-			dsn := srv.dsn(b)
-			engine := ""
-			if srv.driver == "mysql" {
-				engine = " ENGINE=InnoDB"
+		for _, kind := range []string{"exec", "query"} {
+			if kind == "query" && srv.returning == "" {
+				continue // MariaDB has no UPDATE ... RETURNING
 			}
-			benchCreateTable(b, srv.driver, dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL)"+engine)
-			raw := benchOpen(b, srv.driver, dsn)
-			guarded := benchOpen(b, "hasql", srv.driver+":"+dsn+"&hasql.txguard=all")
-			ctx := context.Background()
-			exec := func(db *sql.DB, i int) time.Duration {
-				start := time.Now()
-				if _, err := db.ExecContext(ctx, srv.update, i); err != nil {
-					b.Fatal(err)
+			b.Run(srv.name+"/"+kind, func(b *testing.B) {
+				dsn := srv.dsn(b)
+				engine := ""
+				if srv.driver == "mysql" {
+					engine = " ENGINE=InnoDB"
 				}
-				return time.Since(start)
-			}
-			exec(raw, 0)
-			exec(guarded, 0)
-			r, g := pairedMedians(b, func(i int) time.Duration { return exec(raw, i) }, func(i int) time.Duration { return exec(guarded, i) })
-			b.ReportMetric(r, "raw-ns/op")
-			b.ReportMetric(g, "txguard-all-ns/op")
-			b.ReportMetric(g/r, "txguard-all/raw")
-		})
+				benchCreateTable(b, srv.driver, dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL)"+engine)
+				raw := benchOpen(b, srv.driver, dsn)
+				guarded := benchOpen(b, "hasql", srv.driver+":"+dsn+"&hasql.txguard=all")
+				ctx := context.Background()
+				write := func(db *sql.DB, i int) time.Duration {
+					start := time.Now()
+					if kind == "exec" {
+						if _, err := db.ExecContext(ctx, srv.update, i); err != nil {
+							b.Fatal(err)
+						}
+					} else {
+						var v int
+						if err := db.QueryRowContext(ctx, srv.update+srv.returning, i).Scan(&v); err != nil || v != i {
+							b.Fatal(v, err)
+						}
+					}
+					return time.Since(start)
+				}
+				write(raw, 0)
+				write(guarded, 0)
+				r, g := pairedMedians(b, func(i int) time.Duration { return write(raw, i) }, func(i int) time.Duration { return write(guarded, i) })
+				b.ReportMetric(r, "raw-ns/op")
+				b.ReportMetric(g, "txguard-all-ns/op")
+				b.ReportMetric(g/r, "txguard-all/raw")
+			})
+		}
 	}
 }
 
