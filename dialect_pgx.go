@@ -666,6 +666,14 @@ func (pgxDialect) guardInline(query string, args []driver.NamedValue, table stri
 	return "", false
 }
 
+// inlineRefused: a table with rules that turn the statement into several
+// (DO ALSO, multi-action DO INSTEAD) refuses a WITH at rewrite time, before
+// anything runs (0A000).
+func (pgxDialect) inlineRefused(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "0A000" && strings.Contains(pe.Message, "WITH cannot be used in a query that is rewritten by rules")
+}
+
 // guardEndOld terminates the backend still running the guarded commit of
 // the id (its COMMIT's comment; the id appears literally in no other
 // query). Only an active one: an idle backend has finished that COMMIT, and

@@ -40,6 +40,10 @@ type guardInliner interface {
 	// table, its id as the parameter after args; ok is false when it
 	// cannot.
 	guardInline(query string, args []driver.NamedValue, table string) (q string, ok bool)
+	// inlineRefused reports whether err is the server refusing the
+	// rewritten statement itself (nothing ran): the work then takes
+	// another way.
+	inlineRefused(err error) bool
 }
 
 // guardsAuto reports whether the autocommit work fn(query) on the bound
@@ -173,12 +177,16 @@ func (v *handle) guardedAuto(fn Fn, ctx context.Context, query string, args []dr
 			if fn == FnQuery {
 				v.autoInline = id
 			}
-			args = append(args[:len(args):len(args)], driver.NamedValue{Ordinal: len(args) + 1, Value: id})
-			r, rows, err = v.adhoc(fn, ctx, q, args)
-			if err != nil {
+			withID := append(args[:len(args):len(args)], driver.NamedValue{Ordinal: len(args) + 1, Value: id})
+			r, rows, err = v.adhoc(fn, ctx, q, withID)
+			switch {
+			case err == nil:
+				return r, rows, nil
+			case !gi.inlineRefused(err):
 				v.autoGuard, v.autoInline = id, ""
+				return nil, nil, err
 			}
-			return r, rows, err
+			v.autoInline = "" // the statement cannot take the CTE: nothing ran
 		}
 	}
 	if ge, ok := g.d.(guardExecer); ok && (fn == FnExec || fn == FnStmtExec) && !ph.pooled {

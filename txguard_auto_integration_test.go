@@ -185,3 +185,33 @@ func TestTxGuardAllResolvesALostAutocommitWrite(t *testing.T) {
 		})
 	}
 }
+
+// On PostgreSQL a write on a table whose rules turn it into several
+// statements cannot take the record's CTE (the server refuses the WITH
+// before anything runs): it is guarded the other way, and works as
+// without the guard.
+func TestTxGuardAllStatementRewrittenByRules(t *testing.T) {
+	ctx := context.Background()
+	s := txgSetup(t, "pgx", "hasql.txguard=all")
+	s.exec("create table rbase (id text primary key); create table rlog (id text); create rule rlog_also as on insert to rbase do also insert into rlog values (new.id)")
+	db, _ := foOpen(t, "pgx", s.dsn)
+	if _, err := db.ExecContext(ctx, "insert into t values ('warm')"); err != nil {
+		t.Fatal(err)
+	}
+	records := s.count("select count(*) from hasql_txguard")
+	for _, id := range []string{"a", "b"} {
+		res, err := db.ExecContext(ctx, "insert into rbase values ($1)", id)
+		if err != nil {
+			t.Fatalf("insert through a rule: %v", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			t.Fatalf("RowsAffected: %d, %v; want 1", n, err)
+		}
+	}
+	if n := s.count("select count(*) from rlog"); n != 2 {
+		t.Fatalf("the rule ran %d times, want 2", n)
+	}
+	if n := s.count("select count(*) from hasql_txguard") - records; n != 2 {
+		t.Fatalf("%d guard records, want 2", n)
+	}
+}
