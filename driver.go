@@ -508,6 +508,7 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Tar
 			c.hostFailed(h, err)
 			return nil, err
 		}
+		r = c.awaitPromotion(ctx, h, ph, r, target, strict)
 		if !wants(target, r, strict) {
 			ph.inner.Close()
 			c.hosts.setRole(h.addr, r)
