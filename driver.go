@@ -508,7 +508,11 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Tar
 			c.hostFailed(h, err)
 			return nil, err
 		}
-		r = c.awaitPromotion(ctx, h, ph, r, target, strict)
+		// A promotion under way is waited for on this session; the wait
+		// is not the host's connect time.
+		waited := time.Now()
+		r = c.awaitPromotion(caller, h, ph, r, target, strict)
+		start = start.Add(time.Since(waited))
 		if !wants(target, r, strict) {
 			ph.inner.Close()
 			c.hosts.setRole(h.addr, r)

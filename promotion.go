@@ -23,27 +23,28 @@ import (
 
 const promotionPoll = 5 * time.Millisecond
 
-// promotionWait bounds one wait (3 s; a variable for tests, which set it
-// through export_test.go before any connector uses it).
+// promotionWait bounds one wait: 10 s, well past the promotions seen here
+// (0.1-0.4 s on a quiet machine, 5 s once under load), and past
+// hasql.connect_timeout, which bounds the connect and not this wait. A
+// variable for tests, which set it through export_test.go.
 var promotionWait atomic.Int64
 
-func init() { promotionWait.Store(int64(3 * time.Second)) }
+func init() { promotionWait.Store(int64(10 * time.Second)) }
 
 // awaitPromotion is called when the server of a new session on h answered
 // role r, which the target does not want. When r is a standby and discovery
 // holds h as the primary the target wants, it re-asks the server's role on
 // the same session until the server says primary, discovery stops naming
-// h, promotionWait passes or ctx ends, and returns the last answer; in any
-// other case it returns r at once. A failed role query ends the wait with
-// r: the caller treats the session as one of the wrong role.
+// h, promotionWait passes or ctx (the caller's, not the connect's) ends,
+// and returns the last answer; in any other case it returns r at once. A
+// failed role query ends the wait with r: the caller treats the session as
+// one of the wrong role.
 func (c *Connector) awaitPromotion(ctx context.Context, h *host, ph *session, r role, target Target, strict bool) role {
 	if r != roleStandby || !c.namedPrimary(h, target, strict) {
 		return r
 	}
-	deadline := time.Now().Add(time.Duration(promotionWait.Load()))
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(promotionWait.Load()))
+	defer cancel()
 	t := time.NewTimer(promotionPoll)
 	defer t.Stop()
 	for {
@@ -56,7 +57,7 @@ func (c *Connector) awaitPromotion(ctx context.Context, h *host, ph *session, r 
 		if err != nil {
 			return r
 		}
-		if r = nr; wants(target, r, strict) || !time.Now().Before(deadline) || !c.namedPrimary(h, target, strict) {
+		if r = nr; wants(target, r, strict) || !c.namedPrimary(h, target, strict) {
 			return r
 		}
 		t.Reset(promotionPoll)
