@@ -257,6 +257,10 @@ type Connector struct {
 	// Outcomes of transactions whose session died (Stats.TxCommittedAfterLoss,
 	// TxNotCommitted, TxUnknown).
 	txCommittedAfterLoss, txNotCommitted, txUnknown atomic.Int64
+
+	// lastFailure is when the connector last met a failure (Unix nanos;
+	// role_recheck.go).
+	lastFailure atomic.Int64
 	callbackPanics                                  atomic.Int64 // see userPanic
 	reg                                             registry
 	pool                                            *pool
@@ -528,6 +532,9 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Tar
 		}
 		return nil, err
 	}
+	if target != TargetAny {
+		ph.roleAt = time.Now().UnixNano()
+	}
 	if c.hosts.connected(h, time.Since(start), r) && c.everConnected.Load() {
 		c.events.emit(Event{Kind: HostUp, Host: ph.host})
 	}
@@ -538,6 +545,7 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Tar
 // hostFailed blacklists a host after a failed connect and reports it down.
 func (c *Connector) hostFailed(h *host, err error) {
 	c.kickDiscovery()
+	c.noteFailure()
 	if c.hosts.failed(h, err, time.Now()) {
 		c.events.emit(Event{Kind: HostDown, Host: h.addr, Err: err})
 		// A host found down by a connect or a health check: its idle

@@ -233,7 +233,7 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 	if failed != nil {
 		v.ph = nil
 		v.c.pool.terminate(failed)
-		if ctx.Err() != nil || !v.c.dialect.connDead(err) {
+		if ctx.Err() != nil || !v.c.dialect.connDead(err) && !errors.Is(err, errRoleChanged) {
 			return err
 		}
 		if v.resetting {
@@ -272,6 +272,9 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 		// The session's state is unknown after a failed reset or session
 		// callback: it is not pooled again.
 		v.c.pool.terminate(co.ph)
+		if errors.Is(err, errRoleChanged) && ctx.Err() == nil && attempt < maxRebinds {
+			continue // another session, of the wanted role
+		}
 		if ctx.Err() != nil || co.opened || attempt >= maxRebinds || !v.c.dialect.connDead(err) {
 			return err
 		}
@@ -294,6 +297,11 @@ func (v *handle) prepare(ctx context.Context, co checkout, tag string) error {
 		ph.setStmtCacheSize(n)
 	}
 	err := v.reset(ctx, ph.used)
+	if err == nil && !co.opened {
+		// A pooled session's server may have changed role since
+		// (role_recheck.go).
+		err = v.c.recheckRole(ctx, ph)
+	}
 	// New to its user: opened for this checkout, or in the background
 	// (min, incr) and never handed out before.
 	if err == nil && v.c.cfg.sessionCB != nil && (co.opened || !ph.used || ph.tag != tag) {
