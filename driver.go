@@ -260,12 +260,12 @@ type Connector struct {
 
 	// lastFailure is when the connector last met a failure (Unix nanos;
 	// role_recheck.go).
-	lastFailure atomic.Int64
-	callbackPanics                                  atomic.Int64 // see userPanic
-	reg                                             registry
-	pool                                            *pool
-	guard                                           *txGuard // nil: hasql.txguard=off
-	err                                             error    // OpenDB with bad options: every Connect fails with it
+	lastFailure    atomic.Int64
+	callbackPanics atomic.Int64 // see userPanic
+	reg            registry
+	pool           *pool
+	guard          *txGuard // nil: hasql.txguard=off
+	err            error    // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 
