@@ -17,8 +17,10 @@ import (
 // HOSTS — and keep the host list in line with it. One goroutine per
 // connector refreshes the view every Discovery.Interval, at once after any
 // failure a call or connect met (kick), and then every fastRefresh for
-// fastWindow, so that a failover is seen within a fraction of a second of
-// the cluster deciding it. Nothing of it runs on a call's path: calls read
+// fastWindow (every leaderlessRefresh while Patroni names no leader), so
+// that a failover is seen within a fraction of a second of the cluster
+// deciding it; a session that then finds the new primary still promoting
+// waits for it on the spot (promotion.go). Nothing of it runs on a call's path: calls read
 // the host list, which discovery changes under the host set's lock.
 //
 // What discovery decides:
