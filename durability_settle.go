@@ -31,8 +31,29 @@ import (
 
 // durableLossSettles reports whether a failed durability wait after fn is
 // handed to the guard: a guarded COMMIT whose primary session died.
-func (v *handle) durableLossSettles(fn Fn) bool {
-	return fn == FnCommit && v.ph != nil && v.ph.bad.Load() && v.guardID != "" && v.c.guard != nil
+func (v *handle) durableLossSettles(ctx context.Context, fn Fn) bool {
+	return fn == FnCommit && v.guardID != "" && v.c.guard != nil && v.primaryGone(ctx)
+}
+
+// primaryGone reports whether the primary's session of a commit whose
+// durability wait failed is dead. PostgreSQL's wait runs on that session,
+// which is marked bad if it died; MariaDB's runs on a replica session and
+// times out whatever became of the primary, so the primary's session is
+// asked a SELECT 1, bounded by hasql.connect_timeout.
+func (v *handle) primaryGone(ctx context.Context) bool {
+	ph := v.ph
+	if ph == nil {
+		return false
+	}
+	if ph.bad.Load() || v.c.rw.repl.waitReplicated != "" {
+		return ph.bad.Load()
+	}
+	pctx, cancel := context.WithTimeout(ctx, v.c.cfg.backoff.ConnectTimeout)
+	defer cancel()
+	if _, err := queryOne(pctx, ph, "SELECT 1"); err != nil && v.c.dialect.connDead(err) {
+		ph.bad.Store(true)
+	}
+	return ph.bad.Load()
 }
 
 // settleLostDurable settles a guarded, replicated commit whose primary

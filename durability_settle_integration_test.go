@@ -90,3 +90,57 @@ func TestDurabilityLostPrimarySettledByGuard(t *testing.T) {
 		t.Fatalf("stats: %d resolved not committed, %d committed after loss; want 1 and 1", st.TxNotCommitted, st.TxCommittedAfterLoss)
 	}
 }
+
+// TestDurabilityLostPrimarySettledByGuardMariaDB: the same on MariaDB, whose wait runs on the
+// replica (MASTER_GTID_WAIT) and only times out when the primary dies: with the replica's SQL
+// thread stopped, a commit waits; the primary is killed and the replica promoted (replication
+// reset, read_only off); when the wait runs out, the primary's session is found dead and the guard
+// finds the commit absent on the new primary: ErrTxNotCommitted, and the row is indeed absent.
+func TestDurabilityLostPrimarySettledByGuardMariaDB(t *testing.T) {
+	r, name, dsn := startRWMaria(t)
+	db, c := foOpen(t, "mysql", dsn+"&hasql.durability=replicated&hasql.durability_wait=3s&hasql.txguard=on&hasql.outage_wait=60s&hasql.reconnect=50ms")
+	ctx := context.Background()
+	commit := func(v int) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			tx, err := db.BeginTx(ctx, nil)
+			if err == nil {
+				if _, err = tx.Exec("UPDATE kv SET v = ? WHERE k = 1", v); err == nil {
+					err = tx.Commit()
+				} else {
+					_ = tx.Rollback()
+				}
+			}
+			done <- err
+		}()
+		return done
+	}
+	// Replica applying: confirmed (and the guard's table is on the replica).
+	if err := <-commit(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Replica.Exec("STOP SLAVE SQL_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+	done := commit(2)
+	waitUntil(t, 30*time.Second, "commit 2 done on the primary", func() bool {
+		out, err := r.Primary.QueryIn(name, "SELECT v FROM kv WHERE k = 1")
+		return err == nil && out == "2"
+	})
+	if err := r.Primary.Kill9(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Replica.Exec("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF"); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	if !errors.Is(err, hasql.ErrTxNotCommitted) {
+		t.Fatalf("commit 2 (primary lost before the replica applied it): %v, want ErrTxNotCommitted", err)
+	}
+	if out, err := r.Replica.QueryIn(name, "SELECT v FROM kv WHERE k = 1"); err != nil || out != "1" {
+		t.Fatalf("the new primary: v = %q (%v), want 1 (commit 2 absent)", out, err)
+	}
+	if st := c.Stats(); st.TxNotCommitted != 1 {
+		t.Fatalf("stats: %d resolved not committed, want 1", st.TxNotCommitted)
+	}
+}

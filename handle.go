@@ -98,6 +98,10 @@ type handle struct {
 	// back to database/sql (IsValid), like recovery and the back-off.
 	rebind *selector
 	noGate bool // bind makes one attempt, not held by the outage gate (Reconnect)
+	// bookkeeping: hasql's own handle (the guard's resolution): its writes
+	// wait for no standby under durability=replicated and move no
+	// read-your-writes position (reads.go afterWrite).
+	bookkeeping bool
 
 	// resetting: bind runs for ResetSession, where a handle whose own
 	// parked session died while idle answers driver.ErrBadConn (and

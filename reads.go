@@ -504,7 +504,7 @@ func (v *handle) rebindReadTx(ctx context.Context) error {
 // write (and waits for a standby under durability=replicated).
 func (v *handle) afterWrite(fn Fn, ctx context.Context) error {
 	rw := v.c.rw
-	if v.routed || v.ph == nil {
+	if v.routed || v.ph == nil || v.bookkeeping {
 		return nil
 	}
 	switch fn {
@@ -538,7 +538,7 @@ func (v *handle) afterWrite(fn Fn, ctx context.Context) error {
 		if rw.route && rw.session {
 			rw.markUnknown()
 		}
-		if rw.durable && v.durableLossSettles(fn) {
+		if rw.durable && v.durableLossSettles(ctx, fn) {
 			return v.settleLostDurable(ctx, "", err) // durability_settle.go
 		}
 		if rw.durable {
@@ -553,7 +553,7 @@ func (v *handle) afterWrite(fn Fn, ctx context.Context) error {
 	rw.advance(pos)
 	if rw.durable {
 		err := v.c.awaitReplicated(ctx, v.ph, pos)
-		if err != nil && v.durableLossSettles(fn) {
+		if err != nil && v.durableLossSettles(ctx, fn) {
 			return v.settleLostDurable(ctx, pos, err) // durability_settle.go
 		}
 		return err
