@@ -533,7 +533,7 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Tar
 		return nil, err
 	}
 	if target != TargetAny {
-		ph.roleAt = time.Now().UnixNano()
+		ph.roleAt, ph.roleReport = time.Now().UnixNano(), c.dialect.roleReport(ph.inner)
 	}
 	if c.hosts.connected(h, time.Since(start), r) && c.everConnected.Load() {
 		c.events.emit(Event{Kind: HostUp, Host: ph.host})

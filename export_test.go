@@ -94,3 +94,10 @@ func PromotionTestWait(d time.Duration) (restore func()) {
 	old := promotionWait.Swap(int64(d))
 	return func() { promotionWait.Store(old) }
 }
+
+// RoleRecheckTestAfter sets how old a pooled session's role check may be before a checkout asks
+// again (role_recheck.go) and returns the function that restores the default.
+func RoleRecheckTestAfter(d time.Duration) (restore func()) {
+	old := roleRecheckAfter.Swap(int64(d))
+	return func() { roleRecheckAfter.Store(old) }
+}

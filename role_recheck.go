@@ -20,9 +20,12 @@ import (
 //   - at every checkout for failoverWindow after a failure the connector
 //     met (a lost session, a failed connect, an outage), since a promotion
 //     follows a primary's failure;
+//   - when the server reported a role change on the session since its
+//     last check, with no round trip (PostgreSQL 14+: in_hot_standby turns
+//     off in the answer to the first statement after a promotion);
 //   - otherwise when its last check is older than roleRecheckAfter (1 s),
 //     for a role changed with no failure seen (a standby promoted while its
-//     primary lives).
+//     primary lives) and no report heard.
 //
 // One round trip (the role query new sessions are asked); a session used
 // all the time pays it once a second. A session whose server answers
@@ -65,7 +68,8 @@ func (c *Connector) recheckRole(ctx context.Context, ph *session) error {
 		return nil
 	}
 	now := time.Now().UnixNano()
-	if now-ph.roleAt < roleRecheckAfter.Load() && now-c.lastFailure.Load() >= int64(failoverWindow) {
+	report := c.dialect.roleReport(ph.inner)
+	if report == ph.roleReport && now-ph.roleAt < roleRecheckAfter.Load() && now-c.lastFailure.Load() >= int64(failoverWindow) {
 		return nil
 	}
 	r, err := c.dialect.roleOf(ctx, ph)
@@ -73,7 +77,7 @@ func (c *Connector) recheckRole(ctx context.Context, ph *session) error {
 		return err
 	}
 	if r == roleUnknown || wants(target, r, true) {
-		ph.roleAt = now
+		ph.roleAt, ph.roleReport = now, report
 		return nil
 	}
 	c.hosts.setRole(ph.host, r)
