@@ -240,6 +240,9 @@ func (g *txGuard) resolve(sel selector, id string) (committed, ok bool) {
 	r := newHandle(c)
 	defer r.Close()
 	r.rebind = &sel
+	// Its tombstone needs no standby: it only has to be there before the
+	// lost COMMIT could land, on this server.
+	r.bookkeeping = true
 	args := []driver.NamedValue{{Ordinal: 1, Value: id}}
 	endQ, kill := g.d.guardEndOld()
 	stmts := g.d.guardResolve(g.table)
