@@ -69,6 +69,9 @@ type ledgerServer struct {
 	query  func(sql string) (string, error)
 	ph     func(i int) string // placeholder i (1-based)
 	modes  map[string]bool    // the modes to run; nil: all
+	// rawLoses: the raw driver's acknowledged commits may be lost (a crash failover to an
+	// asynchronous standby); its missing transfers are logged, not failed.
+	rawLoses bool
 }
 
 func (s *ledgerServer) sep() string {
@@ -228,6 +231,12 @@ func (r *ledgerRun) verify(t *testing.T, scen string, query func(string) (string
 	for req := range r.committed {
 		if !present[req] {
 			missing++
+			if r.hc == nil && r.srv.rawLoses {
+				if missing <= 3 {
+					t.Logf("%s/%s: transfer %s was told committed and is absent (asynchronous failover)", scen, r.mode, req)
+				}
+				continue
+			}
 			if missing <= 3 {
 				t.Errorf("%s/%s: transfer %s was told committed and is absent", scen, r.mode, req)
 			}

@@ -107,6 +107,13 @@ type driverDialect interface {
 	// when the dialect knows none.
 	roleQuery() string
 
+	// roleReport returns what the inner connection last heard the server
+	// report of its role on its own, with no round trip (PostgreSQL 14+:
+	// the in_hot_standby parameter, sent when a standby is promoted with
+	// the next statement's answer); "" when the driver hears nothing of
+	// the kind. A change of it makes the role worth asking again.
+	roleReport(inner driver.Conn) string
+
 	// remoteAddr returns the host:port a new inner connection reached, or
 	// "" when the driver does not say.
 	remoteAddr(inner driver.Conn) string
@@ -304,6 +311,10 @@ func (d dialect) withUser(dsn, user, password string) (string, error) {
 // roleQuery is the query roleOf asks a new session's server its role with,
 // or "" when the dialect knows none (see driverDialect.roleQuery).
 func (d dialect) roleQuery() string { return d.get().roleQuery() }
+
+// roleReport is the server's own report of its role on inner (see
+// driverDialect.roleReport).
+func (d dialect) roleReport(inner driver.Conn) string { return d.get().roleReport(inner) }
 
 // replication returns the dialect's replication queries, or nil.
 func (d dialect) replication() *replication { return d.get().replication() }

@@ -69,6 +69,9 @@ func (genericDialect) roleQuery() string { return "" }
 
 func (genericDialect) remoteAddr(driver.Conn) string { return "" }
 
+// roleReport: the driver hears no role report.
+func (genericDialect) roleReport(driver.Conn) string { return "" }
+
 func (genericDialect) traits(inner driver.Conn) sessionTraits {
 	var t sessionTraits
 	t.live, _ = inner.(driver.Validator)

@@ -145,6 +145,9 @@ func (mysqlDialect) roleQuery() string { return "select @@global.read_only" }
 
 func (mysqlDialect) remoteAddr(driver.Conn) string { return "" }
 
+// roleReport: the driver hears no role report.
+func (mysqlDialect) roleReport(driver.Conn) string { return "" }
+
 func (mysqlDialect) traits(inner driver.Conn) sessionTraits {
 	var t sessionTraits
 	t.live, _ = inner.(driver.Validator)

@@ -227,6 +227,15 @@ func (pgxDialect) roleQuery() string {
 	return "select pg_is_in_recovery() or current_setting('transaction_read_only') = 'on'"
 }
 
+// roleReport: in_hot_standby (PostgreSQL 14+), "on" on a standby, turned
+// "off" by the promotion in the answer to the next statement.
+func (pgxDialect) roleReport(inner driver.Conn) string {
+	if c, ok := inner.(*stdlib.Conn); ok {
+		return c.Conn().PgConn().ParameterStatus("in_hot_standby")
+	}
+	return ""
+}
+
 func (pgxDialect) remoteAddr(inner driver.Conn) string {
 	if c, ok := inner.(*stdlib.Conn); ok {
 		if nc := c.Conn().PgConn().Conn(); nc != nil && nc.RemoteAddr() != nil {

@@ -17,8 +17,10 @@ import (
 // HOSTS — and keep the host list in line with it. One goroutine per
 // connector refreshes the view every Discovery.Interval, at once after any
 // failure a call or connect met (kick), and then every fastRefresh for
-// fastWindow, so that a failover is seen within a fraction of a second of
-// the cluster deciding it. Nothing of it runs on a call's path: calls read
+// fastWindow (every leaderlessRefresh while Patroni names no leader), so
+// that a failover is seen within a fraction of a second of the cluster
+// deciding it; a session that then finds the new primary still promoting
+// waits for it on the spot (promotion.go). Nothing of it runs on a call's path: calls read
 // the host list, which discovery changes under the host set's lock.
 //
 // What discovery decides:
@@ -83,6 +85,7 @@ const (
 	defaultDiscoverInterval = 30 * time.Second
 	fastRefresh             = 100 * time.Millisecond // refresh period after a failure...
 	fastWindow              = 15 * time.Second       // ...for this long after the last one
+	leaderlessRefresh       = 20 * time.Millisecond  // ...or this, while Patroni names no usable leader
 	discoverTimeout         = 2 * time.Second        // bound on one source's answer
 )
 
@@ -173,9 +176,31 @@ func (c *Connector) discoverLoop(ctx context.Context, interval time.Duration) {
 		next := interval
 		if time.Now().Before(fastUntil) {
 			next = fastRefresh
+			if err == nil && c.disc.awaitsLeader(ms) {
+				next = leaderlessRefresh
+			}
 		}
 		t.Reset(next)
 	}
+}
+
+// awaitsLeader reports whether a fresh view is Patroni's and names no usable
+// leader: the old leader's key has expired (or it stopped) and Patroni is
+// electing and promoting another. Discovery then asks every
+// leaderlessRefresh rather than fastRefresh, so that the new leader is seen,
+// and the outage prober woken, within a few tens of milliseconds of Patroni
+// naming it. Only Patroni's source: one REST GET per ask, where the SQL
+// sources open a connection each time.
+func (d *discovery) awaitsLeader(ms []member) bool {
+	if d.http == nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.usable && m.role == rolePrimary {
+			return false
+		}
+	}
+	return true
 }
 
 // kickDiscovery asks for a refresh now (after a failure). Cheap, never

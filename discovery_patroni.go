@@ -16,9 +16,9 @@ import (
 // patroniSource reads Patroni's GET /cluster: every member with its role
 // ("leader" is the primary; "replica", "sync_standby", "standby_leader"...
 // are standbys) and state ("running" or "streaming" serve work; "stopped",
-// "starting", "crashed", "creating replica" do not). The REST API asked is
-// hasql.discover_url, else the members' own REST addresses from the last
-// answer, else port 8008 of each host in the list.
+// "starting", "crashed", "creating replica" do not). The REST APIs asked,
+// all at once (askPatroni), are hasql.discover_url, the members' own REST
+// addresses from the last answer and port 8008 of each host in the list.
 type patroniSource struct{}
 
 type patroniCluster struct {
@@ -46,29 +46,71 @@ func (patroniSource) fetch(ctx context.Context, c *Connector) ([]member, error) 
 	}
 	c.hosts.mu.Unlock()
 	seen := map[string]bool{}
-	var errs []error
+	uniq := urls[:0]
 	for _, u := range urls {
-		if seen[u] {
-			continue
-		}
-		seen[u] = true
-		ms, err := patroniMembers(ctx, c.disc.http, u)
-		if err == nil {
-			var apis []string
-			for _, m := range ms {
-				if m.api != "" {
-					apis = append(apis, m.api)
-				}
-			}
-			c.disc.apis = apis // only the discovery goroutine reads and writes it
-			return ms, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
+		if !seen[u] && len(uniq) < maxPatroniAsks {
+			seen[u] = true
+			uniq = append(uniq, u)
 		}
 	}
-	return nil, fmt.Errorf("hasql: Patroni discovery: no REST API answered: %w", errors.Join(errs...))
+	ms, err := askPatroni(ctx, c.disc.http, uniq)
+	if err != nil {
+		return nil, fmt.Errorf("hasql: Patroni discovery: no REST API answered: %w", err)
+	}
+	var apis []string
+	for _, m := range ms {
+		if m.api != "" {
+			apis = append(apis, m.api)
+		}
+	}
+	c.disc.apis = apis // only the discovery goroutine reads and writes it
+	return ms, nil
+}
+
+// maxPatroniAsks bounds how many REST APIs one refresh asks at once.
+const maxPatroniAsks = 8
+
+// askPatroni asks every REST API in urls at once, so that a member that
+// does not answer (a host that is down, whose packets vanish) costs no
+// time: the first answer naming a usable leader wins at once; else, once
+// all have answered or failed, the first answer in urls' order; the other
+// requests are then cancelled.
+func askPatroni(ctx context.Context, hc *http.Client, urls []string) ([]member, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		i   int
+		ms  []member
+		err error
+	}
+	answers := make(chan answer, len(urls))
+	for i, u := range urls {
+		go func() {
+			ms, err := patroniMembers(ctx, hc, u)
+			answers <- answer{i, ms, err}
+		}()
+	}
+	got := make([][]member, len(urls))
+	var errs []error
+	for range urls {
+		a := <-answers
+		if a.err != nil {
+			errs = append(errs, a.err)
+			continue
+		}
+		for _, m := range a.ms {
+			if m.usable && m.role == rolePrimary {
+				return a.ms, nil
+			}
+		}
+		got[a.i] = a.ms
+	}
+	for _, ms := range got {
+		if ms != nil {
+			return ms, nil
+		}
+	}
+	return nil, errors.Join(errs...)
 }
 
 // patroniMembers asks one REST API for the members.

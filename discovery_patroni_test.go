@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -199,7 +200,14 @@ func TestPatroniFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		reps, _ := pc.Replicas()
-		sdb, _ := clusterOpen(t, "pgx", patroniDSN(pc, db, reps[0], "&hasql.retry=idempotent"))
+		tl := &eventTimeline{}
+		// The default back-off (no hasql.reconnect): by the time Patroni promotes a replica, ttl
+		// (10 s) into the outage, the prober's timetable is at its 5 s maximum.
+		dsn := strings.Replace(patroniDSN(pc, db, reps[0], "&hasql.retry=idempotent"), "&hasql.reconnect=50ms", "", 1)
+		sdb, _ := clusterOpen(t, "pgx", dsn, hasql.WithEvents(tl.add))
+		// A raw persistent connection on each replica, polled for the end of its promotion
+		// (pg_is_in_recovery() turning false): a connection on a promoted replica survives it.
+		sqlPromoted := watchPromotion(t, pc, db, reps)
 		sdb.SetMaxOpenConns(8)
 		ctx := hasql.Idempotent(context.Background())
 		var oldHits, writes atomic.Int64
@@ -282,8 +290,10 @@ func TestPatroniFailover(t *testing.T) {
 		waitUntil(t, 30*time.Second, "a write on the new leader", func() bool { return firstWrite.Load() != 0 })
 		gap := time.Unix(0, firstWrite.Load()).Sub(promoted)
 		gaps = append(gaps, gap)
-		t.Logf("run %d: %s crashed; %s leader (REST) %v after the crash; first hasql write %v after the role change",
-			run, old.Name, newLeader, promoted.Sub(crash).Round(time.Millisecond), gap.Round(time.Millisecond))
+		promotedAt := sqlPromoted()
+		t.Logf("run %d: %s crashed; %s leader (REST) %v after the crash; promotion done (pg_is_in_recovery() = f) %v and first hasql write %v after the role change",
+			run, old.Name, newLeader, promoted.Sub(crash).Round(time.Millisecond), promotedAt.Sub(promoted).Round(time.Millisecond), gap.Round(time.Millisecond))
+		t.Logf("run %d: events, from the REST role change:\n%s", run, tl.since(promoted.Add(-2*time.Second)))
 		// The old leader rejoins as a replica while the load goes on.
 		if err := old.StartNode(); err != nil {
 			t.Fatal(err)
@@ -308,6 +318,79 @@ func TestPatroniFailover(t *testing.T) {
 	}
 	if len(gaps) > 0 {
 		t.Logf("REST role change → first successful hasql write: median %v over %d runs %v", median(gaps).Round(time.Millisecond), len(gaps), gaps)
+	}
+}
+
+// eventTimeline keeps a connector's HA events for a test's log.
+type eventTimeline struct {
+	mu sync.Mutex
+	ev []hasql.Event
+}
+
+func (tl *eventTimeline) add(e hasql.Event) {
+	tl.mu.Lock()
+	tl.ev = append(tl.ev, e)
+	tl.mu.Unlock()
+}
+
+// since lists the events from t on, with their times relative to t.
+func (tl *eventTimeline) since(t time.Time) string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	var b []byte
+	for _, e := range tl.ev {
+		if e.Time.Before(t) {
+			continue
+		}
+		b = fmt.Appendf(b, "  %+8v %v %s %d %v\n", e.Time.Sub(t).Round(time.Millisecond), e.Kind, e.Host, e.Sessions, e.Err)
+	}
+	return string(b)
+}
+
+// watchPromotion polls pg_is_in_recovery() every 2ms on a persistent raw connection to each
+// node until one answers false; the returned function waits for that and returns when it was
+// first seen.
+func watchPromotion(t *testing.T, pc *testserver.Patroni, db string, nodes []*testserver.PatroniNode) func() time.Time {
+	t.Helper()
+	done := make(chan time.Time, len(nodes))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, nd := range nodes {
+		raw, err := sql.Open("pgx", pc.DSN(db, nd))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw.SetMaxOpenConns(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer raw.Close()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
+				var rec bool
+				if err := raw.QueryRow("select pg_is_in_recovery()").Scan(&rec); err == nil && !rec {
+					done <- time.Now()
+					return
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	var at time.Time
+	return func() time.Time {
+		once.Do(func() {
+			select {
+			case at = <-done:
+			case <-time.After(30 * time.Second):
+			}
+			close(stop)
+			wg.Wait()
+		})
+		return at
 	}
 }
 

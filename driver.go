@@ -257,11 +257,15 @@ type Connector struct {
 	// Outcomes of transactions whose session died (Stats.TxCommittedAfterLoss,
 	// TxNotCommitted, TxUnknown).
 	txCommittedAfterLoss, txNotCommitted, txUnknown atomic.Int64
-	callbackPanics                                  atomic.Int64 // see userPanic
-	reg                                             registry
-	pool                                            *pool
-	guard                                           *txGuard // nil: hasql.txguard=off
-	err                                             error    // OpenDB with bad options: every Connect fails with it
+
+	// lastFailure is when the connector last met a failure (Unix nanos;
+	// role_recheck.go).
+	lastFailure    atomic.Int64
+	callbackPanics atomic.Int64 // see userPanic
+	reg            registry
+	pool           *pool
+	guard          *txGuard // nil: hasql.txguard=off
+	err            error    // OpenDB with bad options: every Connect fails with it
 
 	stmtHits, stmtMisses, stmtEvictions atomic.Int64
 
@@ -508,6 +512,11 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Tar
 			c.hostFailed(h, err)
 			return nil, err
 		}
+		// A promotion under way is waited for on this session; the wait
+		// is not the host's connect time.
+		waited := time.Now()
+		r = c.awaitPromotion(caller, h, ph, r, target, strict)
+		start = start.Add(time.Since(waited))
 		if !wants(target, r, strict) {
 			ph.inner.Close()
 			c.hosts.setRole(h.addr, r)
@@ -523,6 +532,9 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Tar
 		}
 		return nil, err
 	}
+	if target != TargetAny {
+		ph.roleAt, ph.roleReport = time.Now().UnixNano(), c.dialect.roleReport(ph.inner)
+	}
 	if c.hosts.connected(h, time.Since(start), r) && c.everConnected.Load() {
 		c.events.emit(Event{Kind: HostUp, Host: ph.host})
 	}
@@ -533,6 +545,7 @@ func (c *Connector) openOn(ctx context.Context, h *host, key poolKey, target Tar
 // hostFailed blacklists a host after a failed connect and reports it down.
 func (c *Connector) hostFailed(h *host, err error) {
 	c.kickDiscovery()
+	c.noteFailure()
 	if c.hosts.failed(h, err, time.Now()) {
 		c.events.emit(Event{Kind: HostDown, Host: h.addr, Err: err})
 		// A host found down by a connect or a health check: its idle

@@ -87,3 +87,17 @@ func ReplicaMembers(primary string, rows [][]string) []string {
 // TxGuardPurgeRound runs one round of the commit-outcome guard's janitor now
 // (it runs once a minute otherwise).
 func TxGuardPurgeRound(c *Connector) { c.guard.purgeRound() }
+
+// PromotionTestWait sets how long a session that found a promotion under way waits for it
+// (promotion.go) and returns the function that restores the default.
+func PromotionTestWait(d time.Duration) (restore func()) {
+	old := promotionWait.Swap(int64(d))
+	return func() { promotionWait.Store(old) }
+}
+
+// RoleRecheckTestAfter sets how old a pooled session's role check may be before a checkout asks
+// again (role_recheck.go) and returns the function that restores the default.
+func RoleRecheckTestAfter(d time.Duration) (restore func()) {
+	old := roleRecheckAfter.Swap(int64(d))
+	return func() { roleRecheckAfter.Store(old) }
+}

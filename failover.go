@@ -185,6 +185,7 @@ func (v *handle) runRecovery(ctx context.Context, rec Recovery, cause error) (er
 // up, read-only) purges the host's sessions without reporting it down.
 func (c *Connector) sessionLost(ph *session, cause error, wrongRole bool) {
 	c.kickDiscovery()
+	c.noteFailure()
 	news, wasUp := c.hosts.lostSession(ph.hostRef, ph.hostGen, cause, wrongRole)
 	if !news {
 		return

@@ -70,9 +70,6 @@ type handle struct {
 	// autoInline: the guard record id written in the statement of the
 	// query under way (guardInline), until wrapRows hands it to its rows.
 	autoInline string
-	// guardOwn: the handle does the guard's own work (resolution, the
-	// janitor), which txguard=all never wraps.
-	guardOwn bool
 
 	// lostTx is the loss that ended the open transaction before its COMMIT
 	// was sent (see handle.txLost); nil while the transaction is alive.
@@ -113,6 +110,11 @@ type handle struct {
 	// back to database/sql (IsValid), like recovery and the back-off.
 	rebind *selector
 	noGate bool // bind makes one attempt, not held by the outage gate (Reconnect)
+	// bookkeeping: hasql's own handle (the guard's resolution and
+	// janitor): its writes wait for no standby under
+	// durability=replicated, move no read-your-writes position (reads.go
+	// afterWrite), and are never wrapped by txguard=all (guardsAuto).
+	bookkeeping bool
 
 	// resetting: bind runs for ResetSession, where a handle whose own
 	// parked session died while idle answers driver.ErrBadConn (and
@@ -248,7 +250,7 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 	if failed != nil {
 		v.ph = nil
 		v.c.pool.terminate(failed)
-		if ctx.Err() != nil || !v.c.dialect.connDead(err) {
+		if ctx.Err() != nil || !v.c.dialect.connDead(err) && !errors.Is(err, errRoleChanged) {
 			return err
 		}
 		if v.resetting {
@@ -287,6 +289,9 @@ func (v *handle) bindPool(ctx context.Context, sel selector, verified bool, fail
 		// The session's state is unknown after a failed reset or session
 		// callback: it is not pooled again.
 		v.c.pool.terminate(co.ph)
+		if errors.Is(err, errRoleChanged) && ctx.Err() == nil && attempt < maxRebinds {
+			continue // another session, of the wanted role
+		}
 		if ctx.Err() != nil || co.opened || attempt >= maxRebinds || !v.c.dialect.connDead(err) {
 			return err
 		}
@@ -309,6 +314,11 @@ func (v *handle) prepare(ctx context.Context, co checkout, tag string) error {
 		ph.setStmtCacheSize(n)
 	}
 	err := v.reset(ctx, ph.used)
+	if err == nil && !co.opened {
+		// A pooled session's server may have changed role since
+		// (role_recheck.go).
+		err = v.c.recheckRole(ctx, ph)
+	}
 	// New to its user: opened for this checkout, or in the background
 	// (min, incr) and never handed out before.
 	if err == nil && v.c.cfg.sessionCB != nil && (co.opened || !ph.used || ph.tag != tag) {

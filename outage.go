@@ -103,6 +103,7 @@ func (o *outage) enter(err error) {
 	o.done = make(chan struct{})
 	o.lastErr = err
 	o.mu.Unlock()
+	o.c.noteFailure()
 	o.c.events.emit(Event{Kind: OutageBegin, Err: err})
 	o.c.hosts.bumpGen(nil)
 	p.purgeAll()

@@ -38,6 +38,13 @@ type session struct {
 	created  time.Time
 	retireAt int64 // created + jittered MaxLifetime, in Unix nanoseconds; 0: never
 
+	// roleAt is when the server's role was last checked (Unix nanos; 0:
+	// never) and roleReport what the server reported of its role then
+	// (dialect roleReport), written by the session's holder
+	// (role_recheck.go).
+	roleAt     int64
+	roleReport string
+
 	// owner is the id of the handle that bound the session last, written by
 	// that handle while it holds the session: only its Close closes the
 	// session through (pool.closeThrough). minKeep: hasql keeps the session

@@ -504,7 +504,7 @@ func (v *handle) rebindReadTx(ctx context.Context) error {
 // write (and waits for a standby under durability=replicated).
 func (v *handle) afterWrite(fn Fn, ctx context.Context) error {
 	rw := v.c.rw
-	if v.routed || v.ph == nil {
+	if v.routed || v.ph == nil || v.bookkeeping {
 		return nil
 	}
 	switch fn {
@@ -538,6 +538,9 @@ func (v *handle) afterWrite(fn Fn, ctx context.Context) error {
 		if rw.route && rw.session {
 			rw.markUnknown()
 		}
+		if rw.durable && v.durableLossSettles(ctx, fn) {
+			return v.settleLostDurable(ctx, "", err) // durability_settle.go
+		}
 		if rw.durable {
 			return newError(ErrTxResolutionUnknown, "the commit's replication position could not be read, so its replication is not confirmed", err)
 		}
@@ -549,7 +552,11 @@ func (v *handle) afterWrite(fn Fn, ctx context.Context) error {
 	v.ph.lastWritePos = pos
 	rw.advance(pos)
 	if rw.durable {
-		return v.c.awaitReplicated(ctx, v.ph, pos)
+		err := v.c.awaitReplicated(ctx, v.ph, pos)
+		if err != nil && v.durableLossSettles(ctx, fn) {
+			return v.settleLostDurable(ctx, pos, err) // durability_settle.go
+		}
+		return err
 	}
 	return nil
 }

@@ -257,7 +257,10 @@ func (g *txGuard) resolve(sel selector, id string) (committed, ok bool) {
 	defer cancel()
 	r := newHandle(c)
 	defer r.Close()
-	r.rebind, r.guardOwn = &sel, true
+	r.rebind = &sel
+	// Its tombstone needs no standby: it only has to be there before the
+	// lost COMMIT could land, on this server.
+	r.bookkeeping = true
 	args := []driver.NamedValue{{Ordinal: 1, Value: id}}
 	endQ, kill := g.d.guardEndOld()
 	stmts := g.d.guardResolve(g.table)
@@ -379,7 +382,7 @@ func (g *txGuard) purgeRound() {
 	defer cancel()
 	r := newHandle(c)
 	defer r.Close()
-	r.guardOwn = true
+	r.bookkeeping = true
 	args := []driver.NamedValue{{Ordinal: 1, Value: int64(keep / time.Second)}, {Ordinal: 2, Value: int64(guardPurgeBatch)}}
 	for i := 0; i < guardPurgeBatches && ctx.Err() == nil; i++ {
 		res, err := r.ExecContext(ctx, g.d.guardPurge(g.table), args)

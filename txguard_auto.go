@@ -53,7 +53,7 @@ type guardInliner interface {
 // Idempotent under hasql.retry=idempotent) nor the guard's own.
 func (v *handle) guardsAuto(fn Fn, ctx context.Context, query string) bool {
 	g := v.c.guard
-	if g == nil || v.c.cfg.txGuard.Mode != TxGuardAll || v.inTx || v.routed || v.guardOwn {
+	if g == nil || v.c.cfg.txGuard.Mode != TxGuardAll || v.inTx || v.routed || v.bookkeeping {
 		return false
 	}
 	if fn != FnExec && fn != FnQuery && fn != FnStmtExec && fn != FnStmtQuery {
