@@ -171,10 +171,8 @@ func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver
 		return v.inOwnTx(fn, ctx, query, args, s)
 	}
 	switch fn {
-	case FnExec, FnQuery:
-		r, rows, err = v.adhoc(fn, ctx, query, args)
-	case FnStmtExec, FnStmtQuery:
-		r, rows, err = v.runStmt(ctx, fn, &s.cs, s, args)
+	case FnExec, FnQuery, FnStmtExec, FnStmtQuery:
+		r, rows, err = v.runWork(fn, ctx, query, args, s)
 	case FnPing:
 		err = v.ph.ping(ctx)
 	case FnPrepare:
@@ -194,6 +192,17 @@ func (v *handle) perform(fn Fn, ctx context.Context, query string, args []driver
 		err = newError(ErrCallbackOutcome, fmt.Sprintf("%v is not a call of the pipeline", fn), nil)
 	}
 	return r, rows, err
+}
+
+// runWork runs the statement of an Exec or Query call (FnExec, FnQuery: the
+// ad-hoc query; FnStmtExec, FnStmtQuery: s) on the bound session, as it is:
+// the wrapping that perform may add (a guard, a pooler's transaction) is the
+// caller's.
+func (v *handle) runWork(fn Fn, ctx context.Context, query string, args []driver.NamedValue, s *stmt) (driver.Result, driver.Rows, error) {
+	if fn == FnExec || fn == FnQuery {
+		return v.adhoc(fn, ctx, query, args)
+	}
+	return v.runStmt(ctx, fn, &s.cs, s, args)
 }
 
 // runStmt runs a prepared statement of the bound session (the handle's own

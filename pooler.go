@@ -309,12 +309,7 @@ func (v *handle) inOwnTx(fn Fn, ctx context.Context, query string, args []driver
 	if err != nil {
 		return nil, nil, err
 	}
-	switch fn {
-	case FnExec, FnQuery:
-		r, rows, err = v.adhoc(fn, ctx, query, args)
-	default:
-		r, rows, err = v.runStmt(ctx, fn, &s.cs, s, args)
-	}
+	r, rows, err = v.runWork(fn, ctx, query, args, s)
 	if err != nil {
 		if rerr := itx.Rollback(); rerr != nil && !errors.Is(rerr, driver.ErrBadConn) {
 			v.ph.bad.Store(true)

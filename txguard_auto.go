@@ -205,12 +205,7 @@ func (v *handle) guardedAuto(fn Fn, ctx context.Context, query string, args []dr
 		v.autoUnsent = true
 		return nil, nil, err
 	}
-	switch fn {
-	case FnExec, FnQuery:
-		r, rows, err = v.adhoc(fn, ctx, query, args)
-	default:
-		r, rows, err = v.runStmt(ctx, fn, &s.cs, s, args)
-	}
+	r, rows, err = v.runWork(fn, ctx, query, args, s)
 	if err != nil {
 		v.autoUnsent = true // COMMIT was not sent: the server rolls back
 		if !v.c.dialect.connDead(err) {
