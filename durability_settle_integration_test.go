@@ -2,6 +2,7 @@ package hasql_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -21,22 +22,7 @@ import (
 func TestDurabilityLostPrimarySettledByGuard(t *testing.T) {
 	cl := startRWPG(t)
 	db, c := foOpen(t, "pgx", cl.dsn("&hasql.durability=replicated&hasql.durability_wait=60s&hasql.txguard=on&hasql.outage_wait=60s&hasql.reconnect=50ms"))
-	ctx := context.Background()
-	commit := func(v int) <-chan error {
-		done := make(chan error, 1)
-		go func() {
-			tx, err := db.BeginTx(ctx, nil)
-			if err == nil {
-				if _, err = tx.Exec("update kv set v = $1 where k = 1", v); err == nil {
-					err = tx.Commit()
-				} else {
-					_ = tx.Rollback()
-				}
-			}
-			done <- err
-		}()
-		return done
-	}
+	commit := commitInBackground(db, "update kv set v = $1 where k = 1")
 	// Replication flowing: confirmed (and the guard's table is on the standby).
 	if err := <-commit(1); err != nil {
 		t.Fatal(err)
@@ -99,22 +85,7 @@ func TestDurabilityLostPrimarySettledByGuard(t *testing.T) {
 func TestDurabilityLostPrimarySettledByGuardMariaDB(t *testing.T) {
 	r, name, dsn := startRWMaria(t)
 	db, c := foOpen(t, "mysql", dsn+"&hasql.durability=replicated&hasql.durability_wait=3s&hasql.txguard=on&hasql.outage_wait=60s&hasql.reconnect=50ms")
-	ctx := context.Background()
-	commit := func(v int) <-chan error {
-		done := make(chan error, 1)
-		go func() {
-			tx, err := db.BeginTx(ctx, nil)
-			if err == nil {
-				if _, err = tx.Exec("UPDATE kv SET v = ? WHERE k = 1", v); err == nil {
-					err = tx.Commit()
-				} else {
-					_ = tx.Rollback()
-				}
-			}
-			done <- err
-		}()
-		return done
-	}
+	commit := commitInBackground(db, "UPDATE kv SET v = ? WHERE k = 1")
 	// Replica applying: confirmed (and the guard's table is on the replica).
 	if err := <-commit(1); err != nil {
 		t.Fatal(err)
@@ -142,5 +113,25 @@ func TestDurabilityLostPrimarySettledByGuardMariaDB(t *testing.T) {
 	}
 	if st := c.Stats(); st.TxNotCommitted != 1 {
 		t.Fatalf("stats: %d resolved not committed, want 1", st.TxNotCommitted)
+	}
+}
+
+// commitInBackground returns a function that runs update (one argument, v) in a transaction and
+// commits it in another goroutine; the returned channel gets the first error, or nil.
+func commitInBackground(db *sql.DB, update string) func(v int) <-chan error {
+	return func(v int) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			tx, err := db.BeginTx(context.Background(), nil)
+			if err == nil {
+				if _, err = tx.Exec(update, v); err == nil {
+					err = tx.Commit()
+				} else {
+					_ = tx.Rollback()
+				}
+			}
+			done <- err
+		}()
+		return done
 	}
 }
