@@ -49,7 +49,9 @@ func NewMariaDBReplication(ctx context.Context) (*MariaDBReplication, error) {
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	s, err := NewMariaDB(ctx, MariaDBOptions{ServerArgs: append(replicationArgs(2), "--read-only=ON")})
+	// report-host: SHOW SLAVE HOSTS on the primary lists only replicas that
+	// report an address (hasql.discover=mysql-replicas reads it).
+	s, err := NewMariaDB(ctx, MariaDBOptions{ServerArgs: append(replicationArgs(2), "--read-only=ON", "--report-host=127.0.0.1")})
 	if err != nil {
 		p.destroy()
 		return nil, fmt.Errorf("replica: %w", err)
