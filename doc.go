@@ -318,6 +318,14 @@
 // wraps driver.ErrBadConn, so that database/sql does not run again work that
 // hasql has already run again or reported.
 //
+// With hasql.txguard=on ([WithTxGuard]) each write transaction also writes a
+// guard record, in the COMMIT's round trip on PostgreSQL; after a lost COMMIT
+// hasql asks a new session whether the record is there, so Commit returns
+// nil or ErrTxNotCommitted instead of ErrTxResolutionUnknown. With
+// hasql.txguard=all autocommit writes are guarded too: one found not applied
+// runs again like work never sent; one found applied returns a nil error and
+// a Result whose RowsAffected and LastInsertId return [ErrResultUnknown].
+//
 // With hasql.replay=on ([WithReplay]) such a loss before COMMIT is not
 // reported at all when it can be helped: hasql records each call of the
 // transaction with a digest of every result the application was given,
