@@ -30,10 +30,10 @@ type Galera struct {
 	Nodes     []*GaleraNode
 	StartTook time.Duration // from NewGalera's call to 3 nodes Synced
 
-	mariadbd, installDB, client string
-	uid, gid                    int
-	shared                      bool
-	mu                          sync.Mutex
+	mariaBins
+	uid, gid int
+	shared   bool
+	mu       sync.Mutex
 }
 
 // GaleraNode is one node: SQL on 127.0.0.1:Port.
@@ -96,13 +96,7 @@ func NewGalera(ctx context.Context) (*Galera, error) {
 	if _, err := findExec("rsync", "/usr/bin/rsync"); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoGalera, err)
 	}
-	if g.mariadbd, err = findMaria("mariadbd", "mysqld"); err != nil {
-		return nil, err
-	}
-	if g.installDB, err = findMaria("mariadb-install-db", "mysql_install_db"); err != nil {
-		return nil, err
-	}
-	if g.client, err = findMaria("mariadb", "mysql"); err != nil {
+	if g.mariaBins, err = findMariaBins(); err != nil {
 		return nil, err
 	}
 	if g.uid, g.gid, err = sysUser("mysql"); err != nil {

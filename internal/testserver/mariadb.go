@@ -47,12 +47,12 @@ type MariaDB struct {
 	Port int    // loopback TCP port (0 for an external server)
 	Dir  string // instance directory: data/, log, sock, mariadbd.pid ("" for an external server)
 
-	mariadbd, installDB, client string
-	opts                        MariaDBOptions
-	external                    string // DSN from HASQL_TEST_MYSQL_DSN; only DSN, Exec, Query and FreshDB work
-	shared                      bool
-	mu                          sync.Mutex
-	cmd                         *exec.Cmd // the running mariadbd, our child
+	mariaBins
+	opts     MariaDBOptions
+	external string // DSN from HASQL_TEST_MYSQL_DSN; only DSN, Exec, Query and FreshDB work
+	shared   bool
+	mu       sync.Mutex
+	cmd      *exec.Cmd // the running mariadbd, our child
 }
 
 func (m *MariaDB) dataDir() string { return filepath.Join(m.Dir, "data") }
@@ -92,6 +92,24 @@ func StartMariaDB(t testing.TB) *MariaDB {
 // mariaBinDirs is where the MariaDB binaries are looked for after PATH.
 var mariaBinDirs = []string{"/usr/sbin", "/usr/bin", "/usr/libexec", "/usr/scripts", "/usr/local/sbin", "/usr/local/bin"}
 
+// mariaBins are the MariaDB programs a server or a cluster of this package runs.
+type mariaBins struct {
+	mariadbd, installDB, client string
+}
+
+// findMariaBins looks up mariadbd, mariadb-install-db and the mariadb client (or their mysql
+// names).
+func findMariaBins() (b mariaBins, err error) {
+	if b.mariadbd, err = findMaria("mariadbd", "mysqld"); err != nil {
+		return b, err
+	}
+	if b.installDB, err = findMaria("mariadb-install-db", "mysql_install_db"); err != nil {
+		return b, err
+	}
+	b.client, err = findMaria("mariadb", "mysql")
+	return b, err
+}
+
 // findMaria finds the first of names on PATH, else in mariaBinDirs.
 func findMaria(names ...string) (string, error) {
 	for _, n := range names {
@@ -115,13 +133,7 @@ func NewMariaDB(ctx context.Context, opts MariaDBOptions) (*MariaDB, error) {
 		m.opts.MaxConnections = 300
 	}
 	var err error
-	if m.mariadbd, err = findMaria("mariadbd", "mysqld"); err != nil {
-		return nil, err
-	}
-	if m.installDB, err = findMaria("mariadb-install-db", "mysql_install_db"); err != nil {
-		return nil, err
-	}
-	if m.client, err = findMaria("mariadb", "mysql"); err != nil {
+	if m.mariaBins, err = findMariaBins(); err != nil {
 		return nil, err
 	}
 	if m.Dir, err = makeDir("maria", "mysql"); err != nil {
