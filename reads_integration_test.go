@@ -67,9 +67,15 @@ func (cl *rwPGCluster) dsn(extra string) string {
 	return cl.prim.DSN("test") + "&hasql.hosts=" + cl.P + "," + cl.S + "&hasql.target=primary" + extra
 }
 
-// rwLoop writes v=i and reads it back at once through db, n times, and
-// fails on the first stale read.
-func rwLoop(t *testing.T, db *sql.DB, start, n int, deadline time.Time) int {
+// The write of rwLoop on each server.
+const (
+	pgUpdateKV    = "update kv set v = $1 where k = 1"
+	mariaUpdateKV = "UPDATE kv SET v = ? WHERE k = 1"
+)
+
+// rwLoop writes v=i with update (one argument) and reads it back at once
+// through db, n times, and fails on the first stale read.
+func rwLoop(t *testing.T, db *sql.DB, update string, start, n int, deadline time.Time) int {
 	t.Helper()
 	ctx := context.Background()
 	ro := hasql.ReadOnly(ctx)
@@ -77,7 +83,7 @@ func rwLoop(t *testing.T, db *sql.DB, start, n int, deadline time.Time) int {
 		if time.Now().After(deadline) {
 			t.Fatalf("write/read loop: out of time after %d iterations", i-start)
 		}
-		if _, err := db.ExecContext(ctx, "update kv set v = $1 where k = 1", i); err != nil {
+		if _, err := db.ExecContext(ctx, update, i); err != nil {
 			t.Fatalf("iteration %d: write: %v", i, err)
 		}
 		var got int
@@ -103,7 +109,7 @@ func TestReadYourWritesOnStandbyPostgres(t *testing.T) {
 
 	// Replication keeping up: most reads on the standby.
 	s0 := c.Stats()
-	i = rwLoop(t, db, i, 8000, deadline)
+	i = rwLoop(t, db, pgUpdateKV, i, 8000, deadline)
 	sb, pr := share(s0)
 	t.Logf("replication keeping up: %d reads on the standby, %d on the primary (%.1f%% standby)", sb, pr, 100*float64(sb)/float64(sb+pr))
 	if sb+pr != 8000 || sb < 4000 {
@@ -114,7 +120,7 @@ func TestReadYourWritesOnStandbyPostgres(t *testing.T) {
 	// replication connection.
 	cl.proxy.SetLatency(3 * time.Millisecond)
 	s1 := c.Stats()
-	i = rwLoop(t, db, i, 1500, deadline)
+	i = rwLoop(t, db, pgUpdateKV, i, 1500, deadline)
 	sb, pr = share(s1)
 	t.Logf("replication slowed (3ms per packet): %d on the standby, %d on the primary", sb, pr)
 	cl.proxy.SetLatency(0)
@@ -125,7 +131,7 @@ func TestReadYourWritesOnStandbyPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2 := c.Stats()
-	i = rwLoop(t, db, i, 500, deadline)
+	i = rwLoop(t, db, pgUpdateKV, i, 500, deadline)
 	sb, pr = share(s2)
 	t.Logf("replay paused: %d on the standby, %d on the primary", sb, pr)
 	if sb != 0 {
@@ -328,34 +334,12 @@ func startRWMaria(t testing.TB) (r *testserver.MariaDBReplication, db, dsn strin
 	return r, db, r.AppDSN(r.Primary, db) + "?hasql.hosts=" + P + "," + S + "&hasql.target=primary"
 }
 
-func rwLoopMaria(t *testing.T, db *sql.DB, start, n int, deadline time.Time) int {
-	t.Helper()
-	ctx := context.Background()
-	ro := hasql.ReadOnly(ctx)
-	for i := start; i < start+n; i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("write/read loop: out of time after %d iterations", i-start)
-		}
-		if _, err := db.ExecContext(ctx, "UPDATE kv SET v = ? WHERE k = 1", i); err != nil {
-			t.Fatalf("iteration %d: write: %v", i, err)
-		}
-		var got int
-		if err := db.QueryRowContext(ro, "SELECT v FROM kv WHERE k = 1").Scan(&got); err != nil {
-			t.Fatalf("iteration %d: read: %v", i, err)
-		}
-		if got != i {
-			t.Fatalf("iteration %d: read %d: a stale read", i, got)
-		}
-	}
-	return start + n
-}
-
 func TestReadYourWritesOnReplicaMariaDB(t *testing.T) {
 	r, _, dsn := startRWMaria(t)
 	db, c := foOpen(t, "mysql", dsn+"&hasql.reads=prefer-standby&hasql.lag_wait=50ms&hasql.max_lag=1s")
 	deadline := time.Now().Add(3 * time.Minute)
 	s0 := c.Stats()
-	i := rwLoopMaria(t, db, 1, 2000, deadline)
+	i := rwLoop(t, db, mariaUpdateKV, 1, 2000, deadline)
 	s1 := c.Stats()
 	sb, pr := s1.StandbyReads-s0.StandbyReads, s1.PrimaryReads-s0.PrimaryReads
 	t.Logf("replica keeping up: %d reads on the replica, %d on the primary", sb, pr)
@@ -366,7 +350,7 @@ func TestReadYourWritesOnReplicaMariaDB(t *testing.T) {
 	if err := r.Replica.Exec("STOP SLAVE SQL_THREAD"); err != nil {
 		t.Fatal(err)
 	}
-	i = rwLoopMaria(t, db, i, 300, deadline)
+	i = rwLoop(t, db, mariaUpdateKV, i, 300, deadline)
 	s2 := c.Stats()
 	if n := s2.StandbyReads - s1.StandbyReads; n != 0 {
 		t.Fatalf("%d reads on the replica while it applied nothing", n)

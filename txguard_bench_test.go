@@ -68,6 +68,27 @@ func BenchmarkTxGuard(b *testing.B) {
 	}
 }
 
+// guardBenchServers are the servers of the paired guard benchmarks: a
+// one-row table bench_kv, the write that updates it, and the suffix that
+// makes the write return the value (none on MariaDB).
+var guardBenchServers = []guardBenchServer{
+	{"PG", "pgx", "UPDATE bench_kv SET v = $1 WHERE id = 1", " RETURNING v", "", func(b *testing.B) string { return sharedPG(b).FreshDB(b) }},
+	{"Maria", "mysql", "UPDATE bench_kv SET v = ? WHERE id = 1", "", " ENGINE=InnoDB", func(b *testing.B) string { return sharedMaria(b).FreshDB(b) + "?interpolateParams=true" }},
+}
+
+type guardBenchServer struct {
+	name, driver, update, returning, engine string
+	dsn                                     func(b *testing.B) string
+}
+
+// open makes bench_kv in a fresh database and returns the raw driver's
+// *sql.DB and hasql's with hasql.txguard=mode on it.
+func (srv guardBenchServer) open(b *testing.B, mode string) (raw, guarded *sql.DB) {
+	dsn := srv.dsn(b)
+	benchCreateTable(b, srv.driver, dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL)"+srv.engine)
+	return benchOpen(b, srv.driver, dsn), benchOpen(b, "hasql", srv.driver+":"+dsn+"&hasql.txguard="+mode)
+}
+
 // BenchmarkTxGuardPaired measures the same short write transaction through
 // the raw driver and through hasql with hasql.txguard=on, alternating one
 // with the other within each iteration, so that both meet the same load on
@@ -75,22 +96,9 @@ func BenchmarkTxGuard(b *testing.B) {
 // the ratio of the medians (guard/raw), which is the figure quoted in
 // docs/transactions.md.
 func BenchmarkTxGuardPaired(b *testing.B) {
-	for _, srv := range []struct {
-		name, driver, update string
-		dsn                  func(b *testing.B) string
-	}{
-		{"PG", "pgx", "UPDATE bench_kv SET v = $1 WHERE id = 1", func(b *testing.B) string { return sharedPG(b).FreshDB(b) }},
-		{"Maria", "mysql", "UPDATE bench_kv SET v = ? WHERE id = 1", func(b *testing.B) string { return sharedMaria(b).FreshDB(b) + "?interpolateParams=true" }},
-	} {
+	for _, srv := range guardBenchServers {
 		b.Run(srv.name, func(b *testing.B) {
-			dsn := srv.dsn(b)
-			engine := ""
-			if srv.driver == "mysql" {
-				engine = " ENGINE=InnoDB"
-			}
-			benchCreateTable(b, srv.driver, dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL)"+engine)
-			raw := benchOpen(b, srv.driver, dsn)
-			guarded := benchOpen(b, "hasql", srv.driver+":"+dsn+"&hasql.txguard=on")
+			raw, guarded := srv.open(b, "on")
 			ctx := context.Background()
 			tx := func(db *sql.DB, i int) time.Duration {
 				start := time.Now()
@@ -123,26 +131,13 @@ func BenchmarkTxGuardPaired(b *testing.B) {
 // in a CTE of the statement; MariaDB: BEGIN, the write, the record,
 // COMMIT), alternating within each iteration; medians and their ratio.
 func BenchmarkTxGuardAllPaired(b *testing.B) {
-	for _, srv := range []struct {
-		name, driver, update, returning string
-		dsn                             func(b *testing.B) string
-	}{
-		{"PG", "pgx", "UPDATE bench_kv SET v = $1 WHERE id = 1", " RETURNING v", func(b *testing.B) string { return sharedPG(b).FreshDB(b) }},
-		{"Maria", "mysql", "UPDATE bench_kv SET v = ? WHERE id = 1", "", func(b *testing.B) string { return sharedMaria(b).FreshDB(b) + "?interpolateParams=true" }},
-	} {
+	for _, srv := range guardBenchServers {
 		for _, kind := range []string{"exec", "query"} {
 			if kind == "query" && srv.returning == "" {
 				continue // MariaDB has no UPDATE ... RETURNING
 			}
 			b.Run(srv.name+"/"+kind, func(b *testing.B) {
-				dsn := srv.dsn(b)
-				engine := ""
-				if srv.driver == "mysql" {
-					engine = " ENGINE=InnoDB"
-				}
-				benchCreateTable(b, srv.driver, dsn, "CREATE TABLE bench_kv (id int PRIMARY KEY, v int NOT NULL)"+engine)
-				raw := benchOpen(b, srv.driver, dsn)
-				guarded := benchOpen(b, "hasql", srv.driver+":"+dsn+"&hasql.txguard=all")
+				raw, guarded := srv.open(b, "all")
 				ctx := context.Background()
 				write := func(db *sql.DB, i int) time.Duration {
 					start := time.Now()
