@@ -104,8 +104,10 @@ type Durability struct {
 	Mode DurabilityMode
 	// Wait bounds how long a commit waits for a standby under
 	// DurabilityReplicated; past it the commit (which did happen on the
-	// primary) returns an error wrapping ErrTxResolutionUnknown. 0 means
-	// the default, 5s.
+	// primary) returns an error wrapping ErrTxResolutionUnknown, unless
+	// hasql.txguard is on and the primary's session died: the guard then
+	// says whether the commit is on the primary reachable now (nil, or
+	// ErrTxNotCommitted). 0 means the default, 5s.
 	Wait time.Duration
 }
 
