@@ -228,17 +228,28 @@ func preparePgx(ctx context.Context, repo, dir string) (*suite, error) {
 			return nil
 		}
 		// PgBouncer 1.18 aborts now and then on a cancel request whose client went away (see
-		// testserver.PgBouncer.Running): start it again, and say so.
-		if restarted, err := bouncer.Restart(ctx); restarted {
-			fmt.Fprintf(os.Stderr, "peersuite: %s: PgBouncer had exited; started it again (%v). Its log:\n%s\n", c.name, err, bouncer.LogTail())
-			if err != nil {
-				return err
-			}
-		}
+		// testserver.PgBouncer.Running), also just after a restart or during the admin
+		// commands: start it again, say so, and try the reset again, a bounded number of times.
 		db := configDB(c.name)
-		_, err := bouncer.Admin("KILL " + db)
-		if err == nil || strings.Contains(err.Error(), "no such database") {
-			_, err = bouncer.Admin("RESUME " + db)
+		var err error
+		for attempt := 1; attempt <= 3; attempt++ {
+			if attempt > 1 {
+				time.Sleep(200 * time.Millisecond)
+			}
+			if restarted, rerr := bouncer.Restart(ctx); restarted {
+				fmt.Fprintf(os.Stderr, "peersuite: %s: PgBouncer had exited; started it again (%v). Its log:\n%s\n", c.name, rerr, bouncer.LogTail())
+				if rerr != nil {
+					err = rerr
+					continue
+				}
+			}
+			_, err = bouncer.Admin("KILL " + db)
+			if err == nil || strings.Contains(err.Error(), "no such database") {
+				_, err = bouncer.Admin("RESUME " + db)
+			}
+			if err == nil {
+				return nil
+			}
 		}
 		return err
 	}
